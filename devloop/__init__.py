@@ -1,0 +1,1 @@
+"""devloop: a hot-reload dev loop for Kubernetes."""
