@@ -1,0 +1,147 @@
+"""Wiring for one devloop run: Docker client, cluster deployer, pipeline, engine, log followers.
+
+Kept apart from the CLI so tests can run a whole `watch` in-process with their own streams, and
+apart from the engine so the engine stays free of Docker and Kubernetes construction details.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import docker
+import docker.errors
+
+from devloop import events as ev
+from devloop import exitcodes
+from devloop import pipeline as pl
+from devloop.build import Builder
+from devloop.config import Config
+from devloop.digest import DigestCache
+from devloop.engine import Engine
+from devloop.redact import Redactor
+
+_OUTCOME_EXIT = [  # worst first
+    (pl.CANCELLED, exitcodes.INTERRUPTED),
+    (pl.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
+    (pl.BUILD_FAILED, exitcodes.BUILD_FAILED),
+    (pl.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
+    (pl.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
+]
+
+
+def exit_code(outcomes: Iterable[str], interrupted: bool = False) -> int:
+    """The most severe outcome's exit code (see devloop.exitcodes)."""
+    seen = set(outcomes)
+    if interrupted:
+        return exitcodes.INTERRUPTED
+    for outcome, code in _OUTCOME_EXIT:
+        if outcome in seen:
+            return code
+    return exitcodes.OK
+
+
+class App:
+    """Builds the object graph for a command and runs it."""
+
+    def __init__(self, config: Config, bus: ev.EventBus, redactor: Redactor,
+                 context: str | None = None, deploy: bool = True,
+                 services: list[str] | None = None, cache: DigestCache | None = None) -> None:
+        self.config = config
+        self.bus = bus
+        self.redactor = redactor
+        self.context = context
+        self.deploy = deploy
+        self.services = services
+        self.cache = cache
+        self.engine: Engine | None = None
+        self.deployer: Any = None
+        self._interrupted = threading.Event()
+
+    # --- construction ----------------------------------------------------------------------------
+
+    def _docker(self, environment: dict[str, str] | None) -> docker.DockerClient | None:
+        try:
+            client = docker.from_env(environment=environment)
+            client.ping()
+            return client
+        except docker.errors.DockerException as exc:
+            where = (environment or {}).get("DOCKER_HOST") or "the default socket"
+            self.bus.publish(ev.ERROR, None, message=(
+                f"cannot reach the Docker Engine at {where}: {_short(exc)} (is Docker running? "
+                "check DOCKER_HOST and `docker info`)"))
+            return None
+
+    def _build_engine(self) -> Engine | int:
+        docker_env = None
+        if self.deploy:
+            from devloop.deploy import ClusterDeployer
+
+            try:
+                self.deployer = ClusterDeployer.create(self.config, self.bus, self.redactor,
+                                                       context=self.context)
+            except pl.DeployFailed as exc:
+                self.bus.publish(ev.ERROR, None, message=str(exc))
+                return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == pl.CLUSTER_UNREACHABLE
+                        else exitcodes.DEPLOY_FAILED)
+            docker_env = self.deployer.docker_environment()
+        client = self._docker(docker_env)
+        if client is None:
+            return exitcodes.BUILD_FAILED
+        builder = Builder(client, keep_images=self.config.keep_images)
+        pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root)
+        return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        if self.engine is not None:
+            self.engine.stop("interrupted")
+
+    def sync(self) -> int:
+        engine = self._build_engine()
+        if isinstance(engine, int):
+            return engine
+        self.engine = engine
+        results = engine.run_once()
+        if self.deployer is not None:
+            self.deployer.close()
+        code = exit_code((r.outcome for r in results.values()), self._interrupted.is_set())
+        self.bus.publish(ev.SYNC_FINISHED, None, exit_code=code,
+                         services={n: r.outcome for n, r in results.items()})
+        return code
+
+    def watch(self) -> int:
+        engine = self._build_engine()
+        if isinstance(engine, int):
+            return engine
+        self.engine = engine
+        if self._interrupted.is_set():
+            return exitcodes.INTERRUPTED
+        if self.deployer is not None:
+            self.deployer.start_logs(list(engine.states))
+        try:
+            reason = engine.run()
+        finally:
+            if self.deployer is not None:
+                self.deployer.close()
+        self.bus.publish(ev.SHUTDOWN, None, reason=reason)
+        return exitcodes.INTERRUPTED if reason == "interrupted" else exitcodes.OK
+
+    def status(self, out: TextIO, json_output: bool) -> int:
+        from devloop.status import collect_status, render_status
+
+        rows, code = collect_status(self)
+        if json_output:
+            out.write(json.dumps({"schema": "devloop.status/v1", "services": rows}) + "\n")
+        else:
+            out.write(render_status(rows))
+        return code
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

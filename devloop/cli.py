@@ -1,0 +1,132 @@
+"""Command line: `devloop watch`, `devloop sync`, `devloop status`.
+
+Wires the pieces together explicitly (config -> bus + renderers -> builder -> deployer ->
+engine); nothing here is global except the process's signal handlers and stdlib logging set-up,
+which belong to the entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from devloop import events as ev
+from devloop import exitcodes
+from devloop.config import CONFIG_NAME, ConfigError, load_config
+from devloop.digest import DigestCache, default_cache_path
+from devloop.redact import Redactor
+from devloop.render import ConsoleRenderer, JsonRenderer, route_stdlib_logging
+
+_EPILOG = """\
+exit codes of sync:
+""" + "\n".join(f"  {code:<4} {text}" for code, text in exitcodes.DESCRIPTIONS.items()) + """
+
+examples:
+  devloop watch                      rebuild and redeploy on every save, stream logs
+  devloop watch --service backend    only the backend
+  devloop sync && echo deployed      one shot for scripts and editor tasks
+  devloop watch --output json        JSON lines (schema devloop.event/v1) for other tools
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-f", "--config", type=Path, default=None, metavar="PATH",
+                        help=f"config file (default: ./{CONFIG_NAME}, searched upwards)")
+    common.add_argument("-s", "--service", action="append", default=[], metavar="NAME",
+                        help="limit to this service (repeatable)")
+    common.add_argument("-o", "--output", choices=("console", "json"), default="console",
+                        help="human lines (coloured on a terminal) or JSON lines")
+    common.add_argument("--context", default=None,
+                        help="kube context (default: devloop.yaml's context, else the current)")
+    common.add_argument("--no-deploy", action="store_true",
+                        help="build images only; do not touch the cluster")
+    common.add_argument("--quiet-build", action="store_true",
+                        help="hide docker build output (errors are still shown)")
+
+    parser = argparse.ArgumentParser(
+        prog="devloop",
+        description="Hot-reload dev loop for Kubernetes: on save, rebuild only the service "
+                    "whose inputs changed, patch its Deployment, wait for the rollout and "
+                    "stream its logs.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("watch", parents=[common], help="watch sources and reload continuously",
+                   description="Build and deploy what is out of date, then watch the sources: "
+                               "each save rebuilds only its service, patches its Deployment, "
+                               "waits for the rollout and streams logs. Ctrl-C stops devloop "
+                               "and leaves the workloads running.")
+    sub.add_parser("sync", parents=[common], help="build and deploy what is out of date, once",
+                   description="One shot: build and deploy whatever is out of date, wait for "
+                               "the rollouts, exit with a code that says what happened.",
+                   epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.add_parser("status", parents=[common], help="deployed digests, staleness and pods",
+                   description="For each service: the deployed digest, whether local sources "
+                               "differ, and the pods' state.")
+    return parser
+
+
+def find_config(start: Path) -> Path:
+    """./devloop.yaml or the nearest one in a parent directory (like git finds .git)."""
+    for directory in (start, *start.parents):
+        candidate = directory / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return start / CONFIG_NAME
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = stdout or sys.stdout
+    redactor = Redactor.from_env(os.environ)
+    json_output = args.output == "json"
+    route_stdlib_logging(sys.stderr, redactor, json_output)
+    bus = ev.EventBus()
+    if json_output:
+        bus.subscribe(JsonRenderer(out, redactor))
+    else:
+        bus.subscribe(ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build))
+
+    config_path = args.config or find_config(Path.cwd())
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        bus.publish(ev.CONFIG_INVALID, None, path=str(config_path),
+                    problems=[str(p) for p in exc.problems])
+        return exitcodes.CONFIG_ERROR
+    unknown = [s for s in args.service if s not in config.services]
+    if unknown:
+        bus.publish(ev.ERROR, None, message=f"{config_path}: unknown service "
+                    f"{', '.join(unknown)} (known: {', '.join(sorted(config.services))})")
+        return exitcodes.CONFIG_ERROR
+    bus.publish(ev.CONFIG_LOADED, None, path=str(config.path), services=sorted(config.services))
+    if config.chart is not None:
+        redactor.add_from_values(config.chart.set_values)
+
+    from devloop.app import App  # wiring of Docker and the cluster; imported late for --help
+
+    app = App(config, bus, redactor, context=args.context, deploy=not args.no_deploy,
+              services=args.service or None, cache=DigestCache(default_cache_path(config.path)))
+    if args.command == "status":
+        return app.status(out, json_output)
+    _install_signal_handlers(app)
+    if args.command == "sync":
+        return app.sync()
+    return app.watch()
+
+
+def _install_signal_handlers(app: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        app.interrupt()  # type: ignore[attr-defined]
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,404 @@
+"""Load and validate devloop.yaml.
+
+Every mistake is reported with file, line and key path, all at once, and a config that has any
+mistake is never used: the caller either gets a complete `Config` or a `ConfigError` listing every
+problem. Line numbers come from PyYAML's composed node tree, so they point at the offending key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_NAME = "devloop.yaml"
+DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
+_IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in the config file, printable as `file:line: key.path: message`."""
+
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file has at least one mistake; `problems` lists them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """One image built from a context and the Deployment container it feeds."""
+
+    name: str
+    context: Path
+    dockerfile: Path
+    image: str
+    deployment: str
+    container: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    watch: tuple[Path, ...] = ()
+    ignore: tuple[str, ...] = ()
+    path_map: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChartConfig:
+    """The Helm chart devloop installs when the cluster is missing objects."""
+
+    path: Path
+    release: str = "lumina"
+    values_files: tuple[Path, ...] = ()
+    set_values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete, validated devloop.yaml."""
+
+    path: Path
+    root: Path
+    namespace: str
+    services: dict[str, ServiceConfig]
+    context: str | None = None
+    kubeconfig: Path | None = None
+    quiet_period_ms: int = 100
+    quiet_period_cap_ms: int = 2000
+    keep_images: int = 3
+    rollout_timeout_s: float = 120.0
+    delivery: str = "auto"
+    default_repo: str | None = None
+    chart: ChartConfig | None = None
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+_TOP_KEYS = {
+    "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
+    "keep_images", "rollout_timeout_s", "delivery", "default_repo", "chart", "services",
+}
+_SERVICE_KEYS = {
+    "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
+    "ignore", "path_map",
+}
+_CHART_KEYS = {"path", "release", "values_files", "set"}
+
+
+class _Checker:
+    """Walks the composed YAML nodes, collecting problems instead of stopping at the first."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.root = path.parent
+        self.env = env
+        self.problems: list[Problem] = []
+        try:
+            self.display = str(path.relative_to(Path.cwd()))
+        except ValueError:
+            self.display = str(path)
+
+    def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 0
+        self.problems.append(Problem(self.display, line, key, message))
+
+    def mapping(self, node: yaml.Node, key: str, allowed: set[str]) -> dict[str, yaml.Node]:
+        """Return {key: value node} of a mapping, reporting unknown keys with a suggestion."""
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, key, f"must be a mapping, not {_kind(node)}")
+            return {}
+        out: dict[str, yaml.Node] = {}
+        for knode, vnode in node.value:
+            name = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode)
+            path = f"{key}.{name}" if key else name
+            if allowed and name not in allowed:
+                close = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.problem(knode, path, f"unknown key{hint}")
+                continue
+            if name in out:
+                self.problem(knode, path, "duplicate key")
+            out[name] = vnode
+        return out
+
+    def scalar(self, node: yaml.Node, key: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node, key, f"must be a single value, not {_kind(node)}")
+            return None
+        return yaml.safe_load(yaml.serialize(node))
+
+    def string(self, node: yaml.Node, key: str, pattern: re.Pattern[str] | None = None,
+               what: str = "") -> str | None:
+        value = self.scalar(node, key)
+        if value is None:
+            if isinstance(node, yaml.ScalarNode):
+                self.problem(node, key, "must not be empty")
+            return None
+        if not isinstance(value, str):
+            value = str(value)
+        if pattern is not None and not pattern.match(value):
+            self.problem(node, key, f"'{value}' is not a valid {what}")
+            return None
+        return value
+
+    def number(self, node: yaml.Node, key: str, minimum: float, maximum: float,
+               integer: bool = True) -> float | None:
+        value = self.scalar(node, key)
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type:
+            kind = "a whole number" if integer else "a number"
+            self.problem(node, key, f"must be {kind}, got {value!r}")
+            return None
+        if not minimum <= value <= maximum:
+            self.problem(node, key, f"must be between {minimum:g} and {maximum:g}, got {value}")
+            return None
+        return value
+
+    def string_list(self, node: yaml.Node, key: str) -> list[tuple[yaml.Node, str]]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, key, f"must be a list, not {_kind(node)}")
+            return []
+        out = []
+        for i, item in enumerate(node.value):
+            value = self.string(item, f"{key}[{i}]")
+            if value is not None:
+                out.append((item, value))
+        return out
+
+    def string_map(self, node: yaml.Node, key: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, vnode in self.mapping(node, key, set()).items():
+            value = self.scalar(vnode, f"{key}.{name}")
+            out[name] = "" if value is None else self.expand(str(value), vnode, f"{key}.{name}")
+        return out
+
+    def expand(self, value: str, node: yaml.Node, key: str) -> str:
+        """Expand ${VAR} and ${VAR:-default}; an unset variable without default is a mistake."""
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.problem(node, key, f"environment variable {name} is not set "
+                                    f"(write ${{{name}:-}} for an empty default)")
+            return ""
+
+        return _ENV_RE.sub(sub, value)
+
+    def existing_path(self, node: yaml.Node, key: str, base: Path, want_dir: bool) -> Path | None:
+        raw = self.string(node, key)
+        if raw is None:
+            return None
+        path = (base / raw).resolve()
+        shown = os.path.relpath(path, self.root)
+        if want_dir and not path.is_dir():
+            self.problem(node, key, f"{shown} is not a directory" if path.exists()
+                         else f"{shown} does not exist")
+            return None
+        if not want_dir and not path.is_file():
+            self.problem(node, key, f"{shown} does not exist")
+            return None
+        return path
+
+
+def _kind(node: yaml.Node) -> str:
+    return {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list"}.get(type(node), "a value")
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+    """Read `path` and return a complete Config, or raise ConfigError listing every mistake."""
+    path = path.resolve()
+    checker = _Checker(path, dict(os.environ) if env is None else env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(checker.display, 0, "", "file not found (create it, or pass "
+                                   "--config PATH)")]) from None
+    except OSError as exc:
+        problem = Problem(checker.display, 0, "", f"cannot read: {exc.strerror}")
+        raise ConfigError([problem]) from None
+    try:
+        root_node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(checker.display, line, "", f"invalid YAML: {reason}")]) from None
+    if root_node is None:
+        raise ConfigError([Problem(checker.display, 1, "", "file is empty")])
+    config = _build(checker, root_node)
+    if checker.problems or config is None:
+        raise ConfigError(checker.problems)
+    return config
+
+
+def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
+    top = c.mapping(root_node, "", _TOP_KEYS)
+    if "version" in top:
+        version = c.scalar(top["version"], "version")
+        if version != 1:
+            c.problem(top["version"], "version", f"unsupported version {version!r} (expected 1)")
+    namespace = "default"
+    if "namespace" in top:
+        namespace = c.string(top["namespace"], "namespace", _NAME_RE, "namespace name") or namespace
+    opts: dict[str, Any] = {}
+    numeric = {
+        "quiet_period_ms": (0, 10_000, True),
+        "quiet_period_cap_ms": (0, 60_000, True),
+        "keep_images": (1, 1000, True),
+        "rollout_timeout_s": (1, 3600, False),
+    }
+    for key, (lo, hi, integer) in numeric.items():
+        if key in top:
+            value = c.number(top[key], key, lo, hi, integer)
+            if value is not None:
+                opts[key] = value
+    if "context" in top:
+        opts["context"] = c.string(top["context"], "context")
+    if "kubeconfig" in top:
+        raw = c.string(top["kubeconfig"], "kubeconfig")
+        if raw:
+            opts["kubeconfig"] = (c.root / os.path.expanduser(raw)).resolve()
+    if "delivery" in top:
+        mode = c.string(top["delivery"], "delivery")
+        if mode is not None and mode not in DELIVERY_MODES:
+            c.problem(top["delivery"], "delivery",
+                      f"'{mode}' is not one of {', '.join(DELIVERY_MODES)}")
+        elif mode:
+            opts["delivery"] = mode
+    if "default_repo" in top:
+        opts["default_repo"] = c.string(top["default_repo"], "default_repo")
+    if "chart" in top:
+        opts["chart"] = _chart(c, top["chart"])
+    services: dict[str, ServiceConfig] = {}
+    if "services" not in top:
+        c.problem(root_node, "services", "is required (one entry per image to build)")
+    else:
+        nodes = c.mapping(top["services"], "services", set())
+        if not nodes and isinstance(top["services"], yaml.MappingNode):
+            c.problem(top["services"], "services", "must list at least one service")
+        for name, node in nodes.items():
+            if not _NAME_RE.match(name):
+                c.problem(node, f"services.{name}", "service names are lowercase letters, "
+                          "digits and '-'")
+                continue
+            svc = _service(c, name, node)
+            if svc is not None:
+                services[name] = svc
+        _check_unique(c, top["services"], services)
+    if c.problems:
+        return None
+    return Config(path=c.path, root=c.root, namespace=namespace, services=services, **opts)
+
+
+def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
+    key = f"services.{name}"
+    fields = c.mapping(node, key, _SERVICE_KEYS)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for required in ("context", "image"):
+        if required not in fields:
+            c.problem(node, f"{key}.{required}", "is required")
+    context = (c.existing_path(fields["context"], f"{key}.context", c.root, want_dir=True)
+               if "context" in fields else None)
+    dockerfile = None
+    if context is not None:
+        if "dockerfile" in fields:
+            dockerfile = c.existing_path(fields["dockerfile"], f"{key}.dockerfile", context,
+                                         want_dir=False)
+        elif (context / "Dockerfile").is_file():
+            dockerfile = context / "Dockerfile"
+        else:
+            c.problem(fields["context"], f"{key}.dockerfile",
+                      f"{os.path.relpath(context / 'Dockerfile', c.root)} does not exist "
+                      "(set dockerfile: to the right file)")
+    image = c.string(fields["image"], f"{key}.image", _IMAGE_RE, "image name (no tag: devloop "
+                     "tags images with their input digest)") if "image" in fields else None
+    deployment = name
+    if "deployment" in fields:
+        deployment = c.string(fields["deployment"], f"{key}.deployment", _NAME_RE,
+                              "Deployment name") or name
+    container = deployment
+    if "container" in fields:
+        container = c.string(fields["container"], f"{key}.container", _NAME_RE,
+                             "container name") or deployment
+    build_args = c.string_map(fields["build_args"], f"{key}.build_args") \
+        if "build_args" in fields else {}
+    target = c.string(fields["target"], f"{key}.target") if "target" in fields else None
+    watch: list[Path] = []
+    if "watch" in fields:
+        for item, raw in c.string_list(fields["watch"], f"{key}.watch"):
+            path = (c.root / raw).resolve()
+            if not path.exists():
+                c.problem(item, f"{key}.watch", f"{os.path.relpath(path, c.root)} does not exist")
+            else:
+                watch.append(path)
+    ignore = tuple(v for _, v in c.string_list(fields["ignore"], f"{key}.ignore")) \
+        if "ignore" in fields else ()
+    path_map: dict[str, Path] = {}
+    if "path_map" in fields:
+        for cpath, local in c.string_map(fields["path_map"], f"{key}.path_map").items():
+            path_map[cpath.rstrip("/") or "/"] = (c.root / local).resolve()
+    if None in (context, dockerfile, image):
+        return None
+    assert context is not None and dockerfile is not None and image is not None
+    return ServiceConfig(
+        name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
+        container=container, build_args=build_args, target=target, watch=tuple(watch),
+        ignore=ignore, path_map=path_map,
+    )
+
+
+def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
+    fields = c.mapping(node, "chart", _CHART_KEYS)
+    if "path" not in fields:
+        if isinstance(node, yaml.MappingNode):
+            c.problem(node, "chart.path", "is required")
+        return None
+    path = c.existing_path(fields["path"], "chart.path", c.root, want_dir=True)
+    release = "lumina"
+    if "release" in fields:
+        release = c.string(fields["release"], "chart.release", _NAME_RE, "release name") or release
+    values_files: list[Path] = []
+    if "values_files" in fields:
+        # Listed values files may be absent (secrets files are git-ignored); they are used when
+        # present, so a fresh clone works without them.
+        values_files = [(c.root / raw).resolve()
+                        for _, raw in c.string_list(fields["values_files"], "chart.values_files")]
+    set_values = c.string_map(fields["set"], "chart.set") if "set" in fields else {}
+    if path is None:
+        return None
+    return ChartConfig(path=path, release=release, values_files=tuple(values_files),
+                       set_values=set_values)
+
+
+def _check_unique(c: _Checker, node: yaml.Node, services: dict[str, ServiceConfig]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for svc in services.values():
+        key = (svc.deployment, svc.container)
+        if key in seen:
+            c.problem(node, f"services.{svc.name}.deployment",
+                      f"Deployment {svc.deployment} container {svc.container} is already fed by "
+                      f"service {seen[key]}")
+        seen[key] = svc.name

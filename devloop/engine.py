@@ -1,0 +1,377 @@
+"""The loop that owns devloop's state (Tilt's engine shape).
+
+File changes, finished reloads, config reloads and stop requests arrive on one queue. The loop
+alone reads and writes service state; it decides what to start and hands slow I/O (digest, build,
+deploy, config reading, watcher set-up) to worker threads, which answer on the same queue. So no
+lock guards the state, and the loop never blocks on I/O.
+
+Per service, changes are coalesced until `quiet_period_ms` has passed without a new change (or
+`quiet_period_cap_ms` since the first one); changes that arrive during a reload are kept and become
+exactly one follow-up reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devloop import events as ev
+from devloop.config import Config, ConfigError, ServiceConfig, load_config
+from devloop.digest import DigestCache, ServiceDigest
+from devloop.pipeline import (
+    BUILD_FAILED,
+    CANCELLED,
+    CLUSTER_UNREACHABLE,
+    OK,
+    ROLLOUT_FAILED,
+    UNCHANGED,
+    Pipeline,
+    PipelineResult,
+)
+from devloop.watch import TreeWatcher, WatchRoot
+
+# --- messages on the queue -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathsChanged:
+    paths: list[Path]
+    at: float
+
+
+@dataclass(frozen=True)
+class ReloadDone:
+    result: PipelineResult
+
+
+@dataclass(frozen=True)
+class ConfigReloaded:
+    config: Config | None
+    problems: list[str]
+    watcher: TreeWatcher | None = None
+    digests: dict[str, ServiceDigest] | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServiceState:
+    digest: ServiceDigest
+    known: str | None = None  # digest deployed (or built, without a cluster)
+    failed: str | None = None  # digest whose last reload failed deterministically
+    pending: dict[Path, None] = field(default_factory=dict)
+    full_scan: bool = True  # the next run must walk the whole tree
+    first_at: float | None = None
+    last_at: float | None = None
+    busy: bool = False
+    forced: bool = False
+    retries: int = 0
+    last: PipelineResult | None = None
+
+
+WatcherFactory = Callable[[Config, dict[str, ServiceDigest], Callable[[list[Path]], None],
+                           Callable[[str], None]], TreeWatcher]
+
+
+class Engine:
+    """Runs the dev loop for a Config. `run_once()` for `devloop sync`, `run()` for `watch`."""
+
+    def __init__(self, config: Config, bus: ev.EventBus, pipeline: Pipeline,
+                 services: Iterable[str] | None = None, cache: DigestCache | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.bus = bus
+        self.pipeline = pipeline
+        self.only = set(services) if services else None
+        self.cache = cache
+        self.clock = clock
+        self.queue: queue.Queue[object] = queue.Queue()
+        self.stop_event = threading.Event()
+        self.watcher: TreeWatcher | None = None
+        cached = cache.load() if cache else {}
+        self.states: dict[str, ServiceState] = {
+            name: ServiceState(ServiceDigest(svc, cached))
+            for name, svc in self._selected(config).items()}
+
+    def _selected(self, config: Config) -> dict[str, ServiceConfig]:
+        return {n: s for n, s in config.services.items() if self.only is None or n in self.only}
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def post(self, message: object) -> None:
+        """Thread-safe: hand a message to the loop."""
+        self.queue.put(message)
+
+    def stop(self, reason: str = "interrupted") -> None:
+        self.stop_event.set()
+        self.post(Stop(reason))
+
+    def run_once(self) -> dict[str, PipelineResult]:
+        """Bring every selected service up to date once, then return each one's result."""
+        for name in self.states:
+            self._start(name)
+        while any(s.busy for s in self.states.values()):
+            try:
+                msg = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if isinstance(msg, ReloadDone):
+                self._finish(msg.result)
+            elif isinstance(msg, Stop):
+                self.stop_event.set()
+                break
+        self._save_cache()
+        return {n: s.last for n, s in self.states.items() if s.last is not None}
+
+    def run(self, watcher_factory: WatcherFactory | None = None) -> str:
+        """Watch and reload until stopped; returns the stop reason."""
+        factory = watcher_factory or default_watcher
+        self.watcher = factory(self.config, self.digests(), self._on_paths, self._on_warning)
+        self.watcher.start()
+        self._announce_watch()
+        for name in self.states:
+            self._start(name)
+        reason = "stopped"
+        try:
+            while True:
+                timeout = self._next_timeout()
+                try:
+                    # wake at least twice a second so signals are handled promptly
+                    msg = self.queue.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
+                except queue.Empty:
+                    msg = None
+                if isinstance(msg, Stop):
+                    reason = msg.reason
+                    break
+                if isinstance(msg, PathsChanged):
+                    self._route(msg)
+                elif isinstance(msg, ReloadDone):
+                    self._finish(msg.result)
+                elif isinstance(msg, ConfigReloaded):
+                    self._apply_config(msg)
+                self._start_due()
+        finally:
+            self.stop_event.set()
+            if self.watcher is not None:
+                self.watcher.stop()
+            self._save_cache()
+        return reason
+
+    def digests(self) -> dict[str, ServiceDigest]:
+        return {n: s.digest for n, s in self.states.items()}
+
+    # --- loop internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _spawn(fn: Callable[[], object]) -> None:
+        """Run slow I/O on a daemon thread: Ctrl-C must never wait for a build to finish."""
+        threading.Thread(target=fn, name="devloop-worker", daemon=True).start()
+
+    def _on_paths(self, paths: list[Path]) -> None:
+        self.post(PathsChanged(paths, self.clock()))
+
+    def _on_warning(self, text: str) -> None:
+        self.bus.publish(ev.WARNING, None, message=text)
+
+    def _announce_watch(self) -> None:
+        assert self.watcher is not None
+        self.bus.publish(ev.WATCH_READY, None, directories=self.watcher.watch_count,
+                         mode=self.watcher.mode, services=sorted(self.states),
+                         quiet_period_ms=self.config.quiet_period_ms)
+
+    def _route(self, msg: PathsChanged) -> None:
+        config_path = self.config.path
+        if config_path in msg.paths:
+            self._spawn(self._reload_config)
+        for state in self.states.values():
+            owned = [p for p in msg.paths if p != config_path and state.digest.owns(p)]
+            if not owned:
+                continue
+            for p in owned:
+                state.pending[p] = None
+            if state.first_at is None:
+                state.first_at = msg.at
+            state.last_at = msg.at
+
+    def _deadline(self, state: ServiceState) -> float | None:
+        if state.first_at is None or state.last_at is None:
+            return None
+        quiet = self.config.quiet_period_ms / 1000
+        cap = max(self.config.quiet_period_cap_ms / 1000, quiet)
+        return min(state.last_at + quiet, state.first_at + cap)
+
+    def _next_timeout(self) -> float | None:
+        deadlines = [d for s in self.states.values() if not s.busy
+                     and (d := self._deadline(s)) is not None]
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - self.clock())
+
+    def _start_due(self) -> None:
+        now = self.clock()
+        for name, state in self.states.items():
+            deadline = self._deadline(state)
+            if not state.busy and deadline is not None and deadline <= now:
+                self._start(name)
+
+    def _start(self, name: str) -> None:
+        state = self.states[name]
+        changed = None if state.full_scan else list(state.pending)
+        state.pending = {}
+        state.first_at = state.last_at = None
+        state.busy = True
+        state.full_scan = False
+        forced, state.forced = state.forced, False
+        ask_cluster = state.last is None or state.last.outcome == CLUSTER_UNREACHABLE
+        known = state.known
+        if state.failed is not None and not forced:
+            known = state.failed  # same inputs as the last failure: wait for a real change
+
+        def work() -> None:
+            try:
+                result = self.pipeline.run(state.digest, changed, known, self.stop_event,
+                                           force=forced, ask_cluster=ask_cluster)
+            except Exception as exc:  # a bug must not kill the loop: report and carry on
+                self.bus.publish(ev.ERROR, name, message=f"{name}: internal error: {exc!r}")
+                result = PipelineResult(name, BUILD_FAILED, reason=repr(exc))
+            self.post(ReloadDone(result))
+
+        self._spawn(work)
+
+    def _finish(self, result: PipelineResult) -> None:
+        state = self.states.get(result.service)
+        if state is None:
+            return
+        state.busy = False
+        if result.outcome == UNCHANGED:
+            state.known = result.digest
+            if state.last is None or state.last.outcome == CLUSTER_UNREACHABLE:
+                state.last = result
+            return
+        state.last = result
+        if result.outcome == OK:
+            state.known, state.failed = result.digest, None
+        elif result.outcome in (BUILD_FAILED, ROLLOUT_FAILED):
+            state.failed = result.digest
+        elif result.outcome in (CLUSTER_UNREACHABLE, CANCELLED):
+            # not the inputs' fault: retry with back-off (watch mode), or on the next change
+            state.failed = None
+            if result.outcome == CLUSTER_UNREACHABLE and not self.stop_event.is_set():
+                state.retries += 1
+                delay = min(30.0, 2.0 ** state.retries)
+                retry_at = self.clock() + delay - self.config.quiet_period_ms / 1000
+                state.first_at = state.last_at = retry_at
+                state.full_scan = True
+            return
+        state.retries = 0
+
+    def _save_cache(self) -> None:
+        if self.cache is None:
+            return
+        snapshot: dict = {}
+        for state in self.states.values():
+            if not state.busy:
+                snapshot.update(state.digest.cache_snapshot())
+        with contextlib.suppress(OSError):  # a cache is an optimisation; never fail for it
+            self.cache.save(snapshot)
+
+    # --- config reload ---------------------------------------------------------------------------
+
+    def _reload_config(self) -> None:
+        """Worker: read devloop.yaml again; on success also prepare the new watcher."""
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as exc:
+            self.post(ConfigReloaded(None, [str(p) for p in exc.problems]))
+            return
+        digests = {n: ServiceDigest(s) for n, s in self._selected(config).items()}
+        for d in digests.values():
+            d.scan()
+        watcher = default_watcher(config, digests, self._on_paths, self._on_warning)
+        watcher.start()
+        self.post(ConfigReloaded(config, [], watcher, digests))
+
+    def _apply_config(self, msg: ConfigReloaded) -> None:
+        if msg.config is None:
+            self.bus.publish(ev.CONFIG_INVALID, None, path=str(self.config.path),
+                             problems=msg.problems)
+            return
+        old = self.config
+        self.config = msg.config
+        old_watcher, self.watcher = self.watcher, msg.watcher
+        if old_watcher is not None:
+            self._spawn(old_watcher.stop)
+        assert msg.digests is not None
+        for name, digest in msg.digests.items():
+            state = self.states.get(name)
+            if state is not None and old.services.get(name) == digest.service:
+                continue
+            if state is not None and state.busy:
+                state.digest = digest  # the running reload finishes with the old inputs
+                state.pending[self.config.path] = None
+                continue
+            self.states[name] = ServiceState(digest, known=state.known if state else None,
+                                             full_scan=False)
+            self.states[name].pending[self.config.path] = None
+            self.states[name].first_at = self.states[name].last_at = self.clock()
+        for name in list(self.states):
+            if name not in msg.digests and not self.states[name].busy:
+                del self.states[name]
+        self.bus.publish(ev.CONFIG_LOADED, None, path=str(self.config.path),
+                         services=sorted(self.states))
+        self._announce_watch()
+
+
+def watch_roots(config: Config, digests: dict[str, ServiceDigest]) -> list[WatchRoot]:
+    """What to watch: each service's context and extra paths (pruned by its ignore rules), the
+    directory of devloop.yaml (for that file only), and Dockerfiles outside their context."""
+    roots = [WatchRoot(config.path.parent, lambda rel: True, recursive=False,
+                       only=frozenset({config.path.name}))]
+    for d in digests.values():
+        roots.append(WatchRoot(d.service.context, d.context.rules.prunes_dir))
+        for target, tree in zip(d.service.watch, d.extra, strict=True):
+            if target.is_dir():
+                roots.append(WatchRoot(target, tree.rules.prunes_dir))
+            else:
+                roots.append(WatchRoot(target.parent, lambda rel: True, recursive=False,
+                                       only=frozenset({target.name})))
+        df = d.service.dockerfile
+        if d.context.relative(df) is None:
+            roots.append(WatchRoot(df.parent, lambda rel: True, recursive=False,
+                                   only=frozenset({df.name})))
+    return _merge_roots(roots)
+
+
+def _merge_roots(roots: list[WatchRoot]) -> list[WatchRoot]:
+    """Merge file-only roots on the same directory; keep recursive roots as they are."""
+    merged: dict[tuple[Path, bool], WatchRoot] = {}
+    out = []
+    for r in roots:
+        if r.only is None:
+            out.append(r)
+            continue
+        key = (r.path, r.recursive)
+        if key in merged:
+            prev = merged[key]
+            assert prev.only is not None
+            merged[key] = WatchRoot(r.path, prev.prunes, False, prev.only | r.only)
+        else:
+            merged[key] = r
+    return list(merged.values()) + out
+
+
+def default_watcher(config: Config, digests: dict[str, ServiceDigest],
+                    on_change: Callable[[list[Path]], None],
+                    on_warning: Callable[[str], None]) -> TreeWatcher:
+    return TreeWatcher(watch_roots(config, digests), on_change, on_warning)

@@ -1,0 +1,125 @@
+"""Events: what devloop tells the world, and the bus renderers subscribe to.
+
+Everything the user sees goes through here: the console renderer, the JSON-lines stream and the
+tests all read the same events. Workers publish from their threads; subscribers must be quick and
+thread-safe (the renderers take a lock around their single write).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "devloop.event/v1"
+
+# Event types (the JSON `type` field). Documented in the README; add, never rename.
+RELOAD_STARTED = "reload.started"
+RELOAD_FINISHED = "reload.finished"
+CHANGE_DETECTED = "change.detected"
+BUILD_STARTED = "build.started"
+BUILD_OUTPUT = "build.output"
+BUILD_FINISHED = "build.finished"
+BUILD_FAILED = "build.failed"
+BUILD_SKIPPED = "build.skipped"
+IMAGES_PRUNED = "images.pruned"
+DELIVER_FINISHED = "deliver.finished"
+DEPLOY_INSTALLED = "deploy.installed"
+DEPLOY_PATCHED = "deploy.patched"
+ROLLOUT_PROGRESS = "rollout.progress"
+ROLLOUT_READY = "rollout.ready"
+ROLLOUT_FAILED = "rollout.failed"
+POD_LOG = "log"
+PROBLEM = "problem"
+CONFIG_LOADED = "config.loaded"
+CONFIG_INVALID = "config.invalid"
+CLUSTER_CONNECTED = "cluster.connected"
+CLUSTER_UNREACHABLE = "cluster.unreachable"
+WATCH_READY = "watch.ready"
+WARNING = "warning"
+ERROR = "error"
+SHUTDOWN = "shutdown"
+SYNC_FINISHED = "sync.finished"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened. `data` holds the type-specific fields (all JSON-serialisable)."""
+
+    type: str
+    service: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "ts": round(self.ts, 6), "type": self.type,
+                "service": self.service, **self.data}
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out of events to subscribers, in publish order per thread."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Add a subscriber; returns a function that removes it."""
+        with self._lock:
+            self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if fn in self._subscribers:
+                    self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    def publish(self, type: str, service: str | None = None, **data: Any) -> Event:
+        event = Event(type=type, service=service, data=data)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for fn in subscribers:
+            fn(event)
+        return event
+
+
+class Recorder:
+    """A subscriber that keeps events in memory (bounded), for tests and `devloop status`."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.events: list[Event] = []
+        self._limit = limit
+        self._cond = threading.Condition()
+
+    def __call__(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            if len(self.events) > self._limit:
+                del self.events[: len(self.events) - self._limit]
+            self._cond.notify_all()
+
+    def of(self, type: str, service: str | None = None) -> list[Event]:
+        with self._cond:
+            return [e for e in self.events
+                    if e.type == type and (service is None or e.service == service)]
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event | None:
+        """Block until an event (already seen or new) satisfies `predicate`."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for e in self.events[seen:]:
+                    if predicate(e):
+                        return e
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)

@@ -1,0 +1,153 @@
+"""Patch one container's image in one Deployment, and read back what is deployed.
+
+The patch is a strategic merge patch, in which containers merge by name: a name that does not
+exist would silently ADD a container. So the container is verified first, and the patch carries
+the resourceVersion it was verified against (optimistic concurrency: the server refuses it if the
+Deployment changed in between). The input digest is recorded as an annotation on the Deployment
+and on its pod template, so `sync` learns what is deployed from the cluster, not from local files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from devloop.cluster import ClusterUnreachable
+from devloop.errors_k8s import api_message, is_connection_error, one_line
+
+DIGEST_ANNOTATION = "devloop.dev/digest"
+_TIMEOUT = (5, 30)
+
+
+class PatchError(Exception):
+    """One line naming the Deployment (namespace/name) and what is wrong with it."""
+
+
+@dataclass
+class Deployed:
+    image: str | None
+    digest: str | None
+    generation: int
+
+
+def _read(apps: k8s.AppsV1Api, namespace: str, deployment: str) -> k8s.V1Deployment:
+    try:
+        return apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise PatchError(f"deployment {namespace}/{deployment} not found: install the chart"
+                             " first (devloop does it when the Deployment is missing)") from exc
+        raise _api_error(apps, exc, f"cannot read deployment {namespace}/{deployment}") from exc
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _api_error(apps, exc, "") from exc
+        raise
+
+
+def _api_error(api: Any, exc: BaseException, what: str) -> Exception:
+    """ClusterUnreachable for connection/auth failures, PatchError for refusals."""
+    if isinstance(exc, ApiException) and exc.status not in (0, None, 401, 403):
+        return PatchError(one_line(f"{what}: {api_message(exc)}"))
+    return ClusterUnreachable.from_error(exc, str(api.api_client.configuration.host))
+
+
+def _container(dep: k8s.V1Deployment, namespace: str, deployment: str, container: str
+               ) -> k8s.V1Container:
+    containers = dep.spec.template.spec.containers or []
+    for item in containers:
+        if item.name == container:
+            return item
+    names = ", ".join(c.name for c in containers) or "none"
+    raise PatchError(f"deployment {namespace}/{deployment} has no container '{container}'"
+                     f" (containers: {names}); fix the container name in devloop.yaml")
+
+
+def read_deployed(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str
+                  ) -> Deployed:
+    """The image of `container` and the digest devloop recorded (None if never patched)."""
+    dep = _read(apps, namespace, deployment)
+    image = _container(dep, namespace, deployment, container).image
+    annotations = dep.metadata.annotations or {}
+    return Deployed(image=image, digest=annotations.get(DIGEST_ANNOTATION),
+                    generation=int(dep.metadata.generation or 0))
+
+
+def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str,
+                image: str, digest: str) -> int:
+    """Set only `container`'s image and the digest annotations; return the new generation.
+
+    Volumes, other containers, env and replicas are not in the patch, so they cannot change.
+    A concurrent change of the Deployment (409) is retried once against the fresh object.
+    """
+    for attempt in (1, 2):
+        dep = _read(apps, namespace, deployment)
+        before = len(dep.spec.template.spec.containers or [])
+        _container(dep, namespace, deployment, container)
+        body = {
+            "metadata": {"resourceVersion": dep.metadata.resource_version,
+                         "annotations": {DIGEST_ANNOTATION: digest}},
+            "spec": {"template": {
+                "metadata": {"annotations": {DIGEST_ANNOTATION: digest}},
+                "spec": {"containers": [{"name": container, "image": image}]},
+            }},
+        }
+        try:
+            patched = apps.patch_namespaced_deployment(deployment, namespace, body,
+                                                       _request_timeout=_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 409 and attempt == 1:
+                continue
+            raise _api_error(apps, exc, f"cannot patch deployment {namespace}/{deployment}"
+                             ) from exc
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise _api_error(apps, exc, "") from exc
+            raise
+        after = patched.spec.template.spec.containers or []
+        if len(after) != before or not any(c.name == container and c.image == image
+                                           for c in after):
+            raise PatchError(f"deployment {namespace}/{deployment}: the API server did not apply"
+                             f" image {image} to container '{container}' as expected")
+        return int(patched.metadata.generation or 0)
+    raise PatchError(f"deployment {namespace}/{deployment} kept changing while patching")
+
+
+def _max_surge_is_zero(dep: k8s.V1Deployment) -> bool:
+    rolling = dep.spec.strategy.rolling_update if dep.spec.strategy else None
+    surge = rolling.max_surge if rolling else None
+    return surge is not None and str(surge).strip() in ("0", "0%")
+
+
+def warn_rwo_rolling(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str,
+                     deployment: str) -> str | None:
+    """Warning text when a RollingUpdate Deployment mounts a ReadWriteOnce claim.
+
+    A rolling update starts the new pod before the old one stops: two SQLite writers on one
+    volume, or a new pod stuck on a multi-attach error on real nodes. Recreate avoids both.
+    """
+    dep = _read(apps, namespace, deployment)
+    strategy = (dep.spec.strategy.type if dep.spec.strategy else None) or "RollingUpdate"
+    if strategy != "RollingUpdate" or _max_surge_is_zero(dep):
+        return None
+    for volume in dep.spec.template.spec.volumes or []:
+        claim = volume.persistent_volume_claim
+        if claim is None:
+            continue
+        try:
+            pvc = core.read_namespaced_persistent_volume_claim(claim.claim_name, namespace,
+                                                               _request_timeout=_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise _api_error(core, exc, f"cannot read PVC {namespace}/{claim.claim_name}"
+                             ) from exc
+        modes = set(pvc.spec.access_modes or [])
+        if modes & {"ReadWriteOnce", "ReadWriteOncePod"}:
+            return (f"deployment {namespace}/{deployment} uses RollingUpdate but mounts"
+                    f" ReadWriteOnce claim {claim.claim_name}: during a rollout two pods share it"
+                    " (two SQLite writers, or a pod stuck on multi-attach); set"
+                    " spec.strategy.type: Recreate")
+    return None

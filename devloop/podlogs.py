@@ -1,0 +1,507 @@
+"""Follow the logs of every pod of one Deployment, across rollouts and dropped connections.
+
+Pods are found with a label-selector watch (re-listed after 410 Gone or any error), so a new
+pod is followed as soon as a container has started and an old one until its container ends.
+There is one stream per (pod UID, container). Streams ask for timestamps: when one drops it is
+resumed with sinceTime = the last timestamp seen, and the lines at that boundary are skipped by
+(timestamp, text), so nothing is lost or printed twice. Only the lines sharing the latest
+timestamp are remembered, and lines are passed on as they arrive, so memory stays bounded.
+
+Stopping shuts down the sockets of the open streams (urllib3's HTTPResponse.shutdown), which
+wakes every blocked reader at once; daemon threads alone would leave connections hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
+
+MAX_LINE_BYTES = 64 * 1024
+Timestamp = tuple[int, int]  # (unix seconds, nanoseconds)
+
+
+def parse_timestamp(text: str) -> Timestamp | None:
+    """RFC3339 / RFC3339Nano (as the kubelet prefixes lines) to a comparable tuple."""
+    try:
+        if "." in text:
+            base, rest = text.split(".", 1)
+            digits = ""
+            for ch in rest:
+                if not ch.isdigit():
+                    break
+                digits += ch
+            zone = rest[len(digits):]
+            nanos = int((digits + "000000000")[:9])
+        else:
+            base, nanos = text[:19], 0
+            zone = text[19:]
+        when = datetime.fromisoformat(base + (zone or "Z"))
+    except ValueError:
+        return None
+    return int(when.timestamp()), nanos
+
+
+def iter_lines(resp: Any, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Lines from a streaming response as soon as they arrive (read1 returns what is there).
+
+    A line longer than max_line is cut into pieces so one runaway writer cannot grow memory.
+    """
+    buffer = bytearray()
+    while True:
+        chunk = resp.read1(65536)
+        if not chunk:
+            break
+        buffer.extend(chunk)
+        while True:
+            cut = buffer.find(b"\n")
+            if cut == -1:
+                if len(buffer) >= max_line:
+                    yield buffer[:max_line].decode("utf-8", errors="replace")
+                    del buffer[:max_line]
+                    continue
+                break
+            yield buffer[:cut].decode("utf-8", errors="replace").rstrip("\r")
+            del buffer[: cut + 1]
+    if buffer:
+        yield buffer.decode("utf-8", errors="replace")
+
+
+def selector_query(selector: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == container:
+            return status
+    return None
+
+
+def _has_started(pod: dict[str, Any], container: str) -> bool:
+    status = _container_status(pod, container)
+    if status is None:
+        return False
+    state = status.get("state") or {}
+    return bool(state.get("running") or state.get("terminated")
+                or (status.get("lastState") or {}).get("terminated"))
+
+
+def _is_running(pod: dict[str, Any], container: str) -> bool:
+    status = _container_status(pod, container)
+    return bool(status and (status.get("state") or {}).get("running"))
+
+
+def _is_final(pod: dict[str, Any]) -> bool:
+    """No new container instance will start in this pod."""
+    phase = (pod.get("status") or {}).get("phase")
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) or phase in (
+        "Succeeded", "Failed")
+
+
+class _Stream:
+    """Dedupe state of one (pod, container) log across reconnects."""
+
+    def __init__(self) -> None:
+        self.last_ts: Timestamp | None = None
+        self.last_ts_text: str | None = None
+        self.at_last: Counter[str] = Counter()  # texts already passed on at last_ts
+
+    def accept(self, raw: str, replay: Counter[str]) -> str | None:
+        """The line's text if it is new; None for a line already passed on before a resume."""
+        stamp, _, text = raw.partition(" ")
+        ts = parse_timestamp(stamp)
+        if ts is None:  # no timestamp: cannot be deduplicated, pass it on
+            return raw
+        if self.last_ts is not None and ts < self.last_ts:
+            return None
+        if ts == self.last_ts:
+            if replay[text] > 0:
+                replay[text] -= 1
+                return None
+            self.at_last[text] += 1
+            return text
+        self.last_ts, self.last_ts_text = ts, stamp
+        self.at_last = Counter({text: 1})
+        replay.clear()
+        return text
+
+
+class LogFollower:
+    """Follows every pod matching `selector`; calls on_line(service, pod, container, line).
+
+    on_error gets one-line, human-readable problems (a failing watch, a stream that cannot be
+    opened); the follower keeps retrying by itself until stop().
+    """
+
+    def __init__(self, api_client_factory: Callable[[], k8s.ApiClient], namespace: str,
+                 service: str, selector: dict[str, str],
+                 on_line: Callable[[str, str, str, str], None],
+                 on_error: Callable[[str], None], *, existing_tail: int | None = None,
+                 watch_timeout_s: int = 55, read_timeout_s: float = 120) -> None:
+        """existing_tail: how many earlier lines to show of pods already running at start()
+        (None: all). Pods that appear later are always followed from their first line."""
+        self._factory = api_client_factory
+        self._namespace = namespace
+        self._service = service
+        self._selector = selector_query(selector)
+        self._on_line = on_line
+        self._on_error = on_error
+        self._existing_tail = existing_tail
+        self._watch_timeout = watch_timeout_s
+        self._read_timeout = read_timeout_s
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._pods: dict[str, dict[str, Any]] = {}  # uid -> latest pod seen by the watch
+        self._workers: dict[tuple[str, str], threading.Thread] = {}
+        self._finished: set[tuple[str, str]] = set()
+        self._responses: set[Any] = set()
+        self._clients: set[k8s.ApiClient] = set()
+        self._watcher: threading.Thread | None = None
+        self._initial_uids: set[str] | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._watcher is not None:
+            raise RuntimeError("LogFollower already started")
+        self._watcher = threading.Thread(target=self._guard, args=(self._watch_pods,),
+                                         name=f"logs-watch:{self._service}", daemon=True)
+        self._watcher.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Close every stream and join the threads; returns within about `timeout` seconds."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+            responses = list(self._responses)
+        for resp in responses:
+            self._shutdown(resp)
+        deadline = time.monotonic() + timeout
+        threads = [self._watcher] if self._watcher else []
+        with self._cond:
+            threads += list(self._workers.values())
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            clients = list(self._clients)
+            self._clients.clear()
+        for api_client in clients:
+            self._close_client(api_client)
+
+    @property
+    def followed(self) -> list[tuple[str, str]]:
+        """(pod name, container) of the streams open right now (for status displays)."""
+        with self._cond:
+            keys = list(self._workers)
+            pods = dict(self._pods)
+        return [((pods.get(uid) or {}).get("metadata", {}).get("name", uid), c) for uid, c in keys]
+
+    # helpers -----------------------------------------------------------------------------------
+    def _guard(self, target: Callable[..., None], *args: Any) -> None:
+        try:
+            target(*args)
+        except Exception as exc:  # a bug here must not vanish with its thread
+            if not self._stop.is_set():
+                self._on_error(one_line(f"logs for {self._service}: stopped following"
+                                        f" ({type(exc).__name__}: {exc})"))
+
+    def _new_client(self) -> k8s.ApiClient:
+        api_client = self._factory()
+        with self._cond:
+            self._clients.add(api_client)
+        return api_client
+
+    def _release_client(self, api_client: k8s.ApiClient) -> None:
+        with self._cond:
+            self._clients.discard(api_client)
+        self._close_client(api_client)
+
+    @staticmethod
+    def _close_client(api_client: k8s.ApiClient) -> None:
+        with contextlib.suppress(Exception):
+            api_client.rest_client.pool_manager.clear()
+            api_client.close()
+
+    @staticmethod
+    def _shutdown(resp: Any) -> None:
+        with contextlib.suppress(Exception):
+            resp.shutdown()
+
+    def _open(self, resp: Any) -> bool:
+        """Register a response so stop() can shut it down; False if stop() already ran."""
+        with self._cond:
+            if self._stop.is_set():
+                stopped = True
+            else:
+                self._responses.add(resp)
+                stopped = False
+        if stopped:
+            self._shutdown(resp)
+            with contextlib.suppress(Exception):
+                resp.close()
+        return not stopped
+
+    def _close(self, resp: Any) -> None:
+        with self._cond:
+            self._responses.discard(resp)
+        with contextlib.suppress(Exception):
+            resp.close()
+            resp.release_conn()
+
+    # the pod watch -----------------------------------------------------------------------------
+    def _watch_pods(self) -> None:
+        api_client = self._new_client()
+        core = k8s.CoreV1Api(api_client)
+        version: str | None = None
+        backoff = 0.5
+        failing = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    if version is None:
+                        version = self._relist(core)
+                    began = time.monotonic()
+                    version, events = self._watch_once(core, version)
+                    backoff, failing = 0.5, False
+                    if not events and time.monotonic() - began < 1 and self._stop.wait(1.0):
+                        break  # a server that ends watches at once must not make us spin
+                except ApiException as exc:
+                    version = None
+                    if exc.status == 410:
+                        continue
+                    if not failing:
+                        self._on_error(one_line(f"logs for {self._service}: cannot watch pods:"
+                                                f" {api_message(exc)}; retrying"))
+                    failing = True
+                except Exception as exc:
+                    if self._stop.is_set():
+                        break
+                    if not is_connection_error(exc) and not isinstance(exc, ValueError):
+                        raise  # ValueError: a garbled event; re-list like after a drop
+                    version = None
+                    if not failing:
+                        self._on_error(f"logs for {self._service}: lost the pod watch"
+                                       f" ({connection_detail(exc)}); retrying")
+                    failing = True
+                if failing and self._stop.wait(backoff):
+                    break
+                if failing:
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            self._release_client(api_client)
+
+    def _relist(self, core: k8s.CoreV1Api) -> str:
+        resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
+                                        _preload_content=False, _request_timeout=(5, 30))
+        try:
+            listing = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        items = listing.get("items") or []
+        present = {p["metadata"]["uid"] for p in items}
+        with self._cond:
+            if self._initial_uids is None:
+                self._initial_uids = set(present)
+            gone = [uid for uid in self._pods if uid not in present]
+            for uid in gone:
+                del self._pods[uid]
+            self._finished = {key for key in self._finished if key[0] in present}
+            self._cond.notify_all()
+        for pod in items:
+            self._pod_seen(pod)
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch_once(self, core: k8s.CoreV1Api, version: str) -> tuple[str, int]:
+        resp = core.list_namespaced_pod(
+            self._namespace, label_selector=self._selector, watch=True,
+            resource_version=version or None, allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout, _preload_content=False,
+            _request_timeout=(5, self._watch_timeout + 15))
+        events = 0
+        if not self._open(resp):
+            return version, events
+        try:
+            for line in iter_lines(resp, max_line=16 * 1024 * 1024):
+                if not line.strip():
+                    continue
+                events += 1
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise ApiException(status=int(obj.get("code") or 500),
+                                       reason=str(obj.get("message") or obj.get("reason")))
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if kind in ("ADDED", "MODIFIED"):
+                    self._pod_seen(obj)
+                elif kind == "DELETED":
+                    self._pod_gone(obj)
+        finally:
+            self._close(resp)
+        return version, events
+
+    def _pod_seen(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        with self._cond:
+            self._pods[uid] = pod
+            self._cond.notify_all()
+            if self._stop.is_set():
+                return
+            for name in containers:
+                key = (uid, name)
+                if key in self._workers or key in self._finished or not _has_started(pod, name):
+                    continue
+                initial = self._initial_uids is not None and uid in self._initial_uids
+                thread = threading.Thread(
+                    target=self._guard, args=(self._follow, uid, name, initial),
+                    name=f"logs:{pod['metadata']['name']}/{name}", daemon=True)
+                self._workers[key] = thread
+                thread.start()
+
+    def _pod_gone(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        with self._cond:
+            self._pods.pop(uid, None)
+            self._finished = {key for key in self._finished if key[0] != uid}
+            self._cond.notify_all()
+
+    # one log stream ----------------------------------------------------------------------------
+    def _follow(self, uid: str, container: str, initial: bool) -> None:
+        key = (uid, container)
+        api_client = self._new_client()
+        core = k8s.CoreV1Api(api_client)
+        with self._cond:
+            pod_name = self._pods[uid]["metadata"]["name"]
+        stream = _Stream()
+        tail = self._existing_tail if initial else None
+        backoff = 0.2
+        try:
+            while not self._stop.is_set():
+                opened, dropped = self._read_stream(api_client, pod_name, container, stream,
+                                                    tail)
+                if self._stop.is_set():
+                    return
+                if opened:
+                    tail = None
+                pod = self._fresh_pod(core, pod_name, uid)
+                if pod is None:
+                    return  # deleted: its logs are gone with it
+                if _is_running(pod, container):
+                    if not dropped and stream.last_ts is not None:
+                        backoff = 0.2  # e.g. a restart: the new instance is already running
+                    if self._stop.wait(backoff):
+                        return
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                if _is_final(pod):
+                    # The container has ended for good: one last catch-up read (sinceTime
+                    # dedupes) in case the stream dropped just before the end, then done.
+                    self._read_stream(api_client, pod_name, container, stream, None,
+                                      follow=False)
+                    return
+                if not self._wait_restart(uid, container, pod):
+                    return
+                backoff = 0.2
+        finally:
+            with self._cond:
+                self._workers.pop(key, None)
+                if uid in self._pods:
+                    self._finished.add(key)
+            self._release_client(api_client)
+
+    def _read_stream(self, api_client: k8s.ApiClient, pod_name: str, container: str,
+                     stream: _Stream, tail: int | None, follow: bool = True
+                     ) -> tuple[bool, bool]:
+        """Pass on new lines until the stream ends; (opened, dropped-with-an-error)."""
+        query: list[tuple[str, Any]] = [("container", container), ("timestamps", "true")]
+        if follow:
+            query.append(("follow", "true"))
+        if stream.last_ts_text is not None:
+            query.append(("sinceTime", stream.last_ts_text))
+        elif tail is not None:
+            query.append(("tailLines", str(tail)))
+        try:
+            resp = api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log", "GET",
+                {"namespace": self._namespace, "name": pod_name}, query,
+                {"Accept": "text/plain"}, auth_settings=["BearerToken"],
+                response_type="str", _preload_content=False, _return_http_data_only=True,
+                _request_timeout=(5, self._read_timeout))
+        except ApiException as exc:
+            # 400: the container is not running (yet/anymore); 404: the pod is gone.
+            if exc.status not in (400, 404) and not self._stop.is_set():
+                self._on_error(one_line(f"logs for {self._service} {pod_name}/{container}:"
+                                        f" {api_message(exc)}"))
+            return False, True
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            return False, True
+        if not self._open(resp):
+            return True, False
+        replay = Counter(stream.at_last) if stream.last_ts_text is not None else Counter()
+        try:
+            for raw in iter_lines(resp):
+                text = stream.accept(raw, replay)
+                if text is not None:
+                    self._on_line(self._service, pod_name, container, text)
+        except Exception as exc:
+            if not is_connection_error(exc) and not self._stop.is_set():
+                raise
+            return True, True
+        finally:
+            self._close(resp)
+        return True, False
+
+    def _fresh_pod(self, core: k8s.CoreV1Api, pod_name: str, uid: str) -> dict[str, Any] | None:
+        """The pod as the API server sees it now (the watch may lag); None once it is gone."""
+        try:
+            resp = core.read_namespaced_pod(pod_name, self._namespace, _preload_content=False,
+                                            _request_timeout=(5, 15))
+            try:
+                pod = json.loads(resp.data)
+            finally:
+                resp.release_conn()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            pod = None
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            pod = None
+        if pod is None:  # unknown right now: trust the watch
+            with self._cond:
+                return self._pods.get(uid)
+        if pod["metadata"].get("uid") != uid:
+            return None  # same name, different pod (StatefulSet-style re-creation)
+        return pod
+
+    def _wait_restart(self, uid: str, container: str, ended: dict[str, Any]) -> bool:
+        """Wait (on watch updates) until the container runs again; False if that will not
+        happen (pod gone or finished) or stop() was called."""
+        before = _container_status(ended, container) or {}
+        with self._cond:
+            while not self._stop.is_set():
+                pod = self._pods.get(uid)
+                if pod is None or _is_final(pod):
+                    return False
+                now = _container_status(pod, container) or {}
+                restarted = int(now.get("restartCount") or 0) > int(before.get("restartCount")
+                                                                     or 0)
+                new_id = now.get("containerID") and now.get("containerID") != before.get(
+                    "containerID")
+                if _has_started(pod, container) and (restarted or new_id):
+                    return True
+                self._cond.wait(1.0)
+        return False

@@ -1,0 +1,198 @@
+"""Turn events into output: coloured human lines or JSON lines, both through structlog.
+
+Each renderer owns a structlog logger writing to its stream (no global structlog config), with the
+redactor as the first processor so no renderer can print a secret. The console form keeps a few
+lines stable and uncoloured for editors' problem matchers:
+
+    [devloop] reload started: backend
+    [devloop] reload finished: backend ok (2.41s)      | failed: <reason>
+    [devloop] problem: services/backend/app/main.py:12: error: SyntaxError: invalid syntax
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+import zlib
+from typing import Any, TextIO
+
+import structlog
+
+from devloop import events as ev
+from devloop.redact import Redactor
+
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_RED = "\x1b[31m"
+_YELLOW = "\x1b[33m"
+_GREEN = "\x1b[32m"
+_PALETTE = ("\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[33m", "\x1b[32m", "\x1b[96m", "\x1b[95m")
+
+
+def _colour_for(service: str) -> str:
+    return _PALETTE[zlib.crc32(service.encode()) % len(_PALETTE)]
+
+
+def describe(event: ev.Event) -> str:
+    """The human sentence for an event (without time or service prefix)."""
+    d = event.data
+    t = event.type
+    if t == ev.RELOAD_STARTED:
+        return f"[devloop] reload started: {event.service}"
+    if t == ev.RELOAD_FINISHED:
+        outcome = "ok" if d.get("ok") else f"failed: {d.get('reason', '')}"
+        return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
+    if t == ev.PROBLEM:
+        return f"[devloop] problem: {d['file']}:{d['line']}: error: {d['message']}"
+    if t == ev.CHANGE_DETECTED:
+        paths = d.get("paths", [])
+        more = f" (+{d['more']} more)" if d.get("more") else ""
+        return f"change detected: {', '.join(paths)}{more}"
+    if t == ev.BUILD_STARTED:
+        return f"build started: {d['image']}"
+    if t == ev.BUILD_FINISHED:
+        return f"build finished: {d['image']} in {d['seconds']:.2f}s"
+    if t == ev.BUILD_SKIPPED:
+        return f"build skipped: {d['image']} ({d['reason']})"
+    if t == ev.BUILD_FAILED:
+        return f"build failed: {d['error']}"
+    if t == ev.BUILD_OUTPUT:
+        return f"  {d['line']}"
+    if t == ev.DELIVER_FINISHED:
+        return f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
+    if t == ev.DEPLOY_INSTALLED:
+        return f"installed {', '.join(d['objects'])}"
+    if t == ev.DEPLOY_PATCHED:
+        return f"patched deployment/{d['deployment']} container {d['container']} -> {d['image']}"
+    if t == ev.ROLLOUT_PROGRESS:
+        return f"rollout: {d['message']}"
+    if t == ev.ROLLOUT_READY:
+        return f"rollout ready: deployment/{d['deployment']} in {d['seconds']:.2f}s"
+    if t == ev.ROLLOUT_FAILED:
+        return f"rollout failed: {d['reason']}: {d['message']}"
+    if t == ev.POD_LOG:
+        return d["line"]
+    if t == ev.CONFIG_LOADED:
+        return f"config loaded: {d['path']} ({len(d['services'])} services)"
+    if t == ev.CONFIG_INVALID:
+        return "config invalid, keeping the previous one:\n  " + "\n  ".join(d["problems"])
+    if t == ev.WATCH_READY:
+        return (f"watching {d['directories']} directories ({d['mode']}) for "
+                f"{', '.join(d['services'])}; quiet period {d['quiet_period_ms']} ms")
+    if t == ev.CLUSTER_CONNECTED:
+        return f"cluster: context {d['context']} at {d['server']} (namespace {d['namespace']})"
+    if t in (ev.CLUSTER_UNREACHABLE, ev.ERROR, ev.WARNING):
+        return d["message"]
+    if t == ev.SYNC_FINISHED:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
+        return f"sync finished with exit code {d['exit_code']}: {summary}"
+    if t == ev.IMAGES_PRUNED:
+        return f"removed old images: {', '.join(d['removed'])}"
+    if t == ev.SHUTDOWN:
+        return f"stopped ({d.get('reason', 'interrupted')}); workloads keep running"
+    rest = " ".join(f"{k}={v}" for k, v in d.items())
+    return f"{t} {rest}".strip()
+
+
+class ConsoleRenderer:
+    """Human output: one line per event, service-coloured prefixes on a terminal."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor, colour: bool | None = None,
+                 show_build_output: bool = True) -> None:
+        self.colour = stream.isatty() if colour is None else colour
+        self.show_build_output = show_build_output
+        self._lock = threading.Lock()
+        self._width = 8
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=[redactor, self._format],
+            context_class=dict,
+        )
+
+    def __call__(self, event: ev.Event) -> None:
+        if event.type == ev.BUILD_OUTPUT and not self.show_build_output:
+            return
+        with self._lock:
+            self._log.info(event.type, ev=event)
+
+    def _format(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+        event: ev.Event = event_dict["ev"]
+        text = describe(event)
+        clock = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        service = event.service or "devloop"
+        self._width = max(self._width, len(service))
+        if event.type == ev.POD_LOG:
+            prefix = f"{service:<{self._width}} │ "
+            if self.colour:
+                prefix = f"{_colour_for(service)}{prefix}{_RESET}"
+            return f"{prefix}{text}"
+        if text.startswith("[devloop]"):
+            return text  # stable, uncoloured: editors match these lines
+        prefix = f"{clock} {service:<{self._width}} "
+        if not self.colour:
+            return prefix + text
+        tint = ""
+        if event.type in (ev.BUILD_FAILED, ev.ROLLOUT_FAILED, ev.ERROR, ev.CONFIG_INVALID,
+                          ev.CLUSTER_UNREACHABLE):
+            tint = _RED + _BOLD
+        elif event.type == ev.WARNING:
+            tint = _YELLOW
+        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED):
+            tint = _GREEN
+        elif event.type == ev.BUILD_OUTPUT:
+            tint = _DIM
+        return (f"{_DIM}{clock}{_RESET} {_colour_for(service)}{service:<{self._width}}{_RESET} "
+                f"{tint}{text}{_RESET if tint else ''}")
+
+
+class JsonRenderer:
+    """Machine output: one JSON object per line per event (schema devloop.event/v1)."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
+        self._lock = threading.Lock()
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=[self._to_dict, redactor,
+                        structlog.processors.JSONRenderer(serializer=_dumps)],
+            context_class=dict,
+        )
+
+    def __call__(self, event: ev.Event) -> None:
+        with self._lock:
+            self._log.info(event.type, ev=event)
+
+    @staticmethod
+    def _to_dict(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return event_dict["ev"].to_json()
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def route_stdlib_logging(stream: TextIO, redactor: Redactor, json_output: bool) -> None:
+    """Send warnings of urllib3/docker/kubernetes through structlog's ProcessorFormatter, so
+    they share the output format and the redaction; called once by the CLI entry point."""
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=_dumps) if json_output
+                     else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redactor,
+                    renderer],
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           structlog.processors.TimeStamper(fmt="iso")],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    # urllib3 warns on every retry while a cluster is down; devloop reports that itself.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,234 @@
+"""Wait for a Deployment rollout with kubectl's completion rule, failing early on broken pods.
+
+Polling, not watching: a rollout wait is short and bounded by its deadline, and each poll is two
+or three small GETs, so polling costs nothing when devloop is idle. In exchange it needs no
+resourceVersion bookkeeping or 410 recovery, a dropped connection costs one poll instead of a
+hung watch, and the stop event is honoured within one poll interval (stop.wait).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
+
+# Waiting reasons that will not fix themselves while devloop waits: the image or config is wrong.
+FAILING_WAITING = frozenset({
+    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull",
+    "CreateContainerConfigError", "CreateContainerError", "InvalidImageName",
+})
+LOG_TAIL_LINES = 20
+_TIMEOUT = (5, 15)
+REVISION = "deployment.kubernetes.io/revision"
+
+
+@dataclass
+class RolloutResult:
+    ok: bool
+    reason: str
+    message: str
+    pod: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+
+def selector_string(selector: k8s.V1LabelSelector | None) -> str:
+    """A label selector as the query string the API takes (matchLabels and matchExpressions)."""
+    if selector is None:
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or []:
+        values = ",".join(expr.values or [])
+        op = expr.operator
+        if op == "In":
+            parts.append(f"{expr.key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{expr.key} notin ({values})")
+        elif op == "Exists":
+            parts.append(expr.key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{expr.key}")
+    return ",".join(parts)
+
+
+def rollout_status(dep: k8s.V1Deployment, generation: int) -> tuple[bool, str, bool]:
+    """(done, text, deadline_exceeded) by kubectl's DeploymentStatusViewer rule."""
+    status = dep.status or k8s.V1DeploymentStatus()
+    wanted_gen = max(generation, int(dep.metadata.generation or 0))
+    if int(status.observed_generation or 0) < wanted_gen:
+        return False, f"waiting for the controller to observe generation {wanted_gen}", False
+    for cond in status.conditions or []:
+        if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+            return False, one_line(cond.message or "progress deadline exceeded"), True
+    replicas = dep.spec.replicas if dep.spec.replicas is not None else 1
+    updated = int(status.updated_replicas or 0)
+    current = int(status.replicas or 0)
+    available = int(status.available_replicas or 0)
+    if updated < replicas:
+        return False, f"{updated} of {replicas} new replicas updated", False
+    if current > updated:
+        return False, f"{current - updated} old replicas pending termination", False
+    if available < updated:
+        return False, f"{available} of {updated} updated replicas available", False
+    return True, f"{updated} of {replicas} replicas updated and available", False
+
+
+def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment
+                       ) -> list[k8s.V1Pod]:
+    """Pods of the Deployment's newest revision: by the newest ReplicaSet's pod-template-hash,
+    or, when no ReplicaSet is visible, by all container images matching the template."""
+    namespace = dep.metadata.namespace
+    selector = selector_string(dep.spec.selector)
+    pods = core.list_namespaced_pod(namespace, label_selector=selector,
+                                    _request_timeout=_TIMEOUT).items
+    try:
+        sets = apps.list_namespaced_replica_set(namespace, label_selector=selector,
+                                                _request_timeout=_TIMEOUT).items
+    except ApiException:
+        sets = []
+    owned = [rs for rs in sets
+             if any(ref.uid == dep.metadata.uid for ref in rs.metadata.owner_references or [])]
+    revision = (dep.metadata.annotations or {}).get(REVISION)
+    newest = [rs for rs in owned if (rs.metadata.annotations or {}).get(REVISION) == revision]
+    if not newest and owned:
+        newest = [max(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(REVISION)
+                                                or 0))]
+    pod_hash = (newest[0].metadata.labels or {}).get("pod-template-hash") if newest else None
+    if pod_hash:
+        return [p for p in pods if (p.metadata.labels or {}).get("pod-template-hash") == pod_hash]
+    images = {c.name: c.image for c in dep.spec.template.spec.containers}
+    return [p for p in pods
+            if {c.name: c.image for c in p.spec.containers} == images
+            and p.metadata.deletion_timestamp is None]
+
+
+def _log_tail(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str, previous: bool) -> list[str]:
+    """The container's last lines; the previous instance's for a container that crashed."""
+    for prev in ([True, False] if previous else [False]):
+        try:
+            text = core.read_namespaced_pod_log(
+                pod.metadata.name, pod.metadata.namespace, container=container,
+                tail_lines=LOG_TAIL_LINES, previous=prev, limit_bytes=64 * 1024,
+                _request_timeout=_TIMEOUT)
+        except ApiException:
+            continue
+        except Exception as exc:
+            if is_connection_error(exc):
+                return []
+            raise
+        lines = (text or "").splitlines()
+        if lines:
+            return lines[-LOG_TAIL_LINES:]
+    return []
+
+
+def _pod_failure(core: k8s.CoreV1Api, pod: k8s.V1Pod) -> RolloutResult | None:
+    status = pod.status or k8s.V1PodStatus()
+    statuses = [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+    name = pod.metadata.name
+    for cs in statuses:
+        state = cs.state or k8s.V1ContainerState()
+        restarts = int(cs.restart_count or 0)
+        if state.waiting and state.waiting.reason in FAILING_WAITING:
+            reason = state.waiting.reason
+            detail = state.waiting.message or ""
+            last = cs.last_state.terminated if cs.last_state else None
+            if last is not None and reason == "CrashLoopBackOff":
+                detail = f"exit code {last.exit_code}, restarted {restarts} times"
+            crashed = reason == "CrashLoopBackOff" or restarts > 0
+            tail = _log_tail(core, pod, cs.name, previous=True) if crashed else []
+            return RolloutResult(False, reason, one_line(
+                f"pod {name} container {cs.name}: {reason}" + (f" ({detail})" if detail else "")),
+                pod=name, log_tail=tail)
+        term = state.terminated
+        if term is not None and term.exit_code not in (0, None) and restarts >= 1:
+            reason = term.reason or "Error"
+            return RolloutResult(False, reason, one_line(
+                f"pod {name} container {cs.name}: {reason} (exit code {term.exit_code},"
+                f" restarted {restarts} times)"), pod=name,
+                log_tail=_log_tail(core, pod, cs.name, previous=False))
+    return None
+
+
+def _pod_progress(pod: k8s.V1Pod) -> str | None:
+    """`pod x: ContainerCreating` for a new pod that is not ready yet."""
+    status = pod.status or k8s.V1PodStatus()
+    for cs in status.container_statuses or []:
+        state = cs.state or k8s.V1ContainerState()
+        if state.waiting and state.waiting.reason:
+            return f"pod {pod.metadata.name}: {state.waiting.reason}"
+        if not cs.ready:
+            return f"pod {pod.metadata.name}: not ready"
+    if not status.container_statuses:
+        return f"pod {pod.metadata.name}: {status.phase or 'Pending'}"
+    return None
+
+
+def _not_ready_tail(core: k8s.CoreV1Api, pods: list[k8s.V1Pod]) -> tuple[str | None, list[str]]:
+    for pod in pods:
+        for cs in (pod.status.container_statuses if pod.status else None) or []:
+            if not cs.ready:
+                return pod.metadata.name, _log_tail(core, pod, cs.name, previous=False)
+    return None, []
+
+
+def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: str,
+                 generation: int, timeout_s: float, stop: threading.Event,
+                 on_progress: Callable[[str], None], poll: float = 0.5) -> RolloutResult:
+    """Wait until the rollout of `generation` is complete, has failed, timed out or is stopped.
+
+    on_progress gets a short text each time the status text changes (not on every poll).
+    API errors are retried until the deadline; they end up in the timeout message.
+    """
+    ident = f"deployment {namespace}/{deployment}"
+    deadline = time.monotonic() + timeout_s
+    last_text = ""
+    new_pods: list[k8s.V1Pod] = []
+
+    def report(text: str) -> None:
+        nonlocal last_text
+        if text != last_text:
+            last_text = text
+            on_progress(text)
+
+    while True:
+        try:
+            dep = apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
+            done, text, exceeded = rollout_status(dep, generation)
+            if exceeded:
+                pod, tail = _not_ready_tail(core, new_pods)
+                return RolloutResult(False, "ProgressDeadlineExceeded", one_line(
+                    f"{ident} exceeded its progress deadline: {text}"), pod=pod, log_tail=tail)
+            if done:
+                return RolloutResult(True, "Complete", f"{ident} rolled out: {text}")
+            if not text.startswith("waiting for the controller"):
+                new_pods = _new_revision_pods(apps, core, dep)
+                for pod in new_pods:
+                    failure = _pod_failure(core, pod)
+                    if failure is not None:
+                        return failure
+                detail = next(filter(None, map(_pod_progress, new_pods)), None)
+                if detail:
+                    text = f"{text}; {detail}"
+            report(text)
+        except ApiException as exc:
+            if exc.status == 404:
+                return RolloutResult(False, "NotFound", f"{ident} not found")
+            report(one_line(f"cannot read {ident}: {api_message(exc)}; retrying"))
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            report(f"API server unreachable ({connection_detail(exc)}); retrying")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pod, tail = _not_ready_tail(core, new_pods)
+            return RolloutResult(False, "Timeout", one_line(
+                f"{ident} not rolled out after {timeout_s:g}s: {last_text}"), pod=pod,
+                log_tail=tail)
+        if stop.wait(min(poll, remaining)):
+            return RolloutResult(False, "Cancelled", f"stopped waiting for {ident}")
