@@ -211,6 +211,7 @@ def _exists(api_client: k8s.ApiClient, obj: Mapping[str, Any]) -> bool:
         if is_connection_error(exc):
             raise ClusterUnreachable.from_error(exc, str(api_client.configuration.host)) from exc
         raise
+    resp.drain_conn()  # read the rest: an unread body would poison the pooled connection
     resp.release_conn()
     return True
 
@@ -250,6 +251,7 @@ def install_missing(cluster: Cluster, objects: list[dict[str, Any]]) -> list[str
             if is_connection_error(exc):
                 raise cluster.unreachable(exc) from exc
             raise
+        resp.drain_conn()  # read the rest: an unread body would poison the pooled connection
         resp.release_conn()
         created.append(_ident(obj))
     return created

@@ -100,9 +100,12 @@ class Pipeline:
                 return PipelineResult(svc.name, exc.outcome, None, str(exc))
         elif ask_cluster and self.builder.existing(image_tag(svc.image, value)):
             known = value  # without a cluster, "up to date" means the image exists
-        if value == known and not force:
-            return PipelineResult(svc.name, UNCHANGED, value)
         tag = image_tag(svc.image, value)
+        if value == known and not force:
+            reason = "inputs unchanged" if changed else (
+                "deployed image is current" if self.deployer else "image is current")
+            self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason)
+            return PipelineResult(svc.name, UNCHANGED, value)
         if changed:
             shown = [_display(self.root, p) for p in changed[:_MAX_PATHS_SHOWN]]
             self.bus.publish(ev.CHANGE_DETECTED, svc.name, paths=shown,

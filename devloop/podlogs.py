@@ -116,6 +116,7 @@ class _Stream:
         self.last_ts: Timestamp | None = None
         self.last_ts_text: str | None = None
         self.at_last: Counter[str] = Counter()  # texts already passed on at last_ts
+        self.failing = False  # an open error was reported; stay quiet until one succeeds
 
     def accept(self, raw: str, replay: Counter[str]) -> str | None:
         """The line's text if it is new; None for a line already passed on before a resume."""
@@ -406,6 +407,7 @@ class LogFollower:
                 if _is_final(pod):
                     # The container has ended for good: one last catch-up read (sinceTime
                     # dedupes) in case the stream dropped just before the end, then done.
+                    stream.failing = True  # a pod being removed may refuse: not news
                     self._read_stream(api_client, pod_name, container, stream, None,
                                       follow=False)
                     return
@@ -439,9 +441,10 @@ class LogFollower:
                 _request_timeout=(5, self._read_timeout))
         except ApiException as exc:
             # 400: the container is not running (yet/anymore); 404: the pod is gone.
-            if exc.status not in (400, 404) and not self._stop.is_set():
+            if exc.status not in (400, 404) and not self._stop.is_set() and not stream.failing:
+                stream.failing = True
                 self._on_error(one_line(f"logs for {self._service} {pod_name}/{container}:"
-                                        f" {api_message(exc)}"))
+                                        f" {api_message(exc)}; retrying"))
             return False, True
         except Exception as exc:
             if not is_connection_error(exc):
@@ -449,6 +452,7 @@ class LogFollower:
             return False, True
         if not self._open(resp):
             return True, False
+        stream.failing = False
         replay = Counter(stream.at_last) if stream.last_ts_text is not None else Counter()
         try:
             for raw in iter_lines(resp):

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -169,6 +170,21 @@ def _pod_progress(pod: k8s.V1Pod) -> str | None:
     return None
 
 
+def _unsettled(pods: list[k8s.V1Pod], settle_s: float) -> str | None:
+    """Why the new pods do not count as up yet: a container not running, or running for less
+    than settle_s (pod clock vs ours: fine for local clusters, bounded by the deadline)."""
+    now = datetime.now(UTC)
+    for pod in pods:
+        for cs in (pod.status.container_statuses if pod.status else None) or []:
+            running = cs.state.running if cs.state else None
+            if running is None:
+                return f"pod {pod.metadata.name}: container {cs.name} is not running"
+            started = running.started_at
+            if started is not None and (now - started).total_seconds() < settle_s:
+                return f"pod {pod.metadata.name}: checking that {cs.name} stays up"
+    return None
+
+
 def _not_ready_tail(core: k8s.CoreV1Api, pods: list[k8s.V1Pod]) -> tuple[str | None, list[str]]:
     for pod in pods:
         for cs in (pod.status.container_statuses if pod.status else None) or []:
@@ -179,9 +195,14 @@ def _not_ready_tail(core: k8s.CoreV1Api, pods: list[k8s.V1Pod]) -> tuple[str | N
 
 def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: str,
                  generation: int, timeout_s: float, stop: threading.Event,
-                 on_progress: Callable[[str], None], poll: float = 0.5) -> RolloutResult:
+                 on_progress: Callable[[str], None], poll: float = 0.5,
+                 settle_s: float = 2.0) -> RolloutResult:
     """Wait until the rollout of `generation` is complete, has failed, timed out or is stopped.
 
+    Beyond kubectl's rule, the new pods' containers must have been running for settle_s: a
+    pod without a readiness probe is Ready the moment it starts, so an image that crashes on
+    start would otherwise "roll out" and crash a second later. Pods with a readiness probe
+    whose initial delay exceeds settle_s pay nothing for this.
     on_progress gets a short text each time the status text changes (not on every poll).
     API errors are retried until the deadline; they end up in the timeout message.
     """
@@ -204,17 +225,21 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
                 pod, tail = _not_ready_tail(core, new_pods)
                 return RolloutResult(False, "ProgressDeadlineExceeded", one_line(
                     f"{ident} exceeded its progress deadline: {text}"), pod=pod, log_tail=tail)
-            if done:
-                return RolloutResult(True, "Complete", f"{ident} rolled out: {text}")
             if not text.startswith("waiting for the controller"):
                 new_pods = _new_revision_pods(apps, core, dep)
                 for pod in new_pods:
                     failure = _pod_failure(core, pod)
                     if failure is not None:
                         return failure
-                detail = next(filter(None, map(_pod_progress, new_pods)), None)
-                if detail:
-                    text = f"{text}; {detail}"
+                if done:
+                    unsettled = _unsettled(new_pods, settle_s)
+                    if unsettled is None:
+                        return RolloutResult(True, "Complete", f"{ident} rolled out: {text}")
+                    text = f"{text}; {unsettled}"
+                else:
+                    detail = next(filter(None, map(_pod_progress, new_pods)), None)
+                    if detail:
+                        text = f"{text}; {detail}"
             report(text)
         except ApiException as exc:
             if exc.status == 404:

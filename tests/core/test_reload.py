@@ -206,3 +206,25 @@ def test_git_checkout_style_rewrite_is_one_build(make_project, docker_client, tm
                         "commit", "-qm", "x"], check=True)
         h.settle(0.8)
         assert h.since(mark, ev.BUILD_STARTED) == []
+
+
+def test_config_is_reread_on_change_and_an_invalid_one_is_not_used(make_project, docker_client):
+    root = make_project({"api": {}})
+    config = root / "devloop.yaml"
+    good = config.read_text()
+    with running(root, docker_client) as h:
+        mark = h.mark()
+        config.write_text(good.replace("image:", "imag:"))
+        invalid = h.wait(ev.CONFIG_INVALID, after=mark)
+        assert any("services.api.imag: unknown key (did you mean 'image'?)" in p
+                   for p in invalid.data["problems"])
+        # the old config keeps working
+        (root / "services/api/src/main.txt").write_text("still watching\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        h.settle()
+        # a valid change (a new build arg) is applied and rebuilds the service
+        mark = h.mark()
+        config.write_text(good + "    build_args:\n      FLAVOUR: mint\n")
+        h.wait(ev.CONFIG_LOADED, after=mark)
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        assert len(h.since(mark, ev.BUILD_STARTED, "api")) == 1

@@ -1,0 +1,235 @@
+"""The cluster half of a reload: deliver -> install if missing -> patch -> rollout, plus logs.
+
+Composes the single-purpose Kubernetes modules (cluster, deliver, install, patch, rollout,
+podlogs) into the `Deployer` the pipeline calls, translating their errors into the pipeline's
+outcomes and their progress into events. Called from worker threads; per-service state here is
+only touched by that service's worker (the engine never runs two reloads of one service).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+from devloop import events as ev
+from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connect, new_api_client
+from devloop.config import Config, ServiceConfig
+from devloop.deliver import Delivery, DeliveryError, detect_delivery
+from devloop.install import InstallError, install_missing, render_chart, secret_values_from_env
+from devloop.patch import PatchError, patch_image, read_deployed, warn_rwo_rolling
+from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, ROLLOUT_FAILED, DeployFailed
+from devloop.podlogs import LogFollower
+from devloop.problems import traceback_problem
+from devloop.redact import Redactor
+from devloop.rollout import wait_rollout
+
+
+def find_helm() -> str:
+    """$DEVLOOP_HELM, else `helm` on PATH (render_chart reports a missing one clearly)."""
+    return os.environ.get("DEVLOOP_HELM") or shutil.which("helm") or "helm"
+
+
+class ClusterDeployer:
+    """Deploys services of one Config into one cluster/namespace."""
+
+    def __init__(self, config: Config, bus: ev.EventBus, redactor: Redactor, cluster: Cluster,
+                 delivery: Delivery, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.bus = bus
+        self.redactor = redactor
+        self.cluster = cluster
+        self.delivery = delivery
+        self.env = dict(os.environ) if env is None else env
+        self._install_lock = threading.Lock()
+        self._warned: set[str] = set()
+        self._followers: dict[str, LogFollower] = {}
+        self._log_services: set[str] = set()
+        self._logs_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def create(cls, config: Config, bus: ev.EventBus, redactor: Redactor,
+               context: str | None = None) -> ClusterDeployer:
+        """Connect (a kubeconfig problem is DeployFailed(CLUSTER_UNREACHABLE)) and choose the
+        delivery. An unreachable API server is reported but not fatal here: `watch` retries."""
+        kubeconfig = str(config.kubeconfig) if config.kubeconfig else None
+        try:
+            cluster = connect(context or config.context, config.namespace, kubeconfig)
+        except ValueError as exc:
+            raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+        reachable = True
+        try:
+            version = check_reachable(cluster)
+            bus.publish(ev.CLUSTER_CONNECTED, None, context=cluster.context,
+                        server=cluster.server, namespace=cluster.namespace, version=version)
+        except ClusterUnreachable as exc:
+            reachable = False
+            bus.publish(ev.CLUSTER_UNREACHABLE, None, message=str(exc), context=cluster.context,
+                        server=cluster.server)
+        override = None if config.delivery == "auto" else config.delivery
+        try:
+            delivery = detect_delivery(cluster, override, config.default_repo,
+                                       probe_nodes=reachable)
+        except (ValueError, DeliveryError) as exc:
+            raise DeployFailed(DEPLOY_FAILED, f"{config.path}: {exc}") from None
+        deployer = cls(config, bus, redactor, cluster, delivery)
+        redactor.add(secret_values_from_env(deployer.env).values())
+        return deployer
+
+    def docker_environment(self) -> dict[str, str] | None:
+        try:
+            return self.delivery.docker_environment()
+        except DeliveryError as exc:
+            raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+
+    # --- Deployer protocol -----------------------------------------------------------------------
+
+    def deployed_digest(self, service: ServiceConfig) -> str | None:
+        try:
+            deployed = read_deployed(self.cluster.apps, self.cluster.namespace,
+                                     service.deployment, service.container)
+        except ClusterUnreachable as exc:
+            raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+        except PatchError as exc:
+            if "not found" in str(exc):
+                return None  # the first deploy installs it
+            raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+        self._follow_logs_quietly(service)
+        return deployed.digest
+
+    def deploy(self, service: ServiceConfig, tag: str, digest: str,
+               stop: threading.Event) -> None:
+        name = service.name
+        ns = self.cluster.namespace
+        try:
+            started = time.monotonic()
+            ref = self.delivery.deliver(tag, stop)
+            self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
+                             seconds=round(time.monotonic() - started, 3))
+            self._install_if_missing(service)
+            generation = patch_image(self.cluster.apps, ns, service.deployment,
+                                     service.container, ref, digest)
+            self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=service.deployment,
+                             container=service.container, image=ref, generation=generation)
+            self._warn_once(service)
+            self._follow_logs_quietly(service)
+        except ClusterUnreachable as exc:
+            raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+        except (DeliveryError, InstallError, PatchError) as exc:
+            self.bus.publish(ev.ERROR, name, message=str(exc))
+            raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+        started = time.monotonic()
+        result = wait_rollout(
+            self.cluster.apps, self.cluster.core, ns, service.deployment, generation,
+            self.config.rollout_timeout_s, stop,
+            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text))
+        seconds = round(time.monotonic() - started, 3)
+        if result.ok:
+            self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
+                             seconds=seconds)
+            return
+        if stop.is_set():
+            raise DeployFailed(ROLLOUT_FAILED, "stopped while waiting for the rollout")
+        self.bus.publish(ev.ROLLOUT_FAILED, name, deployment=service.deployment,
+                         reason=result.reason, message=result.message, pod=result.pod,
+                         log_tail=result.log_tail, seconds=seconds)
+        problem = traceback_problem(result.log_tail, service, self.config.root)
+        if problem is not None:
+            self.bus.publish(ev.PROBLEM, name, **problem)
+        outcome = CLUSTER_UNREACHABLE if result.reason == "ClusterUnreachable" else ROLLOUT_FAILED
+        raise DeployFailed(outcome, f"rollout of deployment/{service.deployment} failed: "
+                                    f"{result.reason}: {result.message}")
+
+    # --- first deploy ----------------------------------------------------------------------------
+
+    def _install_if_missing(self, service: ServiceConfig) -> None:
+        """Install the chart's missing objects when the service's Deployment does not exist."""
+        try:
+            read_deployed(self.cluster.apps, self.cluster.namespace, service.deployment,
+                          service.container)
+            return
+        except PatchError as exc:
+            if "not found" not in str(exc):
+                raise
+        chart = self.config.chart
+        if chart is None:
+            raise PatchError(f"deployment {self.cluster.namespace}/{service.deployment} not found"
+                             f" and {self.config.path} has no chart: to install; create it first")
+        with self._install_lock:  # all services start at once on a fresh cluster
+            values = dict(chart.set_values)
+            values.update(secret_values_from_env(self.env))
+            self.redactor.add(values.values())
+            objects = render_chart(chart.path, chart.release, self.cluster.namespace,
+                                   [p for p in chart.values_files if p.is_file()], values,
+                                   helm=find_helm())
+            created = install_missing(self.cluster, objects)
+        if created:
+            self.bus.publish(ev.DEPLOY_INSTALLED, service.name, objects=created,
+                             chart=str(chart.path))
+
+    def _warn_once(self, service: ServiceConfig) -> None:
+        if service.name in self._warned:
+            return
+        self._warned.add(service.name)
+        try:
+            text = warn_rwo_rolling(self.cluster.apps, self.cluster.core, self.cluster.namespace,
+                                    service.deployment)
+        except Exception:  # a warning must never fail a reload
+            return
+        if text:
+            self.bus.publish(ev.WARNING, service.name, message=text)
+
+    # --- logs ------------------------------------------------------------------------------------
+
+    def start_logs(self, services: list[str]) -> None:
+        """Follow logs of these services' pods as soon as their Deployments are known."""
+        with self._logs_lock:
+            self._log_services = set(services)
+        for name in services:
+            svc = self.config.services.get(name)
+            if svc is not None:
+                threading.Thread(target=self._follow_logs_quietly, args=(svc,), daemon=True,
+                                 name=f"logs-start:{name}").start()
+
+    def _follow_logs_quietly(self, service: ServiceConfig) -> None:
+        try:
+            self._follow_logs(service)
+        except Exception:  # unreachable now; the first reload retries
+            return
+
+    def _follow_logs(self, service: ServiceConfig) -> None:
+        with self._logs_lock:
+            if (self._closed or service.name not in self._log_services
+                    or service.name in self._followers):
+                return
+        dep = self.cluster.apps.read_namespaced_deployment(
+            service.deployment, self.cluster.namespace, _request_timeout=(5, 15))
+        selector = dict((dep.spec.selector.match_labels or {}) if dep.spec.selector else {})
+        follower = LogFollower(
+            lambda: new_api_client(self.cluster), self.cluster.namespace, service.name, selector,
+            on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
+                ev.WARNING, n, message=f"logs: {text}"),
+            existing_tail=10)
+        with self._logs_lock:
+            if self._closed or service.name in self._followers:
+                return
+            self._followers[service.name] = follower
+        follower.start()
+
+    def _on_line(self, service: str, pod: str, container: str, line: str) -> None:
+        self.bus.publish(ev.POD_LOG, service, pod=pod, container=container, line=line,
+                         source="pod")
+
+    def close(self) -> None:
+        """Stop log streams (within about a second); workloads keep running."""
+        with self._logs_lock:
+            self._closed = True
+            followers = list(self._followers.values())
+        threads = [threading.Thread(target=f.stop, daemon=True) for f in followers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(1.5)
+

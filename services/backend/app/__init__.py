@@ -1,0 +1,1 @@
+"""Lumina Todo backend: FastAPI + SQLite REST API (auth, todos, chat forwarding)."""

@@ -1,0 +1,113 @@
+"""Input digests: content, not timestamps; ignored paths cost nothing; incremental re-reads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from devloop.config import ServiceConfig
+from devloop.digest import DigestCache, ServiceDigest
+
+
+def _service(root: Path, **kw) -> ServiceConfig:
+    ctx = root / "ctx"
+    (ctx / "app").mkdir(parents=True, exist_ok=True)
+    if not (ctx / "Dockerfile").exists():
+        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
+    if not (ctx / "app/main.py").exists():
+        (ctx / "app/main.py").write_text("print('hi')\n")
+    fields = dict(name="svc", context=ctx, dockerfile=ctx / "Dockerfile", image="img",
+                  deployment="svc", container="svc")
+    fields.update(kw)
+    return ServiceConfig(**fields)
+
+
+def _digest(svc: ServiceConfig) -> str:
+    d = ServiceDigest(svc)
+    d.scan()
+    return d.digest()
+
+
+def test_same_content_same_digest_whatever_the_timestamps(tmp_path):
+    svc = _service(tmp_path)
+    first = _digest(svc)
+    main = svc.context / "app/main.py"
+    main.write_text(main.read_text())
+    os.utime(main, (1, 1))
+    assert _digest(svc) == first
+    main.write_text("print('changed')\n")
+    assert _digest(svc) != first
+
+
+def test_ignored_paths_do_not_count(tmp_path):
+    svc = _service(tmp_path, ignore=("**/*.md",))
+    (svc.context / ".dockerignore").write_text("tests\n")
+    first = _digest(svc)
+    (svc.context / "tests").mkdir()
+    (svc.context / "tests/test_x.py").write_text("x")
+    (svc.context / "app/NOTES.md").write_text("x")
+    (svc.context / "node_modules/p").mkdir(parents=True)
+    (svc.context / "node_modules/p/i.js").write_text("x")
+    (svc.context / "app/__pycache__").mkdir()
+    (svc.context / "app/__pycache__/main.cpython-311.pyc").write_bytes(b"x")
+    assert _digest(svc) == first
+
+
+def test_dockerfile_outside_the_context_args_and_target_are_inputs(tmp_path):
+    svc = _service(tmp_path)
+    outside = tmp_path / "Dockerfile.dev"
+    outside.write_text("FROM scratch\n")
+    base = _digest(_service(tmp_path, dockerfile=outside))
+    outside.write_text("FROM scratch\nENV A=1\n")
+    assert _digest(_service(tmp_path, dockerfile=outside)) != base
+    assert _digest(_service(tmp_path, build_args={"A": "1"})) != _digest(svc)
+    assert _digest(_service(tmp_path, target="dev")) != _digest(svc)
+
+
+def test_one_file_change_rereads_only_that_file(tmp_path):
+    svc = _service(tmp_path)
+    for i in range(500):
+        (svc.context / "app" / f"m{i}.py").write_text(f"x = {i}\n")
+    d = ServiceDigest(svc)
+    d.scan()
+    before = d.digest()
+    reads = d.reads
+    changed = svc.context / "app/m7.py"
+    changed.write_text("x = 'seven'\n")
+    d.update([changed])
+    assert d.reads == reads + 1
+    assert d.digest() != before
+    # a full scan afterwards re-reads nothing: every stat matches the cache
+    reads = d.reads
+    d.scan()
+    assert d.reads == reads
+
+
+def test_persisted_cache_spares_rereads_across_runs(tmp_path):
+    svc = _service(tmp_path)
+    for i in range(50):
+        (svc.context / "app" / f"m{i}.py").write_text(f"x = {i}\n")
+    d = ServiceDigest(svc)
+    d.scan()
+    cache = DigestCache(tmp_path / "cache/digests.json")
+    cache.save(d.cache_snapshot())
+    again = ServiceDigest(svc, cache.load())
+    again.scan()
+    assert again.reads == 0 and again.digest() == d.digest()
+
+
+def test_new_directory_and_deleted_directory_update_incrementally(tmp_path):
+    svc = _service(tmp_path)
+    d = ServiceDigest(svc)
+    d.scan()
+    empty = d.digest()
+    pkg = svc.context / "app/pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "sub/a.py").write_text("a")
+    d.update([pkg])
+    assert "app/pkg/sub/a.py" in d.context.files
+    (pkg / "sub/a.py").unlink()
+    (pkg / "sub").rmdir()
+    pkg.rmdir()
+    d.update([pkg])
+    assert d.digest() == empty

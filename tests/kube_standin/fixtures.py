@@ -1,0 +1,180 @@
+"""pytest fixtures for the stand-in. Import them into a conftest.py:
+
+    from tests.kube_standin.fixtures import busybox_image, standin, standin_factory  # noqa: F401
+
+`standin` is a running stand-in (pods as Docker containers, network none) for one test; it is
+stopped and every container and volume it made is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from kubernetes import client, config
+
+from .kubeconfig import CONTEXT
+from .standin import StandIn
+
+BUSYBOX = Path("/bin/busybox")
+
+
+class StandInHandle:
+    """What a test gets: connection facts plus helpers around one StandIn."""
+
+    context = CONTEXT
+
+    def __init__(self, standin: StandIn, docker_client: docker.DockerClient) -> None:
+        self.standin = standin
+        self.docker = docker_client
+        self._clients: list[client.ApiClient] = []
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.standin.kubeconfig
+
+    @property
+    def url(self) -> str:
+        return self.standin.url
+
+    @property
+    def http_url(self) -> str:
+        """Plain-HTTP address of the same API (for raw `requests` calls)."""
+        return self.standin.http_url
+
+    @property
+    def token(self) -> str:
+        return self.standin.token
+
+    def api_client(self) -> client.ApiClient:
+        """A fresh ApiClient for this stand-in (no global kube config is touched)."""
+        api = config.new_client_from_config(
+            str(self.kubeconfig), context=CONTEXT, persist_config=False)
+        self._clients.append(api)
+        return api
+
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client())
+
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client())
+
+    def create_namespace(self, name: str | None = None) -> str:
+        name = name or f"t-{secrets.token_hex(3)}"
+        self.core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
+    def stop(self, keep_pods: bool = True) -> None:
+        """Simulates the API server going away (containers keep running by default)."""
+        self.standin.stop(keep_pods=keep_pods)
+
+    def start(self) -> Path:
+        """Brings it back on the same port with the same objects; containers are re-adopted."""
+        return self.standin.start()
+
+    def compact(self) -> None:
+        self.standin.compact()
+
+    def claim_volume_name(self, namespace: str, claim: str) -> str:
+        return self.standin.claim_volume_name(namespace, claim)
+
+    def containers(self, namespace: str | None = None) -> list[Any]:
+        """The Docker containers of this stand-in's pods (all states)."""
+        labels = [f"io.devloop.standin.instance={self.standin.instance_id}"]
+        if namespace:
+            labels.append(f"io.devloop.standin.namespace={namespace}")
+        return self.docker.containers.list(all=True, filters={"label": labels})
+
+    def close(self) -> None:
+        for api in self._clients:
+            api.close()
+        self._clients.clear()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+             what: str = "condition") -> Any:
+    """Polls until `predicate()` is truthy and returns it; fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _docker_or_fail() -> docker.DockerClient:
+    try:
+        docker_client = docker.from_env(max_pool_size=64)
+        docker_client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"the stand-in needs a Docker Engine ({exc}); start one with "
+                    "scripts/start-dockerd")
+    return docker_client
+
+
+@pytest.fixture(scope="session")
+def standin_docker() -> Iterator[docker.DockerClient]:
+    docker_client = _docker_or_fail()
+    yield docker_client
+    docker_client.close()
+
+
+@pytest.fixture
+def standin_factory(standin_docker: docker.DockerClient) -> Iterator[Callable[..., StandInHandle]]:
+    """Starts stand-ins with custom options (e.g. pod_network="host"); cleans all of them up."""
+    made: list[tuple[StandInHandle, Path]] = []
+
+    def make(**options: Any) -> StandInHandle:
+        state_dir = Path(tempfile.mkdtemp(prefix="kube-standin-"))
+        options.setdefault("volume_prefix", f"standin-t{secrets.token_hex(3)}-pvc")
+        standin = StandIn(state_dir, docker_client=standin_docker, **options)
+        standin.start()
+        handle = StandInHandle(standin, standin_docker)
+        made.append((handle, state_dir))
+        return handle
+
+    yield make
+    for handle, state_dir in made:
+        handle.close()
+        if handle.standin._server is None:  # stopped by the test (outage): bring it back
+            handle.standin.start()
+        handle.standin.stop(keep_pods=False, remove_volumes=True)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def standin(standin_factory: Callable[..., StandInHandle]) -> StandInHandle:
+    return standin_factory()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(standin_docker: docker.DockerClient) -> Iterator[str]:
+    """A tiny local image (FROM scratch + busybox) with sh, httpd, sleep, ... ; removed after."""
+    if not BUSYBOX.exists():
+        pytest.skip("/bin/busybox (busybox-static) is needed to build the test image")
+    tag = f"standin-busybox:{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(BUSYBOX, Path(context) / "busybox")
+        (Path(context) / "Dockerfile").write_text(
+            "FROM scratch\n"
+            "COPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+            'RUN ["/bin/mkdir", "-p", "/tmp", "/data", "/www"]\n'
+            'RUN ["/bin/sh", "-c", "echo ok > /www/index.html && chmod 1777 /tmp"]\n'
+            'CMD ["sh"]\n'
+        )
+        standin_docker.images.build(path=context, tag=tag, rm=True, forcerm=True)
+    yield tag
+    with contextlib.suppress(docker.errors.APIError):
+        standin_docker.images.remove(tag, force=True)

@@ -1,0 +1,155 @@
+"""The resource kinds the stand-in serves, and the discovery documents derived from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STORAGE_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One REST resource (e.g. `deployments` in `apps/v1`)."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    # Whether metadata.generation tracks spec changes (workloads do, config objects do not).
+    has_generation: bool = False
+    # Kinds whose deletion waits for a controller (pods wait for their containers to stop).
+    graceful_delete: bool = False
+    singular: str = field(default="")
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
+    Resource("", "v1", "Node", "nodes", False, ("no",), ("status",)),
+    Resource("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
+    Resource("", "v1", "Secret", "secrets", True),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    Resource("", "v1", "Service", "services", True, ("svc",), ("status",)),
+    Resource("", "v1", "Endpoints", "endpoints", True, ("ep",)),
+    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",),
+             ("status",)),
+    Resource(
+        "", "v1", "Pod", "pods", True, ("po",), ("status", "log"),
+        has_generation=True, graceful_delete=True,
+    ),
+    Resource("", "v1", "Event", "events", True, ("ev",)),
+    Resource(
+        "apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"),
+        has_generation=True,
+    ),
+    Resource(
+        "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
+        has_generation=True,
+    ),
+)
+
+
+class ResourceTable:
+    """Looks resources up by (group, version, plural) or by kind."""
+
+    def __init__(self, resources: tuple[Resource, ...] = RESOURCES) -> None:
+        self._by_path = {(r.group, r.version, r.plural): r for r in resources}
+        self._by_kind = {(r.api_version, r.kind): r for r in resources}
+        self.all = resources
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        return self._by_path.get((group, version, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> Resource | None:
+        return self._by_kind.get((api_version, kind))
+
+    def by_plural(self, plural: str) -> Resource:
+        for res in self.all:
+            if res.plural == plural:
+                return res
+        raise KeyError(plural)
+
+    def groups(self) -> list[str]:
+        return sorted({r.group for r in self.all if r.group})
+
+    def versions(self, group: str) -> list[str]:
+        return sorted({r.version for r in self.all if r.group == group})
+
+    # -- discovery documents -------------------------------------------------------------------
+
+    def api_versions(self, server_address: str) -> dict[str, Any]:
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+            ],
+        }
+
+    def api_group(self, group: str) -> dict[str, Any] | None:
+        versions = self.versions(group)
+        if not versions:
+            return None
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": group,
+            "versions": entries,
+            "preferredVersion": entries[-1],
+        }
+
+    def api_group_list(self) -> dict[str, Any]:
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [self.api_group(g) for g in self.groups()],
+        }
+
+    def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
+        members = [r for r in self.all if r.group == group and r.version == version]
+        if not members:
+            return None
+        entries: list[dict[str, Any]] = []
+        for res in members:
+            entries.append(
+                {
+                    "name": res.plural,
+                    "singularName": res.kind.lower(),
+                    "namespaced": res.namespaced,
+                    "kind": res.kind,
+                    "verbs": STORAGE_VERBS,
+                    "shortNames": list(res.short_names),
+                    "storageVersionHash": "",
+                }
+            )
+            for sub in res.subresources:
+                verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+                kind = {"log": "Pod", "scale": "Scale"}.get(sub, res.kind)
+                entry: dict[str, Any] = {
+                    "name": f"{res.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": res.namespaced,
+                    "kind": kind,
+                    "verbs": verbs,
+                }
+                if sub == "scale":
+                    entry.update({"group": "autoscaling", "version": "v1"})
+                entries.append(entry)
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": entries,
+        }
