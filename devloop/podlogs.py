@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
+
+log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024
 Timestamp = tuple[int, int]  # (unix seconds, nanoseconds)
@@ -149,9 +152,14 @@ class LogFollower:
                  service: str, selector: dict[str, str],
                  on_line: Callable[[str, str, str, str], None],
                  on_error: Callable[[str], None], *, existing_tail: int | None = None,
-                 watch_timeout_s: int = 55, read_timeout_s: float = 120) -> None:
+                 watch_timeout_s: int = 30, read_timeout_s: float = 30) -> None:
         """existing_tail: how many earlier lines to show of pods already running at start()
-        (None: all). Pods that appear later are always followed from their first line."""
+        (None: all). Pods that appear later are always followed from their first line.
+
+        read_timeout_s: a log stream silent this long is re-opened (sinceTime makes that
+        free of duplicates); it bounds how long a silently dead connection goes unnoticed.
+        watch_timeout_s: the server ends each pod watch after this long and it is renewed.
+        """
         self._factory = api_client_factory
         self._namespace = namespace
         self._service = service
@@ -252,6 +260,15 @@ class LogFollower:
                 resp.close()
         return not stopped
 
+    def _read_all(self, resp: Any) -> bytes:
+        """The whole body of a short response, interruptible by stop() like the streams."""
+        if not self._open(resp):
+            raise ConnectionAbortedError("stopping")
+        try:
+            return resp.read()
+        finally:
+            self._close(resp)
+
     def _close(self, resp: Any) -> None:
         with self._cond:
             self._responses.discard(resp)
@@ -303,11 +320,8 @@ class LogFollower:
 
     def _relist(self, core: k8s.CoreV1Api) -> str:
         resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
-                                        _preload_content=False, _request_timeout=(5, 30))
-        try:
-            listing = json.loads(resp.data)
-        finally:
-            resp.release_conn()
+                                        _preload_content=False, _request_timeout=(5, 15))
+        listing = json.loads(self._read_all(resp))
         items = listing.get("items") or []
         present = {p["metadata"]["uid"] for p in items}
         with self._cond:
@@ -327,7 +341,7 @@ class LogFollower:
             self._namespace, label_selector=self._selector, watch=True,
             resource_version=version or None, allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout, _preload_content=False,
-            _request_timeout=(5, self._watch_timeout + 15))
+            _request_timeout=(5, self._watch_timeout + 5))
         events = 0
         if not self._open(resp):
             return version, events
@@ -388,18 +402,19 @@ class LogFollower:
         backoff = 0.2
         try:
             while not self._stop.is_set():
-                opened, dropped = self._read_stream(api_client, pod_name, container, stream,
-                                                    tail)
+                passed = self._read_stream(api_client, pod_name, container, stream, tail)
                 if self._stop.is_set():
                     return
-                if opened:
+                if passed >= 0:
                     tail = None
+                if passed > 0:
+                    backoff = 0.2
                 pod = self._fresh_pod(core, pod_name, uid)
                 if pod is None:
                     return  # deleted: its logs are gone with it
                 if _is_running(pod, container):
-                    if not dropped and stream.last_ts is not None:
-                        backoff = 0.2  # e.g. a restart: the new instance is already running
+                    # A dropped stream (or one ended by a container that is restarting): resume.
+                    # Streams that keep ending without a line back off, up to 2 s.
                     if self._stop.wait(backoff):
                         return
                     backoff = min(backoff * 2, 2.0)
@@ -422,9 +437,8 @@ class LogFollower:
             self._release_client(api_client)
 
     def _read_stream(self, api_client: k8s.ApiClient, pod_name: str, container: str,
-                     stream: _Stream, tail: int | None, follow: bool = True
-                     ) -> tuple[bool, bool]:
-        """Pass on new lines until the stream ends; (opened, dropped-with-an-error)."""
+                     stream: _Stream, tail: int | None, follow: bool = True) -> int:
+        """Pass on new lines until the stream ends or drops; how many (-1: could not open)."""
         query: list[tuple[str, Any]] = [("container", container), ("timestamps", "true")]
         if follow:
             query.append(("follow", "true"))
@@ -432,6 +446,8 @@ class LogFollower:
             query.append(("sinceTime", stream.last_ts_text))
         elif tail is not None:
             query.append(("tailLines", str(tail)))
+        log.debug("open log %s/%s since=%s follow=%s", pod_name, container,
+                  stream.last_ts_text, follow)
         try:
             resp = api_client.call_api(
                 "/api/v1/namespaces/{namespace}/pods/{name}/log", "GET",
@@ -445,37 +461,39 @@ class LogFollower:
                 stream.failing = True
                 self._on_error(one_line(f"logs for {self._service} {pod_name}/{container}:"
                                         f" {api_message(exc)}; retrying"))
-            return False, True
+            return -1
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
-            return False, True
+            log.debug("log %s/%s: open failed: %s", pod_name, container, exc)
+            return -1
         if not self._open(resp):
-            return True, False
+            return 0
         stream.failing = False
+        passed = 0
         replay = Counter(stream.at_last) if stream.last_ts_text is not None else Counter()
         try:
             for raw in iter_lines(resp):
                 text = stream.accept(raw, replay)
                 if text is not None:
+                    passed += 1
                     self._on_line(self._service, pod_name, container, text)
         except Exception as exc:
             if not is_connection_error(exc) and not self._stop.is_set():
                 raise
-            return True, True
+            log.debug("log %s/%s dropped after %d lines: %s", pod_name, container, passed, exc)
+            return passed
         finally:
             self._close(resp)
-        return True, False
+        log.debug("log %s/%s ended after %d lines", pod_name, container, passed)
+        return passed
 
     def _fresh_pod(self, core: k8s.CoreV1Api, pod_name: str, uid: str) -> dict[str, Any] | None:
         """The pod as the API server sees it now (the watch may lag); None once it is gone."""
         try:
             resp = core.read_namespaced_pod(pod_name, self._namespace, _preload_content=False,
-                                            _request_timeout=(5, 15))
-            try:
-                pod = json.loads(resp.data)
-            finally:
-                resp.release_conn()
+                                            _request_timeout=(5, 10))
+            pod = json.loads(self._read_all(resp))
         except ApiException as exc:
             if exc.status == 404:
                 return None

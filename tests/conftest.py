@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -36,10 +37,8 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     for img in docker_client.images.list():
         for tag in img.tags:
             if tag.startswith(prefix):
-                try:
+                with contextlib.suppress(docker.errors.DockerException):
                     docker_client.images.remove(tag, force=True)
-                except docker.errors.DockerException:
-                    pass
 
 
 def scratch_dockerfile(src: str, extra: str = "", cmd: str = '["/bin/sh","-c","cat /app/*"]'

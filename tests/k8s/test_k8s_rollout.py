@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ def test_good_image_rolls_out_and_progress_is_reported_on_change_only(
     result, progress, _ = roll(cluster, "web", test_images["ticker"])
     assert result.ok and result.reason == "Complete", result
     assert progress, "no progress was reported during the rollout"
-    assert all(a != b for a, b in zip(progress, progress[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(progress))
 
 
 def test_crashing_image_fails_early_with_its_last_log_lines(

@@ -384,17 +384,21 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def body_or_none(self) -> Any:
-        if not hasattr(self, "_body_cache"):
-            raw = self._raw_body()
-            if not raw.strip():
-                self._body_cache: Any = None
-            else:
-                ctype = self.headers.get("Content-Type", "")
-                try:
-                    self._body_cache = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
-                except (ValueError, yaml.YAMLError) as exc:
-                    raise errors.bad_request(f"the request body is not valid JSON/YAML: {exc}") \
-                        from exc
+        if hasattr(self, "_body_cache"):
+            return self._body_cache
+        raw = self._raw_body()
+        self._body_cache: Any = None  # the body is consumed either way
+        if not raw.strip():
+            return None
+        ctype = self.headers.get("Content-Type", "")
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise errors.ApiError(
+                415, "UnsupportedMediaType",
+                f"the stand-in only accepts JSON and YAML bodies, not {ctype}")
+        try:
+            self._body_cache = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"the request body is not valid JSON/YAML: {exc}") from exc
         return self._body_cache
 
     def body(self) -> Any:
