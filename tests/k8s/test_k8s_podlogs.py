@@ -20,6 +20,7 @@ from devloop.podlogs import LogFollower
 from devloop.rollout import wait_rollout
 from tests.k8s import support
 from tests.kube_standin import StandIn
+from tests.kube_standin.kubeconfig import write_kubeconfig
 
 
 class Collected:
@@ -153,10 +154,15 @@ def own_standin(tmp_path: Path, test_images: dict[str, str]) -> Iterator[StandIn
     server.stop(remove_volumes=True)
 
 
-def test_logs_survive_an_api_server_restart(own_standin: StandIn,
+def test_logs_survive_an_api_server_restart(own_standin: StandIn, tmp_path: Path,
                                             test_images: dict[str, str]) -> None:
     ns = f"t-{uuid.uuid4().hex[:8]}"
-    cluster = connect(StandIn.context, ns, str(own_standin.kubeconfig))
+    # Plain HTTP on the stand-in's port (it serves both): its stop() cuts HTTP connections the
+    # way a dying API server does, but cannot cut its TLS-wrapped ones (reported to the lead).
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig",
+                                  own_standin.url.replace("https://", "http://"),
+                                  own_standin.token)
+    cluster = connect(StandIn.context, ns, str(kubeconfig))
     cluster.core.create_namespace({"metadata": {"name": ns}})
     cluster.apps.create_namespaced_deployment(ns, support.deployment("web", test_images["ticker"]))
     result = wait_rollout(cluster.apps, cluster.core, ns, "web", 1, 60, threading.Event(),

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import errors
+from . import errors, protobuf
 from .api import Api, Query
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
@@ -120,6 +120,14 @@ class Router:
             return req.send_json(200, self.table.api_versions(self.server_address))
         if segs == ["apis"]:
             return req.send_json(200, self.table.api_group_list())
+        if segs[:2] == ["openapi", "v3"]:
+            if len(segs) == 2:
+                return req.send_json(200, self.table.openapi_root())
+            rest = segs[2:]
+            group, version = ("", rest[1]) if rest[0] == "api" else (rest[1], rest[2])
+            doc = self.table.openapi_group_version(group, version)
+            if doc is not None:
+                return req.send_json(200, doc)
         if not segs or segs[0] not in ("api", "apis"):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested "
                                   "resource")
@@ -391,10 +399,13 @@ class Handler(BaseHTTPRequestHandler):
         if not raw.strip():
             return None
         ctype = self.headers.get("Content-Type", "")
-        if "protobuf" in ctype or "cbor" in ctype:
+        if "protobuf" in ctype:
+            self._body_cache = protobuf.decode(raw)
+            return self._body_cache
+        if "cbor" in ctype:
             raise errors.ApiError(
                 415, "UnsupportedMediaType",
-                f"the stand-in only accepts JSON and YAML bodies, not {ctype}")
+                f"the stand-in only accepts JSON, YAML and (some) protobuf bodies, not {ctype}")
         try:
             self._body_cache = yaml.safe_load(raw) if "yaml" in ctype else json.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:

@@ -117,6 +117,45 @@ class ResourceTable:
             "groups": [self.api_group(g) for g in self.groups()],
         }
 
+    # -- OpenAPI v3 (just enough for kubectl/helm to see server-side field validation) ---------
+
+    def openapi_root(self) -> dict[str, Any]:
+        paths = {}
+        for group in ["", *self.groups()]:
+            for version in self.versions(group) if group else ["v1"]:
+                prefix = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths[prefix] = {"serverRelativeURL": f"/openapi/v3/{prefix}?hash=standin"}
+        return {"paths": paths}
+
+    def openapi_group_version(self, group: str, version: str) -> dict[str, Any] | None:
+        members = [r for r in self.all if r.group == group and r.version == version]
+        if not members:
+            return None
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        query = [{"name": name, "in": "query", "schema": {"type": "string"}}
+                 for name in ("dryRun", "fieldManager", "fieldValidation")]
+        paths: dict[str, Any] = {}
+        for res in members:
+            gvk = {"group": group, "version": version, "kind": res.kind}
+            base = f"{prefix}/namespaces/{{namespace}}/{res.plural}" if res.namespaced \
+                else f"{prefix}/{res.plural}"
+            ok = {"200": {"description": "OK"}}
+            paths[base] = {
+                "post": {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "post",
+                         "parameters": query, "responses": ok},
+            }
+            paths[f"{base}/{{name}}"] = {
+                verb: {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": verb,
+                       "parameters": query, "responses": ok}
+                for verb in ("put", "patch")
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes (devloop stand-in)", "version": "v1.35.0"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        }
+
     def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
         members = [r for r in self.all if r.group == group and r.version == version]
         if not members:

@@ -1,0 +1,275 @@
+"""Harness for the Lumina end-to-end scenarios: a copy of this repo's stack, a cluster, and real
+`devloop` processes whose JSON-lines output is collected and queried."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "lumina"
+Event = dict[str, Any]
+
+
+def replace_text(path: Path, old: str, new: str, count: int = -1) -> None:
+    """Edit a file like an editor's atomic save (new inode, rename over): never writes through
+    hard links into the real repository."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    tmp = path.with_name(path.name + ".e2e-tmp")
+    tmp.write_text(text.replace(old, new, count))
+    os.replace(tmp, path)
+
+
+def copy_stack(dest: Path) -> Path:
+    """services/, k8s/ and devloop.yaml copied (big dependency caches hard-linked: never
+    edited) so tests can edit sources without touching the repository."""
+    dest.mkdir(parents=True)
+    skip = shutil.ignore_patterns("node_modules", ".next", "__pycache__", "*.tsbuildinfo",
+                                  "wheels", "offline", "secrets.yaml")
+    shutil.copytree(REPO / "services", dest / "services", ignore=skip)
+    shutil.copytree(REPO / "k8s", dest / "k8s", ignore=skip)
+    shutil.copy(REPO / "devloop.yaml", dest / "devloop.yaml")
+    for cache in ("services/backend/wheels", "services/chatbot/wheels",
+                  "services/frontend/offline"):
+        shutil.rmtree(dest / cache, ignore_errors=True)
+        subprocess.run(["cp", "-al", str(REPO / cache), str(dest / cache)], check=True)
+    return dest
+
+
+@dataclass
+class DevloopProcess:
+    """A running devloop CLI with its JSON events collected by a reader thread."""
+
+    proc: subprocess.Popen[str]
+    events: list[Event] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                self.events.append({"type": "unparsed", "service": None, "line": line})
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def since(self, mark: int, type: str) -> list[Event]:
+        return [e for e in self.events[mark:] if e.get("type") == type]
+
+    def events_of(self, type: str) -> list[Event]:
+        return self.since(0, type)
+
+    def wait(self, pred: Callable[[Event], bool], timeout: float, what: str,
+             after: int = 0) -> Event:
+        deadline = time.monotonic() + timeout
+        seen = after
+        while time.monotonic() < deadline:
+            events = self.events
+            for e in events[seen:]:
+                if pred(e):
+                    return e
+            seen = len(events)
+            if self.proc.poll() is not None and seen == len(self.events):
+                break
+            time.sleep(0.1)
+        tail = [f"{e.get('type')} {e.get('service')} "
+                f"{e.get('message') or e.get('reason') or e.get('line') or ''}"[:200]
+                for e in self.events[-25:] if e.get("type") != "build.output"]
+        raise AssertionError(f"timed out waiting for {what} ({timeout:.0f}s); last events:\n"
+                             + "\n".join(tail))
+
+    def settle(self, seconds: float, timeout: float = 300) -> None:
+        """Until no reload is running and nothing but pod logs came for `seconds`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = len(self.events_of("reload.started"))
+            finished = len(self.events_of("reload.finished"))
+            count = self._count_non_logs()
+            time.sleep(seconds)
+            if started == finished and count == self._count_non_logs():
+                return
+        raise AssertionError("devloop did not settle")
+
+    def _count_non_logs(self) -> int:
+        return sum(1 for e in self.events if e.get("type") != "log")
+
+
+@dataclass
+class SyncResult:
+    code: int
+    seconds: float
+    events: list[Event]
+    text: str
+
+    def of(self, type: str) -> list[Event]:
+        return [e for e in self.events if e.get("type") == type]
+
+
+class LuminaCluster:
+    """The copied stack plus a cluster (kubeconfig + context) and helpers to look inside."""
+
+    def __init__(self, repo: Path, kubeconfig: Path, context: str, env: dict[str, str],
+                 docker_client: docker.DockerClient, standin: bool) -> None:
+        self.standin = standin
+        self.repo = repo
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.env = env
+        self.docker = docker_client
+        self.watch: DevloopProcess | None = None  # type: ignore[assignment]
+        self.outputs: list[DevloopProcess | SyncResult] = []
+        api = k8s_config.new_client_from_config(str(kubeconfig), context=context,
+                                                persist_config=False)
+        self._kubeconfig_ctx = (str(kubeconfig), context)
+        self.core = k8s.CoreV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
+
+    def devloop(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "devloop.cli", *args, "--context", self.context, "-o",
+             "json"], cwd=self.repo, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def start_watch(self) -> DevloopProcess:
+        self.watch = DevloopProcess(self.devloop("watch"))
+        self.outputs.append(self.watch)
+        return self.watch
+
+    def stop(self) -> None:
+        if self.watch is not None and self.watch.proc.poll() is None:
+            self.watch.proc.send_signal(2)
+            try:
+                self.watch.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.watch.proc.kill()
+
+    def all_output_lines(self) -> list[str]:
+        out: list[str] = []
+        for o in self.outputs:
+            out += o.lines if isinstance(o, DevloopProcess) else o.text.splitlines()
+        return [line for line in out if line.strip()]
+
+    # --- looking inside the cluster --------------------------------------------------------------
+
+    def pods(self, service: str) -> list[Any]:
+        pods = self.core.list_namespaced_pod(
+            NAMESPACE, label_selector=f"app.kubernetes.io/component={service}").items
+        return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+    def pod_uids(self, service: str) -> set[str]:
+        return {p.metadata.uid for p in self.pods(service)}
+
+    def deployment_ready(self, service: str) -> bool:
+        dep = self.apps.read_namespaced_deployment(service, NAMESPACE)
+        st = dep.status
+        return bool(st and st.ready_replicas == dep.spec.replicas
+                    and st.updated_replicas == dep.spec.replicas
+                    and (st.observed_generation or 0) >= dep.metadata.generation)
+
+    def _ready_pod(self, service: str) -> Any:
+        for pod in self.pods(service):
+            for cond in pod.status.conditions or []:
+                if cond.type == "Ready" and cond.status == "True":
+                    return pod
+        raise AssertionError(f"no ready {service} pod")
+
+    def exec_in(self, service: str, cmd: list[str]) -> str:
+        """Run a command in the ready pod's container: docker exec on the stand-in (pods have
+        network none), the exec API on a real cluster."""
+        pod = self._ready_pod(service)
+        if not self.standin:
+            from kubernetes.stream import stream
+
+            api = k8s_config.new_client_from_config(*self._kubeconfig_ctx, persist_config=False)
+            return stream(k8s.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name,
+                          NAMESPACE, container=service, command=cmd, stderr=True, stdin=False,
+                          stdout=True, tty=False)
+        containers = self.docker.containers.list(filters={"label": [
+            f"io.devloop.standin.pod-uid={pod.metadata.uid}",
+            f"io.devloop.standin.container={service}"]})
+        assert containers, f"no running container for pod {pod.metadata.name}"
+        code, out = containers[0].exec_run(cmd)
+        text = out.decode(errors="replace")
+        assert code == 0, f"{cmd} in {service} failed ({code}): {text}"
+        return text
+
+    def backend_call(self, method: str, path: str, token: str | None = None,
+                     body: Any = None) -> Any:
+        """An HTTP call to the backend from inside its own pod (loopback in its namespace)."""
+        script = (
+            "import json, sys, urllib.request\n"
+            "m, p, t, b = sys.argv[1:5]\n"
+            "req = urllib.request.Request('http://127.0.0.1:8000' + p, method=m,\n"
+            "    data=b.encode() if b else None, headers={'Content-Type': 'application/json'})\n"
+            "if t: req.add_header('Authorization', 'Bearer ' + t)\n"
+            "try:\n"
+            "    r = urllib.request.urlopen(req, timeout=20); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(json.dumps({'status': e.code, 'body': e.read().decode()}))\n"
+        )
+        out = self.exec_in("backend", ["python3", "-c", script, method, path, token or "",
+                                       json.dumps(body) if body is not None else ""])
+        return json.loads(out) if out.strip() else None
+
+    def backend_login(self, email: str, password: str) -> str:
+        reply = self.backend_call("POST", "/api/auth/login", None,
+                                  {"email": email, "password": password})
+        assert "access_token" in reply, reply
+        return reply["access_token"]
+
+    def backend_register_and_login(self, email: str, password: str) -> str:
+        self.backend_call("POST", "/api/auth/register", None,
+                          {"email": email, "password": password, "name": "Ada"})
+        return self.backend_login(email, password)
+
+
+def run_sync(lumina: LuminaCluster, *args: str, timeout: float = 900) -> SyncResult:
+    started = time.monotonic()
+    proc = lumina.devloop("sync", *args)
+    out, _ = proc.communicate(timeout=timeout)
+    seconds = time.monotonic() - started
+    events = []
+    for line in out.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            events.append({"type": "unparsed", "line": line})
+    result = SyncResult(proc.returncode, seconds, events, out)
+    lumina.outputs.append(result)
+    return result
+
+
+def stack_env(kubeconfig: Path, cache_dir: Path, offline: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "DEVLOOP_"))}
+    env.update({
+        "KUBECONFIG": str(kubeconfig),
+        "XDG_CACHE_HOME": str(cache_dir),
+        "DEVLOOP_HELM": str(REPO / ".tools/bin/helm"),
+        "JWT_SECRET_KEY": f"e2e-{secrets.token_hex(16)}",
+        "PYTHONPATH": str(REPO),
+    })
+    if offline:
+        env["DEVLOOP_OFFLINE"] = "true"
+    return env
