@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         bus.publish(ev.ERROR, None, message=f"{config_path}: unknown service "
                     f"{', '.join(unknown)} (known: {', '.join(sorted(config.services))})")
         return exitcodes.CONFIG_ERROR
-    bus.publish(ev.CONFIG_LOADED, None, path=str(config.path), services=sorted(config.services))
+    if args.command != "status":  # status prints only its own report
+        bus.publish(ev.CONFIG_LOADED, None, path=str(config.path),
+                    services=sorted(config.services))
     if config.chart is not None:
         redactor.add_from_values(config.chart.set_values)
 

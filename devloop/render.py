@@ -47,7 +47,8 @@ def describe(event: ev.Event) -> str:
         outcome = "ok" if d.get("ok") else f"failed: {d.get('reason', '')}"
         return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
     if t == ev.PROBLEM:
-        return f"[devloop] problem: {d['file']}:{d['line']}: error: {d['message']}"
+        message = " ".join(str(d["message"]).split())  # one line for problem matchers
+        return f"[devloop] problem: {d['file']}:{d['line']}: error: {message}"
     if t == ev.CHANGE_DETECTED:
         paths = d.get("paths", [])
         more = f" (+{d['more']} more)" if d.get("more") else ""

@@ -210,6 +210,7 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
     deadline = time.monotonic() + timeout_s
     last_text = ""
     new_pods: list[k8s.V1Pod] = []
+    unreachable = False  # the last poll could not reach the API server
 
     def report(text: str) -> None:
         nonlocal last_text
@@ -220,6 +221,7 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
     while True:
         try:
             dep = apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
+            unreachable = False
             done, text, exceeded = rollout_status(dep, generation)
             if exceeded:
                 pod, tail = _not_ready_tail(core, new_pods)
@@ -248,9 +250,13 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
+            unreachable = True
             report(f"API server unreachable ({connection_detail(exc)}); retrying")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            if unreachable:
+                return RolloutResult(False, "Unreachable", one_line(
+                    f"{ident}: rollout state unknown after {timeout_s:g}s: {last_text}"))
             pod, tail = _not_ready_tail(core, new_pods)
             return RolloutResult(False, "Timeout", one_line(
                 f"{ident} not rolled out after {timeout_s:g}s: {last_text}"), pod=pod,

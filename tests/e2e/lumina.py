@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -273,3 +274,25 @@ def stack_env(kubeconfig: Path, cache_dir: Path, offline: bool) -> dict[str, str
     if offline:
         env["DEVLOOP_OFFLINE"] = "true"
     return env
+
+
+def prepare_images(docker_client: docker.DockerClient) -> None:
+    """Base images (pulled, or produced locally when no registry answers) and dependencies
+    downloaded on the host, which builds then use (DEVLOOP_OFFLINE=true) with or without a
+    registry, so the suite runs the same everywhere."""
+    subprocess.run([str(REPO / "scripts/install-helm")], check=True, stdout=subprocess.DEVNULL)
+    offline = False
+    for base in ("python:3.11-slim-bookworm", "node:20-bookworm-slim"):
+        try:
+            docker_client.images.get(base)
+            continue
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            docker_client.images.pull(base)
+        except docker.errors.DockerException:
+            offline = True
+    if offline:
+        subprocess.run([str(REPO / "scripts/base-images")], check=True)
+    # dependencies downloaded on the host work with or without a registry: always use them
+    subprocess.run([str(REPO / "scripts/offline-deps")], check=True)

@@ -132,3 +132,12 @@ def deploy(cluster: Cluster) -> Callable[..., int]:
         return int(created.metadata.generation)
 
     return make
+
+
+@pytest.fixture
+def own_standin(tmp_path: Path, test_images: dict[str, str]) -> Iterator[StandIn]:
+    """A stand-in of this test's own, so stopping and restarting it disturbs nobody else."""
+    server = StandIn(tmp_path / "standin")
+    server.start()
+    yield server
+    server.stop(remove_volumes=True)

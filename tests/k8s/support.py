@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,21 @@ def container_id(pod: Any) -> str:
     """The Docker container id behind a pod's first container (`docker://<id>`)."""
     status = pod.status.container_statuses[0]
     return status.container_id.split("://", 1)[-1]
+
+
+def plain_http_cluster(standin: Any, directory: Path) -> Any:
+    """A Cluster on `standin` over plain HTTP, in a fresh namespace.
+
+    The stand-in serves HTTP and HTTPS on one port; its stop() cuts HTTP connections the way
+    a dying API server does but cannot cut its TLS-wrapped ones (reported to the lead), so
+    outage tests use HTTP.
+    """
+    from devloop.cluster import connect
+    from tests.kube_standin.kubeconfig import CONTEXT, write_kubeconfig
+
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    kubeconfig = write_kubeconfig(directory / "kubeconfig-http",
+                                  standin.url.replace("https://", "http://"), standin.token)
+    cluster = connect(CONTEXT, namespace, str(kubeconfig))
+    cluster.core.create_namespace({"metadata": {"name": namespace}})
+    return cluster

@@ -2,8 +2,8 @@
 
 minikube, kind and k3d cannot run on this machine (no nested clusters, no network), so their
 commands go through a fake `run` that records the command line and answers like the real tool
-would (outputs copied from the tools' documented behaviour). The shared-daemon and registry
-deliveries use the real Docker Engine.
+would (outputs copied from the tools' documented behaviour). Detection by node labels reads
+real Node objects from the API stand-in; the registry delivery uses the real Docker Engine.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
-from devloop.cluster import Cluster
+from devloop.cluster import Cluster, connect
 from devloop.deliver import (
     DeliveryCancelled,
     DeliveryError,
@@ -31,6 +32,7 @@ from devloop.deliver import (
     registry_ref,
     run_command,
 )
+from tests.kube_standin import StandIn
 
 
 @dataclass
@@ -192,3 +194,37 @@ def test_registry_push_failure_is_one_line(busybox_image: str) -> None:
         client.images.remove(tagged)
     finally:
         client.close()
+
+
+@pytest.fixture
+def extra_node(standin: StandIn) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Adds Node objects to the stand-in (as a minikube/kind/k3d cluster would have them)."""
+    conn = connect(StandIn.context, "default", str(standin.kubeconfig))
+    added: list[str] = []
+
+    def add(metadata_and_spec: dict[str, Any]) -> None:
+        conn.core.create_node({"apiVersion": "v1", "kind": "Node", **metadata_and_spec})
+        added.append(metadata_and_spec["metadata"]["name"])
+
+    yield add
+    for name in added:
+        conn.core.delete_node(name)
+
+
+def test_node_labels_identify_a_minikube_profile_behind_any_context_name(
+        standin: StandIn, extra_node: Callable[[dict[str, Any]], None]) -> None:
+    cluster = connect(StandIn.context, "lumina", str(standin.kubeconfig))
+    assert isinstance(detect_delivery(cluster, None, None, run=FakeRun()), SharedDaemon)
+    extra_node({"metadata": {"name": "dev", "labels": {"minikube.k8s.io/name": "dev",
+                                                       "kubernetes.io/hostname": "dev"}}})
+    delivery = detect_delivery(cluster, None, None, run=FakeRun())
+    assert isinstance(delivery, MinikubeDelivery) and delivery.profile == "dev"
+
+
+def test_node_provider_id_identifies_a_kind_cluster(
+        standin: StandIn, extra_node: Callable[[dict[str, Any]], None]) -> None:
+    cluster = connect(StandIn.context, "lumina", str(standin.kubeconfig))
+    extra_node({"metadata": {"name": "blue-control-plane"},
+                "spec": {"providerID": "kind://docker/blue/blue-control-plane"}})
+    delivery = detect_delivery(cluster, None, None, run=FakeRun())
+    assert isinstance(delivery, KindDelivery) and delivery.cluster_name == "blue"

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from devloop.cluster import Cluster, connect, new_api_client
+from devloop.cluster import Cluster, new_api_client
 from devloop.patch import patch_image
 from devloop.podlogs import LogFollower
 from devloop.rollout import wait_rollout
 from tests.k8s import support
 from tests.kube_standin import StandIn
-from tests.kube_standin.kubeconfig import write_kubeconfig
 
 
 class Collected:
@@ -145,25 +141,10 @@ def test_stop_closes_idle_streams_promptly(cluster: Cluster, deploy: Callable[..
     assert got.errors == []
 
 
-@pytest.fixture
-def own_standin(tmp_path: Path, test_images: dict[str, str]) -> Iterator[StandIn]:
-    """A stand-in of this test's own, so stopping and restarting it disturbs nobody else."""
-    server = StandIn(tmp_path / "standin")
-    server.start()
-    yield server
-    server.stop(remove_volumes=True)
-
-
 def test_logs_survive_an_api_server_restart(own_standin: StandIn, tmp_path: Path,
                                             test_images: dict[str, str]) -> None:
-    ns = f"t-{uuid.uuid4().hex[:8]}"
-    # Plain HTTP on the stand-in's port (it serves both): its stop() cuts HTTP connections the
-    # way a dying API server does, but cannot cut its TLS-wrapped ones (reported to the lead).
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig",
-                                  own_standin.url.replace("https://", "http://"),
-                                  own_standin.token)
-    cluster = connect(StandIn.context, ns, str(kubeconfig))
-    cluster.core.create_namespace({"metadata": {"name": ns}})
+    cluster = support.plain_http_cluster(own_standin, tmp_path)
+    ns = cluster.namespace
     cluster.apps.create_namespaced_deployment(ns, support.deployment("web", test_images["ticker"]))
     result = wait_rollout(cluster.apps, cluster.core, ns, "web", 1, 60, threading.Event(),
                           lambda _: None)
@@ -193,3 +174,21 @@ def test_logs_survive_an_api_server_restart(own_standin: StandIn, tmp_path: Path
     assert_unbroken(got.of(new), ended=False)
     assert got.errors, "the outage should have been reported"
     assert all("\n" not in e and "logs for web" in e for e in got.errors)
+
+
+def test_existing_pod_starts_from_its_recent_lines_when_asked(
+        cluster: Cluster, deploy: Callable[..., int], test_images: dict[str, str]) -> None:
+    deploy("web", test_images["ticker"])
+    (pod,) = [p.metadata.name for p in support.pods_of(cluster.core, cluster.namespace, "web")]
+    time.sleep(1.5)  # ~30 lines exist before devloop starts following
+    got = Collected()
+    logs = follower(cluster, got, existing_tail=3)
+    logs.start()
+    try:
+        got.wait_for(lambda: len(got.of(pod)) >= 10)
+    finally:
+        logs.stop()
+    lines = got.of(pod)
+    first = int(lines[0].split()[1])
+    assert first >= 20, lines[:3]  # not from the pod's first line
+    assert lines == [f"tick {first + i}" for i in range(len(lines))]

@@ -6,10 +6,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from devloop.cluster import Cluster
 from devloop.patch import patch_image
 from devloop.rollout import RolloutResult, wait_rollout
+from tests.k8s import support
+from tests.kube_standin import StandIn
 
 
 def roll(cluster: Cluster, name: str, image: str, timeout: float = 60,
@@ -103,3 +106,38 @@ def test_deleted_deployment_is_reported(cluster: Cluster) -> None:
                           threading.Event(), lambda _: None)
     assert (result.ok, result.reason) == (False, "NotFound")
     assert f"deployment {cluster.namespace}/gone not found" in result.message
+
+
+def test_wait_survives_an_api_server_outage(own_standin: StandIn, tmp_path: Path,
+                                            test_images: dict[str, str]) -> None:
+    cluster = support.plain_http_cluster(own_standin, tmp_path)
+    cluster.apps.create_namespaced_deployment(cluster.namespace,
+                                              support.deployment("web", test_images["sleeper"]))
+    assert wait_rollout(cluster.apps, cluster.core, cluster.namespace, "web", 1, 60,
+                        threading.Event(), lambda _: None).ok
+    generation = patch_image(cluster.apps, cluster.namespace, "web", "web",
+                             test_images["ticker"], "v2")
+    own_standin.stop(keep_pods=True)
+    progress: list[str] = []
+    restart = threading.Timer(1.5, own_standin.start)
+    restart.start()
+    try:
+        result = wait_rollout(cluster.apps, cluster.core, cluster.namespace, "web", generation,
+                              60, threading.Event(), progress.append, poll=0.2)
+    finally:
+        restart.join()
+    assert result.ok, result
+    assert any("API server unreachable" in p for p in progress), progress
+
+
+def test_an_api_server_that_stays_away_is_reported_as_unreachable(
+        own_standin: StandIn, tmp_path: Path, test_images: dict[str, str]) -> None:
+    cluster = support.plain_http_cluster(own_standin, tmp_path)
+    own_standin.stop(keep_pods=True)
+    try:
+        result = wait_rollout(cluster.apps, cluster.core, cluster.namespace, "web", 1, 1.5,
+                              threading.Event(), lambda _: None, poll=0.2)
+    finally:
+        own_standin.start()
+    assert (result.ok, result.reason) == (False, "Unreachable")
+    assert "Connection refused" in result.message and "\n" not in result.message

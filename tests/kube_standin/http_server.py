@@ -26,6 +26,7 @@ from .store import Event, Obj
 log = logging.getLogger("kube_standin.http")
 
 MAX_WATCH_SECONDS = 1800
+BOOKMARK_SECONDS = 15.0
 
 
 @dataclass
@@ -103,8 +104,8 @@ class Router:
             status = self._route(req, url.path, query)
         except errors.ApiError as exc:
             status = req.send_json(exc.code, exc.status())
-        except (BrokenPipeError, ConnectionResetError):
-            status = 499
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            status = 499  # the client went away mid-response
         except Exception as exc:
             log.exception("internal error on %s %s", req.command, url.path)
             status = req.send_json(500, errors.ApiError(500, "InternalError", str(exc)).status())
@@ -250,6 +251,12 @@ class Router:
         rv_text = (query.get("resourceVersion") or [""])[0]
         store = self.api.store
         initial: list[Obj] = []
+        # WatchList (client-go reflectors, helm 4's status waiter): the current state as ADDED
+        # events, then a bookmark marking the end of the initial events.
+        initial_events = _flag(query, "sendInitialEvents")
+        bookmarks = _flag(query, "allowWatchBookmarks")
+        if initial_events:
+            rv_text = ""
         if rv_text in ("", "0"):
             objs, cursor = store.list_raw(res.plural, namespace if res.namespaced else None)
             initial = [o for o in objs if match(o)]
@@ -263,6 +270,9 @@ class Router:
         try:
             for obj in initial:
                 req.write_chunk(_event_line("ADDED", obj))
+            if initial_events:
+                req.write_chunk(_bookmark(res, cursor, initial_end=True))
+            last_write = time.monotonic()
             if rv_text not in ("", "0"):
                 try:
                     store.events_after(cursor)
@@ -283,6 +293,10 @@ class Router:
                     line = _translate(event, res, namespace, match)
                     if line is not None:
                         req.write_chunk(line)
+                        last_write = time.monotonic()
+                if bookmarks and time.monotonic() - last_write > BOOKMARK_SECONDS:
+                    req.write_chunk(_bookmark(res, store.resource_version))
+                    last_write = time.monotonic()
         finally:
             req.end_stream()
         return 200
@@ -331,6 +345,14 @@ def _version() -> dict[str, Any]:
         "compiler": "gc",
         "platform": "linux/amd64",
     }
+
+
+def _bookmark(res: Resource, rv: int, initial_end: bool = False) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return _event_line("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version,
+                                    "metadata": meta})
 
 
 def _event_line(kind: str, obj: Obj) -> bytes:

@@ -1,6 +1,6 @@
 """Decodes the Kubernetes protobuf request bodies that client-go's typed clients send (helm stores
 releases as Secrets that way). Only the kinds such clients write are known: Secret, ConfigMap,
-Namespace; anything else is answered with 415 so the client knows to send JSON."""
+Namespace, DeleteOptions; anything else is answered with 415 so the client knows to send JSON."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     "Namespace": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "list_str")},
     "Time": {1: ("seconds", "int"), 2: ("nanos", "int")},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "int"), 2: ("preconditions", "msg:Preconditions"),
+                      3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "str"),
+                      5: ("dryRun", "list_str")},
+    "Preconditions": {1: ("uid", "str"), 2: ("resourceVersion", "str")},
     "MapEntry": {1: ("key", "str"), 2: ("value", "bytes")},
 }
 
@@ -110,7 +114,7 @@ def decode(body: bytes) -> dict[str, Any]:
         envelope = _message(body[len(MAGIC):], "Unknown")
         type_meta = envelope.get("typeMeta") or {}
         kind = type_meta.get("kind", "")
-        if kind not in ("Secret", "ConfigMap", "Namespace"):
+        if kind not in ("Secret", "ConfigMap", "Namespace", "DeleteOptions"):
             raise errors.ApiError(
                 415, "UnsupportedMediaType",
                 f"the stand-in decodes protobuf only for Secret, ConfigMap and Namespace, not "

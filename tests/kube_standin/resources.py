@@ -24,6 +24,7 @@ class Resource:
     # Kinds whose deletion waits for a controller (pods wait for their containers to stop).
     graceful_delete: bool = False
     singular: str = field(default="")
+    categories: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -40,22 +41,22 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     Resource("", "v1", "Secret", "secrets", True),
     Resource("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
-    Resource("", "v1", "Service", "services", True, ("svc",), ("status",)),
+    Resource("", "v1", "Service", "services", True, ("svc",), ("status",), categories=("all",)),
     Resource("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",),
              ("status",)),
     Resource(
         "", "v1", "Pod", "pods", True, ("po",), ("status", "log"),
-        has_generation=True, graceful_delete=True,
+        has_generation=True, graceful_delete=True, categories=("all",),
     ),
     Resource("", "v1", "Event", "events", True, ("ev",)),
     Resource(
         "apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"),
-        has_generation=True,
+        has_generation=True, categories=("all",),
     ),
     Resource(
         "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
-        has_generation=True,
+        has_generation=True, categories=("all",),
     ),
 )
 
@@ -170,6 +171,7 @@ class ResourceTable:
                     "kind": res.kind,
                     "verbs": STORAGE_VERBS,
                     "shortNames": list(res.short_names),
+                    "categories": list(res.categories),
                     "storageVersionHash": "",
                 }
             )

@@ -245,3 +245,60 @@ def test_discovery_documents(api_only):
     assert {"deployments", "deployments/status", "replicasets"} <= {
         r.name for r in resources.resources}
     assert client.VersionApi(api).get_code().git_version.startswith("v1.")
+
+
+def test_progress_deadline_exceeded_when_pods_never_become_available(api_only):
+    apps = api_only.apps()
+    ns = api_only.create_namespace()
+    apps.create_namespaced_deployment(ns, deployment("stuck", progressDeadlineSeconds=1))
+
+    def progressing_reason():
+        d = apps.read_namespaced_deployment("stuck", ns)
+        cond = next((c for c in d.status.conditions or [] if c.type == "Progressing"), None)
+        return cond.reason if cond and cond.reason == "ProgressDeadlineExceeded" else None
+
+    wait_for(progressing_reason, timeout=10, what="ProgressDeadlineExceeded")
+    d = apps.read_namespaced_deployment("stuck", ns)
+    available = next(c for c in d.status.conditions if c.type == "Available")
+    assert available.status == "False"
+    assert d.status.unavailable_replicas == 1
+
+
+def test_deleting_a_deployment_garbage_collects_its_replicasets_and_pods(api_only):
+    apps, core = api_only.apps(), api_only.core()
+    ns = api_only.create_namespace()
+    apps.create_namespaced_deployment(ns, deployment("web"))
+    wait_for(lambda: core.list_namespaced_pod(ns).items, what="a pod")
+    apps.delete_namespaced_deployment("web", ns)
+    wait_for(lambda: not apps.list_namespaced_replica_set(ns).items
+             and not core.list_namespaced_pod(ns).items, what="garbage collection")
+
+
+def test_namespace_deletion_removes_its_contents(api_only):
+    core = api_only.core()
+    ns = api_only.create_namespace()
+    # A finalizer holds the ConfigMap (and so the namespace) until it is removed.
+    core.create_namespaced_config_map(ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="c", finalizers=["example.com/hold"])))
+    core.delete_namespace(ns)
+    assert core.read_namespace(ns).status.phase == "Terminating"
+    with pytest.raises(client.ApiException) as forbidden:
+        core.create_namespaced_config_map(ns, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="d")))
+    assert forbidden.value.status == 403
+    held = wait_for(lambda: core.read_namespaced_config_map("c", ns).metadata.deletion_timestamp,
+                    what="the ConfigMap marked for deletion")
+    assert held
+    core.patch_namespaced_config_map("c", ns, {"metadata": {"finalizers": None}})
+    wait_for(lambda: ns not in [n.metadata.name for n in core.list_namespace().items],
+             what="namespace removal")
+
+
+def test_scale_subresource_and_replicaset_count(api_only):
+    apps = api_only.apps()
+    ns = api_only.create_namespace()
+    apps.create_namespaced_deployment(ns, deployment("web"))
+    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
+    assert apps.read_namespaced_deployment("web", ns).spec.replicas == 3
+    wait_for(lambda: [rs.spec.replicas for rs in apps.list_namespaced_replica_set(ns).items]
+             == [3], what="the ReplicaSet scaled to 3")

@@ -70,6 +70,11 @@ def container_state(core: client.CoreV1Api, name: str, ns: str) -> client.V1Cont
     return statuses[0] if statuses else None
 
 
+def restart_count(core: client.CoreV1Api, name: str, ns: str) -> int:
+    status = container_state(core, name, ns)
+    return status.restart_count if status else 0
+
+
 def app_pods(core: client.CoreV1Api, ns: str, app: str) -> list[client.V1Pod]:
     return core.list_namespaced_pod(ns, label_selector=f"app={app}").items
 
@@ -143,7 +148,7 @@ def test_crashing_container_goes_into_crash_loop_back_off_with_its_logs(standin,
     status = wait_for(crash_looping, timeout=20, what="CrashLoopBackOff")
     assert status.last_state.terminated.exit_code == 3
     assert status.last_state.terminated.reason == "Error"
-    wait_for(lambda: container_state(core, "crash", ns).restart_count >= 1, timeout=20,
+    wait_for(lambda: restart_count(core, "crash", ns) >= 1, timeout=20,
              what="a restart")
     assert core.read_namespaced_pod("crash", ns).status.phase == "Running"
     assert "boom" in core.read_namespaced_pod_log("crash", ns, previous=True)
@@ -295,3 +300,63 @@ def test_api_outage_keeps_objects_and_readopts_running_containers(standin, busyb
     wait_for(lambda: rollout_complete(apps, "web", ns) and len(app_pods(core, ns, "web")) == 1
              and app_pods(core, ns, "web")[0].metadata.uid != before.metadata.uid,
              timeout=30, what="rollout after restart")
+
+
+def test_failing_liveness_probe_restarts_the_container(standin, busybox_image):
+    core = standin.core()
+    ns = standin.create_namespace()
+    liveness = {"httpGet": {"path": "/missing", "port": 8080}, "periodSeconds": 1,
+                "failureThreshold": 2}
+    core.create_namespaced_pod(ns, pod("sick", busybox_image, SERVE, livenessProbe=liveness))
+    wait_for(lambda: restart_count(core, "sick", ns) >= 1, timeout=20,
+             what="a liveness restart")
+    messages = [e.message for e in core.list_namespaced_event(ns).items]
+    assert any("failed liveness probe" in m for m in messages)
+    assert any("Liveness probe failed: HTTP probe failed with statuscode: 404" in m
+               for m in messages)
+
+
+def test_deleting_a_pod_removes_its_container_and_the_replicaset_replaces_it(
+        standin, busybox_image):
+    core, apps = standin.core(), standin.apps()
+    ns = standin.create_namespace()
+    apps.create_namespaced_deployment(ns, deployment("web", busybox_image, readiness=False))
+    wait_for(lambda: rollout_complete(apps, "web", ns), what="rollout")
+    (first,) = app_pods(core, ns, "web")
+    (container,) = standin.containers(ns)
+    rv = core.read_namespaced_pod(first.metadata.name, ns).metadata.resource_version
+    time.sleep(1.5)  # an idle running pod must not churn resourceVersions
+    assert core.read_namespaced_pod(first.metadata.name, ns).metadata.resource_version == rv
+    deleted = core.delete_namespaced_pod(first.metadata.name, ns)
+    assert deleted.metadata.deletion_timestamp is not None
+    wait_for(lambda: first.metadata.name not in [p.metadata.name
+                                                for p in app_pods(core, ns, "web")],
+             what="the pod to go away")
+    assert container.id not in [c.id for c in standin.containers(ns)]
+    wait_for(lambda: rollout_complete(apps, "web", ns), what="a replacement pod")
+
+
+def test_host_network_pods_are_reachable_on_localhost_and_resolve_services(
+        standin_factory, busybox_image):
+    import socket
+
+    host = standin_factory(pod_network="host")
+    core = host.core()
+    ns = host.create_namespace()
+    core.create_namespaced_service(ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"port": 8000}]}})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    core.create_namespaced_pod(ns, pod(
+        "web", busybox_image, f"exec httpd -f -p 127.0.0.1:{port} -h /www",
+        readinessProbe={"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}))
+    wait_for(lambda: (container_state(core, "web", ns) or client.V1ContainerStatus(
+        name="x", image="x", image_id="x", ready=False, restart_count=0)).ready,
+        what="readiness over loopback")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok\n"
+    (container,) = host.containers(ns)
+    hosts = container.exec_run(["cat", "/etc/hosts"]).output.decode()
+    assert f"api.{ns}.svc.cluster.local" in hosts
+    assert core.read_namespaced_pod("web", ns).status.pod_ip == "127.0.0.1"
