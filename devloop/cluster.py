@@ -33,15 +33,15 @@ class ClusterUnreachable(Exception):
 
     def _render(self) -> str:
         ctx = f"context '{self.context}'" if self.context else "the cluster"
+        kubectl = f"kubectl --context {self.context}" if self.context else "kubectl"
         if self.status in (401, 403):
             hint = (
                 "the credentials were rejected: the token or client certificate may have expired;"
-                f" refresh them (e.g. `kubectl --context {self.context or '<context>'} get ns`"
-                " re-runs the auth plugin) or log in again"
+                f" refresh them (e.g. `{kubectl} get ns` re-runs the auth plugin) or log in again"
             )
         else:
             hint = (
-                f"check `kubectl --context {self.context or '<context>'} cluster-info`"
+                f"check `{kubectl} cluster-info`"
                 " and that the cluster is running (minikube status, Docker Desktop, kind/k3d)"
             )
         return one_line(f"cannot use the Kubernetes API of {ctx} at {self.server}: "

@@ -44,6 +44,7 @@ class ClusterDeployer:
         self.env = dict(os.environ) if env is None else env
         self._install_lock = threading.Lock()
         self._warned: set[str] = set()
+        self._present: set[str] = set()  # Deployments seen to exist: no install check needed
         self._followers: dict[str, LogFollower] = {}
         self._log_services: set[str] = set()
         self._logs_lock = threading.Lock()
@@ -96,6 +97,7 @@ class ClusterDeployer:
             if "not found" in str(exc):
                 return None  # the first deploy installs it
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+        self._present.add(service.deployment)
         self._follow_logs_quietly(service)
         return deployed.digest
 
@@ -145,10 +147,17 @@ class ClusterDeployer:
     # --- first deploy ----------------------------------------------------------------------------
 
     def _install_if_missing(self, service: ServiceConfig) -> None:
-        """Install the chart's missing objects when the service's Deployment does not exist."""
+        """Install the chart's missing objects when the service's Deployment does not exist.
+
+        Once a Deployment was seen, later reloads skip this check (one API call less per save);
+        if it was deleted meanwhile, the patch fails with a clear message and the next start of
+        devloop installs it again."""
+        if service.deployment in self._present:
+            return
         try:
             read_deployed(self.cluster.apps, self.cluster.namespace, service.deployment,
                           service.container)
+            self._present.add(service.deployment)
             return
         except PatchError as exc:
             if "not found" not in str(exc):
@@ -168,6 +177,7 @@ class ClusterDeployer:
         if created:
             self.bus.publish(ev.DEPLOY_INSTALLED, service.name, objects=created,
                              chart=str(chart.path))
+        self._present.add(service.deployment)
 
     def _warn_once(self, service: ServiceConfig) -> None:
         if service.name in self._warned:

@@ -225,14 +225,30 @@ def missing_objects(cluster: Cluster, objects: list[dict[str, Any]]) -> list[dic
         raise cluster.unreachable(exc.__cause__ or exc) from exc
 
 
-def install_missing(cluster: Cluster, objects: list[dict[str, Any]]) -> list[str]:
+def _adoptable(obj: dict[str, Any], release: str) -> dict[str, Any]:
+    """Helm's ownership annotations, so a later `helm upgrade --install` of the same release
+    adopts these objects instead of refusing to touch them."""
+    meta = dict(obj["metadata"])
+    annotations = dict(meta.get("annotations") or {})
+    annotations.setdefault("meta.helm.sh/release-name", release)
+    annotations.setdefault("meta.helm.sh/release-namespace", meta.get("namespace") or "")
+    meta["annotations"] = annotations
+    meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": "Helm"}
+    return {**obj, "metadata": meta}
+
+
+def install_missing(cluster: Cluster, objects: list[dict[str, Any]],
+                    release: str | None = None) -> list[str]:
     """CREATE the missing objects in dependency order and return "Kind/name" for each created.
 
     Existing objects are never replaced, patched or deleted, so a PVC holding data, a Secret
-    edited by hand or a Deployment devloop already patched stays exactly as it is.
+    edited by hand or a Deployment devloop already patched stays exactly as it is. With
+    `release`, created objects carry Helm's ownership metadata for that release name.
     """
     api_client = cluster.api_client
     todo = sorted(missing_objects(cluster, objects), key=lambda o: CREATE_ORDER.index(o["kind"]))
+    if release:
+        todo = [_adoptable(o, release) if o["kind"] != "Namespace" else o for o in todo]
     created: list[str] = []
     for obj in todo:
         api, spec = _api_for(api_client, obj)

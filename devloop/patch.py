@@ -26,6 +26,10 @@ class PatchError(Exception):
     """One line naming the Deployment (namespace/name) and what is wrong with it."""
 
 
+class DeploymentNotFound(PatchError):
+    """The Deployment does not exist (yet): the first deploy installs it."""
+
+
 @dataclass
 class Deployed:
     image: str | None
@@ -38,8 +42,9 @@ def _read(apps: k8s.AppsV1Api, namespace: str, deployment: str) -> k8s.V1Deploym
         return apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
     except ApiException as exc:
         if exc.status == 404:
-            raise PatchError(f"deployment {namespace}/{deployment} not found: install the chart"
-                             " first (devloop does it when the Deployment is missing)") from exc
+            raise DeploymentNotFound(
+                f"deployment {namespace}/{deployment} not found: install the chart first"
+                " (devloop does it when the Deployment is missing)") from exc
         raise _api_error(apps, exc, f"cannot read deployment {namespace}/{deployment}") from exc
     except Exception as exc:
         if is_connection_error(exc):

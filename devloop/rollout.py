@@ -255,7 +255,7 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if unreachable:
-                return RolloutResult(False, "Unreachable", one_line(
+                return RolloutResult(False, "ClusterUnreachable", one_line(
                     f"{ident}: rollout state unknown after {timeout_s:g}s: {last_text}"))
             pod, tail = _not_ready_tail(core, new_pods)
             return RolloutResult(False, "Timeout", one_line(

@@ -43,7 +43,7 @@ def test_install_creates_only_missing_objects_and_never_touches_the_pvc(lumina: 
     assert "Namespace/lumina" not in missing
     assert "Deployment/backend" in missing
 
-    created = install_missing(lumina, objects)
+    created = install_missing(lumina, objects, release="lumina")
     assert set(created) == missing
     kinds = [c.split("/")[0] for c in created]
     assert kinds.index("Service") > max(kinds.index("ConfigMap"), kinds.index("Secret"))
@@ -55,6 +55,9 @@ def test_install_creates_only_missing_objects_and_never_touches_the_pvc(lumina: 
     assert after.spec.resources.requests == {"storage": "2Gi"}
     backend = lumina.apps.read_namespaced_deployment("backend", "lumina")
     assert [c.name for c in backend.spec.template.spec.containers] == ["backend"]
+    # A later `helm upgrade --install lumina` can adopt what devloop created.
+    assert backend.metadata.annotations["meta.helm.sh/release-name"] == "lumina"
+    assert backend.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
 
     # Something the user changed by hand stays changed, and a second install creates nothing.
     lumina.core.patch_namespaced_config_map("backend-config", "lumina",

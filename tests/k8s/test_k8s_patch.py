@@ -10,6 +10,7 @@ import pytest
 from devloop.cluster import Cluster
 from devloop.patch import (
     DIGEST_ANNOTATION,
+    DeploymentNotFound,
     PatchError,
     patch_image,
     read_deployed,
@@ -78,7 +79,8 @@ def test_wrong_container_name_fails_and_adds_nothing(cluster: Cluster, deploy: C
 
 
 def test_missing_deployment_is_named(cluster: Cluster) -> None:
-    with pytest.raises(PatchError, match=f"deployment {cluster.namespace}/backend not found"):
+    with pytest.raises(DeploymentNotFound,
+                       match=f"deployment {cluster.namespace}/backend not found"):
         read_deployed(cluster.apps, cluster.namespace, "backend", "backend")
     with pytest.raises(PatchError, match=f"deployment {cluster.namespace}/backend not found"):
         patch_image(cluster.apps, cluster.namespace, "backend", "backend", "img:1", "d")

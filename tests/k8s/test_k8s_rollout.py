@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devloop.cluster import Cluster
+import pytest
+
+from devloop.cluster import Cluster, ClusterUnreachable
+from devloop.install import install_missing
 from devloop.patch import patch_image
 from devloop.rollout import RolloutResult, wait_rollout
 from tests.k8s import support
@@ -133,11 +136,19 @@ def test_wait_survives_an_api_server_outage(own_standin: StandIn, tmp_path: Path
 def test_an_api_server_that_stays_away_is_reported_as_unreachable(
         own_standin: StandIn, tmp_path: Path, test_images: dict[str, str]) -> None:
     cluster = support.plain_http_cluster(own_standin, tmp_path)
+    cluster.apps.create_namespaced_deployment(cluster.namespace,
+                                              support.deployment("web", test_images["sleeper"]))
     own_standin.stop(keep_pods=True)
     try:
         result = wait_rollout(cluster.apps, cluster.core, cluster.namespace, "web", 1, 1.5,
                               threading.Event(), lambda _: None, poll=0.2)
+        with pytest.raises(ClusterUnreachable) as patching:
+            patch_image(cluster.apps, cluster.namespace, "web", "web", "img:2", "d2")
+        with pytest.raises(ClusterUnreachable):
+            install_missing(cluster, [support.pvc("data")])
     finally:
         own_standin.start()
-    assert (result.ok, result.reason) == (False, "Unreachable")
+    assert (result.ok, result.reason) == (False, "ClusterUnreachable")
     assert "Connection refused" in result.message and "\n" not in result.message
+    text = str(patching.value)
+    assert cluster.server in text and "Connection refused" in text and "\n" not in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import ipaddress
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -175,7 +176,9 @@ class Api:
             for index, port in enumerate(spec.get("ports") or []):
                 if spec.get("type") in ("NodePort", "LoadBalancer"):
                     if port.get("nodePort") is None:
-                        port["nodePort"] = next(p for p in range(30000, 32768) if p not in used)
+                        # Random like the real allocator, so two stand-ins rarely collide.
+                        port["nodePort"] = secrets.choice(
+                            [p for p in range(30000, 32768) if p not in used])
                     elif port["nodePort"] in used:
                         raise errors.invalid("Service", "", obj["metadata"]["name"], [(
                             f"spec.ports[{index}].nodePort",

@@ -17,6 +17,7 @@ from .deployment_controller import DeploymentController
 from .housekeeping import Housekeeping
 from .http_server import NoLogs, Router, StandInHTTPServer
 from .kubeconfig import CONTEXT, write_kubeconfig
+from .node_ports import NodePorts
 from .pod_logs import PodLogs
 from .pod_runner import PodRunner
 from .pod_worker import RunnerOptions
@@ -88,6 +89,7 @@ class StandIn:
         self.token = ""
         self.instance_id = ""
         self._cert: tuple[Path, Path] | None = None
+        self._node_ports: NodePorts | None = None
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -177,6 +179,10 @@ class StandIn:
         if self.runner is not None:
             self.runner.start()
             self._loops.append(ControlLoop("kubelet", store, self.runner.reconcile, period=2.0))
+        if self.pod_network == "host":
+            self._node_ports = NodePorts(store)
+            self._loops.append(ControlLoop("nodeports", store, self._node_ports.reconcile,
+                                           period=5.0))
         for loop in self._loops:
             loop.start()
         write_kubeconfig(self.kubeconfig, self.url, self.token, self.ca_cert)
@@ -223,6 +229,9 @@ class StandIn:
         self._server.close_connections()
         for loop in self._loops:
             loop.join()
+        if self._node_ports is not None:
+            self._node_ports.close()
+            self._node_ports = None
         if self.runner is not None:
             self.runner.stop(keep_pods=keep_pods)
             if remove_volumes:

@@ -1,4 +1,4 @@
-"""helm and kubectl (client-go: HTTPS, protobuf Secrets, OpenAPI, WatchList) against the stand-in."""
+"""helm and kubectl (client-go: HTTPS, protobuf Secrets, OpenAPI, WatchList) on the stand-in."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def tool(name: str) -> str:
 
 
 def run(standin, *args: str) -> str:
-    env = {**os.environ, "KUBECONFIG": str(standin.kubeconfig), "HELM_CACHE_HOME": "/tmp/h",
-           "HELM_CONFIG_HOME": "/tmp/h", "HELM_DATA_HOME": "/tmp/h"}
+    home = str(standin.standin.state_dir / "helm-home")
+    env = {**os.environ, "KUBECONFIG": str(standin.kubeconfig), "HELM_CACHE_HOME": home,
+           "HELM_CONFIG_HOME": home, "HELM_DATA_HOME": home}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -50,7 +51,7 @@ spec:
         - name: demo
           image: {{ .Values.image }}
           imagePullPolicy: IfNotPresent
-          command: ["sh", "-c", "exec httpd -f -p 8080 -h /www"]
+          command: ["sh", "-c", "echo serving; exec httpd -f -p 8080 -h /www"]
           readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
 """,
 }
@@ -88,4 +89,4 @@ def test_kubectl_apply_and_rollout_status(standin, busybox_image, tmp_path):
     out = run(standin, kubectl, "rollout", "status", "-n", ns, "deployment/demo",
               "--timeout=60s")
     assert "successfully rolled out" in out
-    assert "serving" not in run(standin, kubectl, "logs", "-n", ns, "deployment/demo")
+    assert run(standin, kubectl, "logs", "-n", ns, "deployment/demo").strip() == "serving"

@@ -75,6 +75,16 @@ def restart_count(core: client.CoreV1Api, name: str, ns: str) -> int:
     return status.restart_count if status else 0
 
 
+def log_text(core: client.CoreV1Api, name: str, ns: str, **kw) -> str:
+    """The log, or "" while the container is still waiting to start (the API answers 400)."""
+    try:
+        return core.read_namespaced_pod_log(name, ns, **kw)
+    except client.ApiException as exc:
+        if exc.status == 400:
+            return ""
+        raise
+
+
 def app_pods(core: client.CoreV1Api, ns: str, app: str) -> list[client.V1Pod]:
     return core.list_namespaced_pod(ns, label_selector=f"app={app}").items
 
@@ -343,12 +353,15 @@ def test_host_network_pods_are_reachable_on_localhost_and_resolve_services(
     host = standin_factory(pod_network="host")
     core = host.core()
     ns = host.create_namespace()
-    core.create_namespaced_service(ns, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
-        "spec": {"selector": {"app": "api"}, "ports": [{"port": 8000}]}})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    service = core.create_namespaced_service(ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+        "spec": {"type": "NodePort", "selector": {"app": "api"},
+                 "ports": [{"port": port, "targetPort": port}]}})
+    node_port = service.spec.ports[0].node_port
+    assert 30000 <= node_port <= 32767
     core.create_namespaced_pod(ns, pod(
         "web", busybox_image, f"exec httpd -f -p 127.0.0.1:{port} -h /www",
         readinessProbe={"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}))
@@ -356,7 +369,37 @@ def test_host_network_pods_are_reachable_on_localhost_and_resolve_services(
         name="x", image="x", image_id="x", ready=False, restart_count=0)).ready,
         what="readiness over loopback")
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "ok\n"
+    assert wait_for(lambda: _get_or_none(f"http://127.0.0.1:{node_port}/"),
+                    what="the NodePort relay") == "ok\n"
     (container,) = host.containers(ns)
     hosts = container.exec_run(["cat", "/etc/hosts"]).output.decode()
     assert f"api.{ns}.svc.cluster.local" in hosts
     assert core.read_namespaced_pod("web", ns).status.pod_ip == "127.0.0.1"
+
+
+def test_init_containers_run_first_and_share_empty_dir(standin, busybox_image):
+    core = standin.core()
+    ns = standin.create_namespace()
+    spec = pod("init", busybox_image, "cat /work/msg; sleep 30")
+    spec["spec"]["volumes"] = [{"name": "work", "emptyDir": {}}]
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "work", "mountPath": "/work"}]
+    spec["spec"]["initContainers"] = [{
+        "name": "prepare", "image": busybox_image, "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", "sleep 0.5; echo prepared > /work/msg"],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}]}]
+    core.create_namespaced_pod(ns, spec)
+    first = wait_for(lambda: core.read_namespaced_pod("init", ns).status.init_container_statuses,
+                     what="init container status")
+    assert first[0].name == "prepare"
+    wait_for(lambda: log_text(core, "init", ns, container="main").strip() == "prepared",
+             what="main container output")
+    status = core.read_namespaced_pod("init", ns).status
+    assert status.init_container_statuses[0].state.terminated.reason == "Completed"
+    assert next(c for c in status.conditions if c.type == "Initialized").status == "True"
+
+
+def _get_or_none(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=2).text
+    except requests.RequestException:
+        return None
