@@ -18,7 +18,13 @@ from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connec
 from devloop.config import Config, ServiceConfig
 from devloop.deliver import Delivery, DeliveryError, detect_delivery
 from devloop.install import InstallError, install_missing, render_chart, secret_values_from_env
-from devloop.patch import PatchError, patch_image, read_deployed, warn_rwo_rolling
+from devloop.patch import (
+    DeploymentNotFound,
+    PatchError,
+    patch_image,
+    read_deployed,
+    warn_rwo_rolling,
+)
 from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, ROLLOUT_FAILED, DeployFailed
 from devloop.podlogs import LogFollower
 from devloop.problems import traceback_problem
@@ -93,9 +99,9 @@ class ClusterDeployer:
                                      service.deployment, service.container)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+        except DeploymentNotFound:
+            return None  # the first deploy installs it
         except PatchError as exc:
-            if "not found" in str(exc):
-                return None  # the first deploy installs it
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
         self._present.add(service.deployment)
         self._follow_logs_quietly(service)
@@ -126,7 +132,7 @@ class ClusterDeployer:
         result = wait_rollout(
             self.cluster.apps, self.cluster.core, ns, service.deployment, generation,
             self.config.rollout_timeout_s, stop,
-            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text))
+            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text), poll=0.2)
         seconds = round(time.monotonic() - started, 3)
         if result.ok:
             self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
@@ -159,9 +165,8 @@ class ClusterDeployer:
                           service.container)
             self._present.add(service.deployment)
             return
-        except PatchError as exc:
-            if "not found" not in str(exc):
-                raise
+        except DeploymentNotFound:
+            pass
         chart = self.config.chart
         if chart is None:
             raise PatchError(f"deployment {self.cluster.namespace}/{service.deployment} not found"
@@ -173,7 +178,7 @@ class ClusterDeployer:
             objects = render_chart(chart.path, chart.release, self.cluster.namespace,
                                    [p for p in chart.values_files if p.is_file()], values,
                                    helm=find_helm())
-            created = install_missing(self.cluster, objects)
+            created = install_missing(self.cluster, objects, release=chart.release)
         if created:
             self.bus.publish(ev.DEPLOY_INSTALLED, service.name, objects=created,
                              chart=str(chart.path))
@@ -220,7 +225,7 @@ class ClusterDeployer:
         follower = LogFollower(
             lambda: new_api_client(self.cluster), self.cluster.namespace, service.name, selector,
             on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
-                ev.WARNING, n, message=f"logs: {text}"),
+                ev.WARNING, n, message=text),
             existing_tail=10)
         with self._logs_lock:
             if self._closed or service.name in self._followers:

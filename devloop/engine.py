@@ -264,6 +264,8 @@ class Engine:
             state.known, state.failed = result.digest, None
         elif result.outcome in (BUILD_FAILED, ROLLOUT_FAILED):
             state.failed = result.digest
+            if result.outcome == ROLLOUT_FAILED:
+                state.known = result.digest  # the Deployment now runs it, crashing or not
         elif result.outcome in (CLUSTER_UNREACHABLE, CANCELLED):
             # not the inputs' fault: retry with back-off (watch mode), or on the next change
             state.failed = None

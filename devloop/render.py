@@ -44,7 +44,7 @@ def describe(event: ev.Event) -> str:
     if t == ev.RELOAD_STARTED:
         return f"[devloop] reload started: {event.service}"
     if t == ev.RELOAD_FINISHED:
-        outcome = "ok" if d.get("ok") else f"failed: {d.get('reason', '')}"
+        outcome = "ok" if d.get("ok") else "failed: " + d.get("outcome", "").replace("_", " ")
         return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
     if t == ev.PROBLEM:
         message = " ".join(str(d["message"]).split())  # one line for problem matchers

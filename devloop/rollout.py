@@ -171,14 +171,20 @@ def _pod_progress(pod: k8s.V1Pod) -> str | None:
 
 
 def _unsettled(pods: list[k8s.V1Pod], settle_s: float) -> str | None:
-    """Why the new pods do not count as up yet: a container not running, or running for less
-    than settle_s (pod clock vs ours: fine for local clusters, bounded by the deadline)."""
+    """Why the new pods do not count as up yet: a container not running, or one without a
+    readiness probe running for less than settle_s (pod clock vs ours: fine for local clusters,
+    bounded by the deadline). A container with a readiness probe is up when Ready: its probe
+    is the better signal, and waiting longer would only slow every reload."""
     now = datetime.now(UTC)
     for pod in pods:
+        probed = {c.name for c in (pod.spec.containers if pod.spec else None) or []
+                  if c.readiness_probe is not None}
         for cs in (pod.status.container_statuses if pod.status else None) or []:
             running = cs.state.running if cs.state else None
             if running is None:
                 return f"pod {pod.metadata.name}: container {cs.name} is not running"
+            if cs.name in probed and cs.ready:
+                continue
             started = running.started_at
             if started is not None and (now - started).total_seconds() < settle_s:
                 return f"pod {pod.metadata.name}: checking that {cs.name} stays up"
@@ -246,6 +252,7 @@ def wait_rollout(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deplo
         except ApiException as exc:
             if exc.status == 404:
                 return RolloutResult(False, "NotFound", f"{ident} not found")
+            unreachable = exc.status in (0, 401, 403)  # no answer, or credentials refused
             report(one_line(f"cannot read {ident}: {api_message(exc)}; retrying"))
         except Exception as exc:
             if not is_connection_error(exc):

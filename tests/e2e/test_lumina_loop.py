@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import signal
 import time
 
@@ -53,15 +54,16 @@ class TestLuminaLoop:
             lumina.backend_call("POST", "/api/todos", token, {"title": title})
         other_uids = {s: lumina.pod_uids(s) for s in ("frontend", "chatbot")}
         mark = watch.mark()
+        marker = f"reloaded-{secrets.token_hex(4)}"  # new content: never built before
         replace_text(lumina.repo / "services/backend/app/routes/health.py",
-                     '"status": "ok"', '"status": "ok", "e2e": "reloaded-1"')
+                     '"status": "ok"', f'"status": "ok", "e2e": "{marker}"')
         watch.wait(lambda e: e["type"] == "rollout.ready" and e["service"] == "backend",
                    after=mark, timeout=600, what="backend rollout")
         watch.settle(3)
         assert {e["service"] for e in watch.since(mark, "build.started")} == {"backend"}
         assert {e["service"] for e in watch.since(mark, "deploy.patched")} == {"backend"}
         health = lumina.backend_call("GET", "/api/health")
-        assert health.get("e2e") == "reloaded-1", health
+        assert health.get("e2e") == marker, health
         for svc, uids in other_uids.items():
             assert lumina.pod_uids(svc) == uids, f"{svc} pods were replaced"
         token = lumina.backend_login("ada@example.com", "correct horse 1")
@@ -73,7 +75,8 @@ class TestLuminaLoop:
         backend_uids = lumina.pod_uids("backend")
         mark = watch.mark()
         page = lumina.repo / "services/frontend/app/layout.tsx"
-        replace_text(page, "</body>", "{/* e2e edit */}</body>", count=1)
+        replace_text(page, "</body>", f"{{/* e2e edit {secrets.token_hex(4)} */}}</body>",
+                     count=1)
         watch.wait(lambda e: e["type"] == "rollout.ready" and e["service"] == "frontend",
                    after=mark, timeout=900, what="frontend rollout")
         watch.settle(3)
@@ -134,7 +137,7 @@ class TestLuminaLoop:
         assert result.seconds < 10, f"no-op sync took {result.seconds:.1f}s"
         assert result.of("build.started") == [] and result.of("deploy.patched") == []
         replace_text(lumina.repo / "services/chatbot/chatbot/app.py",
-                     '"status": "ok"', '"status": "ok", "e2e": "sync"')
+                     '"status": "ok"', f'"status": "ok", "e2e": "{secrets.token_hex(4)}"')
         result = run_sync(lumina)
         assert result.code == 0, result.text
         assert {e["service"] for e in result.of("build.started")} == {"chatbot"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import errors, protobuf
+from . import errors, protobuf, tables
 from .api import Api, Query
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
@@ -87,6 +88,7 @@ class Router:
         self.logs = logs
         self.stopping = threading.Event()
         self.server_address = ""
+        self.remote: Any = None  # RemoteCommands when pods run
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -184,7 +186,11 @@ class Router:
             if verb == "GET":
                 if watch:
                     return self._watch(req, res, namespace, q, query)
-                return req.send_json(200, self.api.list(res, namespace, q))
+                listing = self.api.list(res, namespace, q)
+                if tables.wants_table(req.headers.get("Accept", "")):
+                    listing = tables.table(res.kind, listing["items"],
+                                           listing["metadata"]["resourceVersion"])
+                return req.send_json(200, listing)
             if verb == "POST":
                 if res.namespaced and namespace is None:
                     raise errors.method_not_allowed("create", res.plural)
@@ -193,6 +199,13 @@ class Router:
                 return req.send_json(
                     200, self.api.delete_collection(res, namespace, q, req.body_or_none()))
             raise errors.method_not_allowed(verb, res.plural)
+        if sub in ("exec", "portforward"):
+            if self.remote is None:
+                raise errors.bad_request(f"{sub} needs the pod runner (run_pods=True)")
+            if verb not in ("GET", "POST"):
+                raise errors.method_not_allowed(verb, f"pods/{sub}")
+            handler = self.remote.exec if sub == "exec" else self.remote.portforward
+            return handler(req, ns, name, query)
         if sub == "log":
             if verb != "GET":
                 raise errors.method_not_allowed(verb, "pods/log")
@@ -203,7 +216,10 @@ class Router:
             if watch:
                 field = f"metadata.name={name}"
                 return self._watch(req, res, namespace, Query(None, field), query)
-            return req.send_json(200, self.api.get(res, ns, name))
+            obj = self.api.get(res, ns, name)
+            if tables.wants_table(req.headers.get("Accept", "")):
+                obj = tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"])
+            return req.send_json(200, obj)
         if verb == "PUT":
             return req.send_json(200, self.api.replace(res, ns, name, req.body(), sub, dry_run))
         if verb == "PATCH":
@@ -281,7 +297,7 @@ class Router:
                     return 200
             while not self.stopping.is_set():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or req.client_gone():
                     break
                 try:
                     events = store.wait_for_events(cursor, min(remaining, 1.0))
@@ -471,6 +487,14 @@ class Handler(BaseHTTPRequestHandler):
     def write_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+    def client_gone(self) -> bool:
+        """While we stream, a well-behaved client sends nothing: readable means it hung up."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def end_stream(self) -> None:
         try:

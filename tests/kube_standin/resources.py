@@ -46,7 +46,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",),
              ("status",)),
     Resource(
-        "", "v1", "Pod", "pods", True, ("po",), ("status", "log"),
+        "", "v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "portforward"),
         has_generation=True, graceful_delete=True, categories=("all",),
     ),
     Resource("", "v1", "Event", "events", True, ("ev",)),
@@ -176,8 +176,10 @@ class ResourceTable:
                 }
             )
             for sub in res.subresources:
-                verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
-                kind = {"log": "Pod", "scale": "Scale"}.get(sub, res.kind)
+                verbs = {"log": ["get"], "exec": ["create", "get"],
+                         "portforward": ["create", "get"]}.get(sub, ["get", "patch", "update"])
+                kind = {"log": "Pod", "scale": "Scale", "exec": "PodExecOptions",
+                        "portforward": "PodPortForwardOptions"}.get(sub, res.kind)
                 entry: dict[str, Any] = {
                     "name": f"{res.plural}/{sub}",
                     "singularName": "",

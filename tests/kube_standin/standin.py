@@ -21,6 +21,7 @@ from .node_ports import NodePorts
 from .pod_logs import PodLogs
 from .pod_runner import PodRunner
 from .pod_worker import RunnerOptions
+from .remote import RemoteCommands
 from .replicaset_controller import ReplicaSetController
 from .resources import ResourceTable
 from .schema import Schemas
@@ -158,6 +159,8 @@ class StandIn:
         else:
             logs = NoLogs(self.api)
         self._router = Router(self.api, self.table, self.token, logs)
+        if self.runner is not None:
+            self._router.remote = RemoteCommands(store, self.docker(), self.runner.worker_for)
         self._cert = ensure_certificate(self.state_dir)
         tls = server_context(*self._cert) if self._cert else None
         self._server = StandInHTTPServer(("127.0.0.1", port), self._router, tls)

@@ -403,3 +403,43 @@ def _get_or_none(url: str) -> str | None:
         return requests.get(url, timeout=2).text
     except requests.RequestException:
         return None
+
+
+def test_exec_and_port_forward_through_the_api(standin, busybox_image):
+    from kubernetes.stream import portforward, stream
+
+    core = standin.core()
+    ns = standin.create_namespace()
+    core.create_namespaced_pod(ns, pod("box", busybox_image, SERVE))
+    wait_for(lambda: (container_state(core, "box", ns) or client.V1ContainerStatus(
+        name="x", image="x", image_id="x", ready=False, restart_count=0)).started,
+        what="container start")
+    exec_api = client.CoreV1Api(standin.api_client())  # stream() patches its client
+    out = stream(exec_api.connect_get_namespaced_pod_exec, "box", ns,
+                 command=["sh", "-c", "echo out; echo err >&2"], stderr=True, stdin=False,
+                 stdout=True, tty=False)
+    assert out == "out\nerr\n"
+    failing = stream(exec_api.connect_get_namespaced_pod_exec, "box", ns,
+                     command=["sh", "-c", "exit 3"], stderr=True, stdin=False, stdout=True,
+                     tty=False, _preload_content=False)
+    failing.run_forever(timeout=10)
+    assert failing.returncode == 3
+    piped = stream(exec_api.connect_get_namespaced_pod_exec, "box", ns, command=["cat"],
+                   stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False,
+                   binary=True)
+    piped.write_stdin(b"through stdin\n")
+    echoed = wait_for(lambda: piped.update(timeout=1) or piped.read_stdout(timeout=1),
+                      what="stdin echoed back")
+    assert echoed == b"through stdin\n"
+    piped.close()
+
+    forward = portforward(client.CoreV1Api(standin.api_client())
+                          .connect_get_namespaced_pod_portforward, "box", ns, ports="8080")
+    sock = forward.socket(8080)
+    sock.setblocking(True)
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    sock.close()
+    assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nok\n")
