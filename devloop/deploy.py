@@ -8,6 +8,7 @@ only touched by that service's worker (the engine never runs two reloads of one 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -21,7 +22,9 @@ from devloop.install import InstallError, install_missing, render_chart, secret_
 from devloop.patch import (
     DeploymentNotFound,
     PatchError,
+    container_index,
     patch_image,
+    patch_image_at,
     read_deployed,
     warn_rwo_rolling,
 )
@@ -51,6 +54,7 @@ class ClusterDeployer:
         self._install_lock = threading.Lock()
         self._warned: set[str] = set()
         self._present: set[str] = set()  # Deployments seen to exist: no install check needed
+        self._index: dict[str, int] = {}  # service -> container index after a verified patch
         self._followers: dict[str, LogFollower] = {}
         self._log_services: set[str] = set()
         self._logs_lock = threading.Lock()
@@ -117,8 +121,7 @@ class ClusterDeployer:
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3))
             self._install_if_missing(service)
-            generation = patch_image(self.cluster.apps, ns, service.deployment,
-                                     service.container, ref, digest)
+            generation = self._patch(service, ref, digest)
             self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=service.deployment,
                              container=service.container, image=ref, generation=generation)
             self._warn_once(service)
@@ -132,7 +135,7 @@ class ClusterDeployer:
         result = wait_rollout(
             self.cluster.apps, self.cluster.core, ns, service.deployment, generation,
             self.config.rollout_timeout_s, stop,
-            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text), poll=0.2)
+            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text))
         seconds = round(time.monotonic() - started, 3)
         if result.ok:
             self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
@@ -149,6 +152,24 @@ class ClusterDeployer:
         outcome = CLUSTER_UNREACHABLE if result.reason == "ClusterUnreachable" else ROLLOUT_FAILED
         raise DeployFailed(outcome, f"rollout of deployment/{service.deployment} failed: "
                                     f"{result.reason}: {result.message}")
+
+    def _patch(self, service: ServiceConfig, ref: str, digest: str) -> int:
+        """One request per reload once the container's position is verified; the first patch
+        (and any patch whose precondition fails) reads the Deployment and checks the container
+        by name, so a wrong name is an error, never a new container."""
+        apps, ns = self.cluster.apps, self.cluster.namespace
+        index = self._index.get(service.name)
+        if index is not None:
+            generation = patch_image_at(apps, ns, service.deployment, service.container, index,
+                                        ref, digest)
+            if generation is not None:
+                return generation
+            self._index.pop(service.name, None)
+        generation = patch_image(apps, ns, service.deployment, service.container, ref, digest)
+        with contextlib.suppress(PatchError, ClusterUnreachable):
+            self._index[service.name] = container_index(apps, ns, service.deployment,
+                                                        service.container)
+        return generation
 
     # --- first deploy ----------------------------------------------------------------------------
 

@@ -120,6 +120,44 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
     raise PatchError(f"deployment {namespace}/{deployment} kept changing while patching")
 
 
+def container_index(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str) -> int:
+    """Position of `container` in the pod template (for patch_image_at)."""
+    dep = _read(apps, namespace, deployment)
+    _container(dep, namespace, deployment, container)
+    return [c.name for c in dep.spec.template.spec.containers].index(container)
+
+
+def patch_image_at(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str,
+                   index: int, image: str, digest: str) -> int | None:
+    """The one-request form of patch_image for later reloads: a JSON patch whose `test`
+    operation makes the server check, atomically, that the container at `index` still has
+    that name. Needs the digest annotations to exist (set by a first patch_image). Returns the
+    new generation, or None when the Deployment no longer matches (the caller falls back to
+    patch_image, which reads and verifies)."""
+    key = DIGEST_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    base = f"/spec/template/spec/containers/{index}"
+    body = [
+        {"op": "test", "path": f"{base}/name", "value": container},
+        {"op": "replace", "path": f"{base}/image", "value": image},
+        {"op": "add", "path": f"/metadata/annotations/{key}", "value": digest},
+        {"op": "add", "path": f"/spec/template/metadata/annotations/{key}", "value": digest},
+    ]
+    try:
+        patched = apps.patch_namespaced_deployment(deployment, namespace, body,
+                                                   _request_timeout=_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise DeploymentNotFound(f"deployment {namespace}/{deployment} not found") from exc
+        if exc.status in (400, 409, 415, 422, 500):
+            return None  # precondition failed or JSON patch unsupported: verify the slow way
+        raise _api_error(apps, exc, f"cannot patch deployment {namespace}/{deployment}") from exc
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _api_error(apps, exc, "") from exc
+        raise
+    return int(patched.metadata.generation or 0)
+
+
 def _max_surge_is_zero(dep: k8s.V1Deployment) -> bool:
     rolling = dep.spec.strategy.rolling_update if dep.spec.strategy else None
     surge = rolling.max_surge if rolling else None

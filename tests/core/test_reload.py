@@ -107,8 +107,9 @@ def test_burst_of_2000_files_gives_one_build_per_affected_service(make_project, 
 
 
 def test_change_during_build_queues_exactly_one_follow_up(make_project, docker_client):
-    slow = scratch_dockerfile("src/", extra='RUN ["/bin/sleep","2"]\n'
-                              'COPY src/ /slow/\n')
+    # the slow step comes after the sources, so no build of new content can skip it
+    slow = scratch_dockerfile("src/", extra='COPY src/ /slow/\n'
+                              'RUN ["/bin/sleep","2"]\n')
     root = make_project({"api": {"dockerfile": slow}})
     src = root / "services/api/src/main.txt"
     with running(root, docker_client) as h:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
+
+import docker.errors
 
 from .standin import StandIn
 
@@ -25,13 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--state-dir", type=Path, default=None,
                         help="where the kubeconfig, log and saved objects live "
-                             "(default: a new temporary directory)")
+                             "(default: a temporary directory, removed on exit)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any)")
     parser.add_argument("--pod-network", choices=("none", "host"), default="none",
                         help="Docker network of pod containers; 'host' lets pods reach each "
                              "other and you reach them on localhost (default: none)")
     parser.add_argument("--real-time", action="store_true",
                         help="run probes at their real delays/periods (default: 10x faster)")
+    parser.add_argument("--no-pods", action="store_true",
+                        help="API and controllers only: pods are never started (no Docker)")
     parser.add_argument("--keep-pods", action="store_true",
                         help="on exit keep containers and objects for the next start")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_time_scale=1.0 if args.real_time else 0.1,
         backoff_cap=300.0 if args.real_time else 10.0,
         backoff_base=10.0 if args.real_time else 1.0,
+        run_pods=not args.no_pods,
     )
     done = threading.Event()
 
@@ -61,13 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         kubeconfig = standin.start()
+    except docker.errors.DockerException as exc:
+        print(f"kube-standin: cannot reach the Docker Engine ({exc}); start it "
+              "(scripts/start-dockerd) or pass --no-pods", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"kube-standin: cannot start: {exc}", file=sys.stderr)
+        print(f"kube-standin: cannot start on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 1
     print(kubeconfig, flush=True)
     while not done.wait(1.0):
         pass
     standin.stop(keep_pods=args.keep_pods)
+    if args.state_dir is None and not args.keep_pods:
+        logging.shutdown()
+        shutil.rmtree(state_dir, ignore_errors=True)  # we made it; nothing in it is needed now
     return 0
 
 

@@ -23,6 +23,10 @@ LABEL_CONTAINER = "io.devloop.standin.container"
 LABEL_ATTEMPT = "io.devloop.standin.attempt"
 LABEL_INIT = "io.devloop.standin.init"
 LABEL_VOLUME_KIND = "io.devloop.standin.volume-kind"
+# Where the owning stand-in keeps its state: a container whose state dir is gone is an orphan.
+LABEL_STATE_DIR = "io.devloop.standin.state-dir"
+# PVC volumes of test stand-ins (removed with them); a user's volumes lack it and are kept.
+LABEL_EPHEMERAL = "io.devloop.standin.ephemeral"
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 

@@ -123,9 +123,27 @@ def _docker_or_fail() -> docker.DockerClient:
     return docker_client
 
 
+def reap_orphans(docker_client: docker.DockerClient) -> None:
+    """Removes containers and test volumes of stand-ins whose state dir is gone (a test run that
+    was killed). Stand-ins that are still running keep their state dir, so they are safe."""
+    label = "io.devloop.standin.state-dir"
+    for item in docker_client.api.containers(all=True, filters={"label": label}):
+        if not Path(item["Labels"][label]).exists():
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.api.remove_container(item["Id"], v=True, force=True)
+    for volume in docker_client.volumes.list(filters={"label": label}):
+        labels = volume.attrs.get("Labels") or {}
+        ephemeral = labels.get("io.devloop.standin.ephemeral") == "1" or \
+            labels.get("io.devloop.standin.volume-kind") == "emptydir"
+        if ephemeral and not Path(labels[label]).exists():
+            with contextlib.suppress(docker.errors.APIError):
+                volume.remove(force=True)
+
+
 @pytest.fixture(scope="session")
 def standin_docker() -> Iterator[docker.DockerClient]:
     docker_client = _docker_or_fail()
+    reap_orphans(docker_client)
     yield docker_client
     docker_client.close()
 
@@ -138,6 +156,7 @@ def standin_factory(standin_docker: docker.DockerClient) -> Iterator[Callable[..
     def make(**options: Any) -> StandInHandle:
         state_dir = Path(tempfile.mkdtemp(prefix="kube-standin-"))
         options.setdefault("volume_prefix", f"standin-t{secrets.token_hex(3)}-pvc")
+        options.setdefault("ephemeral_volumes", True)
         standin = StandIn(state_dir, docker_client=standin_docker, **options)
         standin.start()
         handle = StandInHandle(standin, standin_docker)
@@ -147,8 +166,6 @@ def standin_factory(standin_docker: docker.DockerClient) -> Iterator[Callable[..
     yield make
     for handle, state_dir in made:
         handle.close()
-        if handle.standin._server is None:  # stopped by the test (outage): bring it back
-            handle.standin.start()
         handle.standin.stop(keep_pods=False, remove_volumes=True)
         shutil.rmtree(state_dir, ignore_errors=True)
 

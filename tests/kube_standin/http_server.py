@@ -530,10 +530,22 @@ class StandInHTTPServer(ThreadingHTTPServer):
             request.settimeout(None)
             if first == b"\x16":
                 try:
-                    request = self._tls.wrap_socket(request, server_side=True)
+                    wrapped = self._tls.wrap_socket(request, server_side=True)
                 except (OSError, ssl.SSLError) as exc:
                     log.debug("TLS handshake from %s failed: %s", client_address, exc)
                     return
+                # wrap_socket detached `request`: track the TLS socket so stop() can cut it.
+                with self._conn_lock:
+                    self._connections.discard(request)
+                    self._connections.add(wrapped)
+                try:
+                    super().finish_request(wrapped, client_address)
+                finally:
+                    with self._conn_lock:
+                        self._connections.discard(wrapped)
+                    with contextlib.suppress(OSError):
+                        wrapped.close()
+                return
         super().finish_request(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -31,13 +31,15 @@ class PodRunner:
         instance_id: str,
         state_dir: Path,
         volume_prefix: str,
+        extra_labels: dict[str, str] | None = None,
     ) -> None:
         self._api = api
         self._docker = client
         self.options = options
         self.instance_id = instance_id
         self._volume_prefix = volume_prefix
-        self.volumes = PodVolumes(client, instance_id, state_dir, self.claim_volume_name)
+        self.volumes = PodVolumes(client, instance_id, state_dir, self.claim_volume_name,
+                                  extra_labels)
         self._ctx = KubeletContext(
             store=api.store,
             table=api.table,
@@ -47,6 +49,7 @@ class PodRunner:
             instance_id=instance_id,
             placement=self._placement,
             record_event=self._record_event,
+            extra_labels=dict(extra_labels or {}),
         )
         self._workers: dict[str, PodWorker] = {}
         self._lock = threading.Lock()

@@ -42,9 +42,11 @@ class PodVolumes:
         instance_id: str,
         state_dir: Path,
         claim_volume_name: Callable[[str, str], str],
+        extra_labels: dict[str, str] | None = None,
     ) -> None:
         self._docker = client
         self._instance = instance_id
+        self._extra = dict(extra_labels or {})
         self._files = state_dir / "volumes"
         self._claim_volume_name = claim_volume_name
 
@@ -52,7 +54,7 @@ class PodVolumes:
         try:
             self._docker.volumes.get(name)
         except docker.errors.NotFound:
-            self._docker.volumes.create(name=name, labels=labels)
+            self._docker.volumes.create(name=name, labels={**self._extra, **labels})
 
     def emptydir_name(self, pod_uid: str, volume: str) -> str:
         return f"standin-emptydir-{pod_uid[:8]}-{volume}"[:200]

@@ -20,6 +20,7 @@ from .docker_pods import (
     LABEL,
     LABEL_ATTEMPT,
     LABEL_CONTAINER,
+    LABEL_EPHEMERAL,
     LABEL_INIT,
     LABEL_INSTANCE,
     LABEL_NAMESPACE,
@@ -111,6 +112,7 @@ class KubeletContext:
     instance_id: str
     placement: Callable[[str], Placement]  # namespace -> placement for new containers
     record_event: Callable[[Obj, str, str, str, str | None], None]
+    extra_labels: dict[str, str] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -395,6 +397,7 @@ class PodWorker:
             return
         sources = self._volumes or {}
         labels = {
+            **{k: v for k, v in self.ctx.extra_labels.items() if k != LABEL_EPHEMERAL},
             LABEL: "1",
             LABEL_INSTANCE: self.ctx.instance_id,
             LABEL_POD_UID: self.uid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 
 from .api import Api
 from .control_loop import ControlLoop
 from .deployment_controller import DeploymentController
+from .docker_pods import LABEL_EPHEMERAL, LABEL_INSTANCE, LABEL_STATE_DIR, LABEL_VOLUME_KIND
 from .housekeeping import Housekeeping
 from .http_server import NoLogs, Router, StandInHTTPServer
 from .kubeconfig import CONTEXT, write_kubeconfig
@@ -59,6 +62,7 @@ class StandIn:
         max_grace_seconds: float = 2.0,
         volume_prefix: str = "standin-pvc",
         watch_history: int = 5000,
+        ephemeral_volumes: bool = False,
     ) -> None:
         if pod_network not in ("none", "host"):
             raise ValueError(f"pod_network must be 'none' or 'host', not {pod_network!r}")
@@ -76,6 +80,7 @@ class StandIn:
             max_grace_seconds=max_grace_seconds,
         )
         self.volume_prefix = volume_prefix
+        self.ephemeral_volumes = ephemeral_volumes
         self._watch_history = watch_history
         self.schemas = Schemas()
         self.table = ResourceTable()
@@ -153,8 +158,11 @@ class StandIn:
             self._bootstrap()
         port = self._port or (identity.get("port", 0) if resumed else 0)
         if self.run_pods:
+            labels = {LABEL_STATE_DIR: str(self.state_dir.resolve())}
+            if self.ephemeral_volumes:
+                labels[LABEL_EPHEMERAL] = "1"
             self.runner = PodRunner(self.api, self.docker(), self.options, self.instance_id,
-                                    self.state_dir, self.volume_prefix)
+                                    self.state_dir, self.volume_prefix, labels)
             logs: Any = PodLogs(store, self.docker(), self.runner.worker_for)
         else:
             logs = NoLogs(self.api)
@@ -219,8 +227,12 @@ class StandIn:
         })
 
     def stop(self, keep_pods: bool = False, remove_volumes: bool = False) -> None:
-        """Stops serving. keep_pods=True keeps containers and objects for a later start()."""
+        """Stops serving. keep_pods=True keeps containers and objects for a later start().
+
+        Called again on a stand-in stopped with keep_pods=True, it removes what was kept."""
         if self._server is None:
+            if not keep_pods and self.instance_id:
+                self._remove_kept(remove_volumes)
             return
         assert self._router is not None and self.store is not None
         self._router.stopping.set()
@@ -248,6 +260,21 @@ class StandIn:
             self._docker.close()
             self._docker = None
         log.info("stand-in stopped (keep_pods=%s)", keep_pods)
+
+    def _remove_kept(self, remove_volumes: bool) -> None:
+        (self.state_dir / OBJECTS_FILE).unlink(missing_ok=True)
+        if not self.run_pods:
+            return
+        client = self.docker()
+        label = f"{LABEL_INSTANCE}={self.instance_id}"
+        for item in client.api.containers(all=True, filters={"label": label}):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_container(item["Id"], v=True, force=True)
+        for volume in client.volumes.list(filters={"label": label}):
+            kind = (volume.attrs.get("Labels") or {}).get(LABEL_VOLUME_KIND)
+            if kind == "emptydir" or remove_volumes:
+                with contextlib.suppress(docker.errors.APIError):
+                    volume.remove(force=True)
 
     # -- test helpers --------------------------------------------------------------------------
 
