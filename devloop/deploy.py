@@ -95,6 +95,13 @@ class ClusterDeployer:
         except DeliveryError as exc:
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
 
+    def _unreachable(self, exc: ClusterUnreachable) -> str:
+        """The one-line message, always naming our context (lower layers may not know it)."""
+        if exc.context:
+            return str(exc)
+        return str(ClusterUnreachable(self.cluster.context, exc.server, exc.detail,
+                                      status=exc.status))
+
     # --- Deployer protocol -----------------------------------------------------------------------
 
     def deployed_digest(self, service: ServiceConfig) -> str | None:
@@ -102,7 +109,7 @@ class ClusterDeployer:
             deployed = read_deployed(self.cluster.apps, self.cluster.namespace,
                                      service.deployment, service.container)
         except ClusterUnreachable as exc:
-            raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+            raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except DeploymentNotFound:
             return None  # the first deploy installs it
         except PatchError as exc:
@@ -127,7 +134,7 @@ class ClusterDeployer:
             self._warn_once(service)
             self._follow_logs_quietly(service)
         except ClusterUnreachable as exc:
-            raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
+            raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except (DeliveryError, InstallError, PatchError) as exc:
             self.bus.publish(ev.ERROR, name, message=str(exc))
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None

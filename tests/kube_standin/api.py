@@ -146,7 +146,8 @@ class Api:
                       "generation"):
             meta.pop(field, None)
         if res.has_status and res.kind not in ("Pod", "Namespace", "Node"):
-            obj["status"] = {}
+            # ReplicaSetStatus.replicas is required (clients reject a status without it).
+            obj["status"] = {"replicas": 0} if res.kind == "ReplicaSet" else {}
         if res.kind == "Pod":
             obj.pop("status", None)
         self._validate_raw(res, obj)

@@ -8,6 +8,7 @@ import logging
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -547,6 +548,14 @@ class StandInHTTPServer(ThreadingHTTPServer):
                         wrapped.close()
                 return
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connection-level failures (a client hanging up mid-TLS) are not worth a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("connection from %s ended: %s", client_address, exc)
+            return
+        log.exception("unexpected error on the connection from %s", client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:

@@ -298,6 +298,8 @@ def test_scale_subresource_and_replicaset_count(api_only):
     apps = api_only.apps()
     ns = api_only.create_namespace()
     apps.create_namespaced_deployment(ns, deployment("web"))
+    # A ReplicaSet is readable by the typed client from the moment it exists (status.replicas).
+    wait_for(lambda: apps.list_namespaced_replica_set(ns).items, what="a ReplicaSet")
     apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
     assert apps.read_namespaced_deployment("web", ns).spec.replicas == 3
     wait_for(lambda: [rs.spec.replicas for rs in apps.list_namespaced_replica_set(ns).items]
