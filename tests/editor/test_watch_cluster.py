@@ -26,9 +26,11 @@ NS = "lumina"
 
 
 class Watch:
-    def __init__(self, root: Path, kubeconfig: Path) -> None:
+    def __init__(self, root: Path, kubeconfig: Path, extra_env: dict[str, str] | None = None
+                 ) -> None:
         env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO),
-               "XDG_CACHE_HOME": str(root.parent / "cache"), "HOME": str(root.parent)}
+               "XDG_CACHE_HOME": str(root.parent / "cache"), "HOME": str(root.parent),
+               **(extra_env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devloop.cli", "watch", "-o", "json"], cwd=root, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -138,3 +140,18 @@ def test_ctrl_c_stops_within_two_seconds_and_leaves_the_pods_running(standin, bo
     assert watch.events[-1]["type"] == "shutdown"
     pods = standin.core().list_namespaced_pod(NS, label_selector="app=box").items
     assert [p.status.phase for p in pods] == ["Running"]
+
+
+def test_secrets_are_redacted_from_pod_logs_and_events(standin, box_project):
+    secret = "s3cr3t-" + "x7" * 10
+    (box_project / "services/box/src/message.txt").write_text(f"token={secret}\n")
+    # devloop learns secret values from its environment (and chart values files)
+    watch = Watch(box_project, standin.kubeconfig, {"JWT_SECRET_KEY": secret})
+    try:
+        line = watch.wait("log", timeout=180)
+    finally:
+        watch.stop()
+    assert line["line"].startswith("token=")
+    raw = json.dumps(watch.events)
+    assert secret not in raw
+    assert "token=*** 0" in raw
