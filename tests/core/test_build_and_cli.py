@@ -1,0 +1,97 @@
+"""Builds from the CLI (no cluster: --no-deploy): --service, labels, image pruning, shared paths
+that trigger a service, and the console/JSON output forms."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from devloop import events as ev
+from devloop.redact import Redactor
+from devloop.render import ConsoleRenderer, JsonRenderer
+from tests.core.harness import running
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _sync(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "devloop.cli", "sync", "--no-deploy", *args],
+                          cwd=root, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
+                               "HOME": str(root.parent), "XDG_CACHE_HOME": str(root.parent)})
+
+
+def test_sync_service_limits_the_build_and_images_carry_labels(make_project, docker_client,
+                                                               image_prefix):
+    root = make_project({"api": {}, "web": {}})
+    proc = _sync(root, "--service", "api", "-o", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {e["service"] for e in events if e["type"] == "build.started"} == {"api"}
+    image = next(e["image"] for e in events if e["type"] == "build.finished")
+    labels = docker_client.images.get(image).labels
+    assert labels["devloop.service"] == "api"
+    assert labels["devloop.digest"] == image.rsplit(":", 1)[1]
+    assert docker_client.images.list(name=f"{image_prefix}-web") == []
+    # up to date now: a second sync builds nothing and says so
+    again = _sync(root, "--service", "api")
+    assert again.returncode == 0 and "build skipped" in again.stdout
+    assert "build started" not in again.stdout
+    assert _sync(root, "--service", "nope").returncode == 2
+
+
+def test_old_images_beyond_keep_images_are_removed(make_project, docker_client, image_prefix):
+    root = make_project({"api": {}}, top="quiet_period_ms: 50\nkeep_images: 2\n")
+    src = root / "services/api/src/main.txt"
+    with running(root, docker_client) as h:
+        for i in range(4):
+            mark = h.mark()
+            src.write_text(f"version {i}\n")
+            h.wait(ev.RELOAD_FINISHED, "api", after=mark)
+            h.settle(0.3)
+        built = [e.data["image"] for e in h.recorder.of(ev.BUILD_FINISHED, "api")]
+    tags = {t for img in docker_client.images.list(name=f"{image_prefix}-api") for t in img.tags}
+    assert len(built) == 5
+    assert tags == set(built[-2:]), "only the newest keep_images images stay"
+    assert h.recorder.of("images.pruned", "api")
+
+
+def test_extra_watch_paths_trigger_only_their_service(make_project, docker_client):
+    root = make_project({"api": {"yaml": "watch: [shared]"}, "web": {}})
+    (root / "shared").mkdir(exist_ok=True)  # before the engine loads the config
+    (root / "shared/util.txt").write_text("v1\n")
+    with running(root, docker_client) as h:
+        mark = h.mark()
+        (root / "shared/util.txt").write_text("v2\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark)
+        h.settle(0.5)
+        assert [e.service for e in h.since(mark, ev.BUILD_STARTED)] == ["api"]
+
+
+def test_console_output_is_coloured_only_on_a_terminal_and_json_is_one_object_per_line():
+    event = ev.Event(ev.BUILD_FINISHED, "backend", {"image": "b:dl-0123456789ab",
+                                                    "seconds": 1.5})
+    plain, tty, js = io.StringIO(), io.StringIO(), io.StringIO()
+    ConsoleRenderer(plain, Redactor())(event)
+    ConsoleRenderer(tty, Redactor(), colour=True)(event)
+    JsonRenderer(js, Redactor())(event)
+    assert "\x1b[" not in plain.getvalue() and "build finished: b:dl-0123456789ab in 1.50s" in \
+        plain.getvalue()
+    assert "\x1b[" in tty.getvalue()
+    doc = json.loads(js.getvalue())
+    assert doc["type"] == "build.finished" and doc["schema"] == "devloop.event/v1"
+    # the editor lines stay uncoloured even on a terminal
+    tty = io.StringIO()
+    ConsoleRenderer(tty, Redactor(), colour=True)(ev.Event(ev.RELOAD_STARTED, "backend"))
+    assert tty.getvalue() == "[devloop] reload started: backend\n"
+
+
+def test_redaction_covers_nested_event_data():
+    out = io.StringIO()
+    redactor = Redactor.from_env({"SMTP_PASS": "hunter22", "HOME": "/root"})
+    JsonRenderer(out, redactor)(ev.Event(ev.BUILD_FAILED, "api", {
+        "error": "login hunter22 refused", "last_lines": ["pw=hunter22"]}))
+    assert "hunter22" not in out.getvalue() and out.getvalue().count("***") == 2
