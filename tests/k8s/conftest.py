@@ -10,6 +10,7 @@ base image carries busybox, and small variants differ only in what they run:
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import subprocess
 import threading
@@ -99,7 +100,8 @@ def busybox_image(test_images: dict[str, str]) -> str:
 def standin(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
             ) -> Iterator[StandIn]:
     """One API stand-in for the session; each test works in its own namespace."""
-    server = StandIn(tmp_path_factory.mktemp("standin"))
+    server = StandIn(tmp_path_factory.mktemp("standin"),
+                     volume_prefix=f"k8s-{secrets.token_hex(3)}-pvc")
     server.start()
     yield server
     server.stop(remove_volumes=True)
@@ -137,7 +139,7 @@ def deploy(cluster: Cluster) -> Callable[..., int]:
 @pytest.fixture
 def own_standin(tmp_path: Path, test_images: dict[str, str]) -> Iterator[StandIn]:
     """A stand-in of this test's own, so stopping and restarting it disturbs nobody else."""
-    server = StandIn(tmp_path / "standin")
+    server = StandIn(tmp_path / "standin", volume_prefix=f"k8s-{secrets.token_hex(3)}-pvc")
     server.start()
     yield server
     server.stop(remove_volumes=True)
