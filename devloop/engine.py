@@ -235,13 +235,15 @@ class Engine:
         forced, state.forced = state.forced, False
         ask_cluster = state.last is None or state.last.outcome == CLUSTER_UNREACHABLE
         known = state.known
-        if state.failed is not None and not forced:
+        known_failed = state.failed is not None and not forced
+        if known_failed:
             known = state.failed  # same inputs as the last failure: wait for a real change
 
         def work() -> None:
             try:
                 result = self.pipeline.run(state.digest, changed, known, self.stop_event,
-                                           force=forced, ask_cluster=ask_cluster)
+                                           force=forced, ask_cluster=ask_cluster,
+                                           known_failed=known_failed)
             except Exception as exc:  # a bug must not kill the loop: report and carry on
                 self.bus.publish(ev.ERROR, name, message=f"{name}: internal error: {exc!r}")
                 result = PipelineResult(name, BUILD_FAILED, reason=repr(exc))

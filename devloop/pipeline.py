@@ -72,14 +72,15 @@ class Pipeline:
         self.deployer = deployer
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
-            stop: threading.Event, force: bool = False, ask_cluster: bool = False
-            ) -> PipelineResult:
+            stop: threading.Event, force: bool = False, ask_cluster: bool = False,
+            known_failed: bool = False) -> PipelineResult:
         """Bring one service up to date.
 
         `changed` lists the paths that triggered this run (None: full scan). `known` is the
         digest the loop believes is deployed; equal content means nothing to do. With
         `ask_cluster`, the deployed digest is read from the cluster first (start-up, sync), so
-        a restart of devloop rebuilds nothing that is already running.
+        a restart of devloop rebuilds nothing that is already running. `known_failed` says
+        `known` is the digest of a failed reload (so the same inputs are not retried).
         """
         svc = digest.service
         started = time.monotonic()
@@ -102,8 +103,12 @@ class Pipeline:
             known = value  # without a cluster, "up to date" means the image exists
         tag = image_tag(svc.image, value)
         if value == known and not force:
-            reason = "inputs unchanged" if changed else (
-                "deployed image is current" if self.deployer else "image is current")
+            if known_failed:
+                reason = "inputs unchanged since the last failure; waiting for a fix"
+            elif changed:
+                reason = "inputs unchanged"
+            else:
+                reason = "deployed image is current" if self.deployer else "image is current"
             self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason)
             return PipelineResult(svc.name, UNCHANGED, value)
         if changed:
