@@ -75,7 +75,6 @@ class ServiceState:
     first_at: float | None = None
     last_at: float | None = None
     busy: bool = False
-    forced: bool = False
     retries: int = 0
     last: PipelineResult | None = None
 
@@ -232,18 +231,16 @@ class Engine:
         state.first_at = state.last_at = None
         state.busy = True
         state.full_scan = False
-        forced, state.forced = state.forced, False
         ask_cluster = state.last is None or state.last.outcome == CLUSTER_UNREACHABLE
         known = state.known
-        known_failed = state.failed is not None and not forced
+        known_failed = state.failed is not None
         if known_failed:
             known = state.failed  # same inputs as the last failure: wait for a real change
 
         def work() -> None:
             try:
                 result = self.pipeline.run(state.digest, changed, known, self.stop_event,
-                                           force=forced, ask_cluster=ask_cluster,
-                                           known_failed=known_failed)
+                                           ask_cluster=ask_cluster, known_failed=known_failed)
             except Exception as exc:  # a bug must not kill the loop: report and carry on
                 self.bus.publish(ev.ERROR, name, message=f"{name}: internal error: {exc!r}")
                 result = PipelineResult(name, BUILD_FAILED, reason=repr(exc))

@@ -72,8 +72,8 @@ class Pipeline:
         self.deployer = deployer
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
-            stop: threading.Event, force: bool = False, ask_cluster: bool = False,
-            known_failed: bool = False) -> PipelineResult:
+            stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False
+            ) -> PipelineResult:
         """Bring one service up to date.
 
         `changed` lists the paths that triggered this run (None: full scan). `known` is the
@@ -102,7 +102,7 @@ class Pipeline:
         elif ask_cluster and self.builder.existing(image_tag(svc.image, value)):
             known = value  # without a cluster, "up to date" means the image exists
         tag = image_tag(svc.image, value)
-        if value == known and not force:
+        if value == known:
             if known_failed:
                 reason = "inputs unchanged since the last failure; waiting for a fix"
             elif changed:
