@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -81,3 +82,12 @@ def make_project(tmp_path: Path, image_prefix: str):
         return root
 
     return make
+
+
+def devloop_env(**extra: str) -> dict[str, str]:
+    """A minimal environment for devloop subprocesses (no kube or devloop settings leak in from
+    the developer's shell), keeping how to reach the Docker Engine."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("DOCKER_")})
+    env.update(extra)
+    return env

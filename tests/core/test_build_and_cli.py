@@ -12,6 +12,7 @@ from pathlib import Path
 from devloop import events as ev
 from devloop.redact import Redactor
 from devloop.render import ConsoleRenderer, JsonRenderer
+from tests.conftest import devloop_env
 from tests.core.harness import running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 def _sync(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "devloop.cli", "sync", "--no-deploy", *args],
                           cwd=root, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                               "HOME": str(root.parent), "XDG_CACHE_HOME": str(root.parent)})
+                          env=devloop_env(HOME=str(root.parent),
+                                          XDG_CACHE_HOME=str(root.parent)))
 
 
 def test_sync_service_limits_the_build_and_images_carry_labels(make_project, docker_client,

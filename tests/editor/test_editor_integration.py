@@ -27,6 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from devloop import exitcodes
+from tests.conftest import devloop_env
 from tests.e2e.lumina import prepare_images
 from tests.kube_standin.kubeconfig import CONTEXT
 from tests.kube_standin.standin import StandIn
@@ -133,9 +134,8 @@ def project(cluster, tmp_path: Path, image_prefix: str):
 
 def devloop(root: Path, kubeconfig: Path, *args: str, timeout: float = 600
             ) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
-           "XDG_CACHE_HOME": str(root.parent / "cache"), "HOME": str(root.parent),
-           "PYTHONPATH": str(REPO)}
+    env = devloop_env(KUBECONFIG=str(kubeconfig), XDG_CACHE_HOME=str(root.parent / "cache"),
+                      HOME=str(root.parent))
     return subprocess.run([sys.executable, "-m", "devloop.cli", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -238,8 +238,8 @@ def test_exit_codes_come_from_real_scenarios(project, tmp_path):
             "COPY src/", 'RUN ["/bin/sleep","30"]\nCOPY src/'))
     env_proc = subprocess.Popen(
         [sys.executable, "-m", "devloop.cli", "sync", "--service", "box"], cwd=root,
-        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO),
-             "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)},
+        env=devloop_env(KUBECONFIG=str(kubeconfig), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                        HOME=str(tmp_path)),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     assert env_proc.stdout is not None

@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.conftest import devloop_env
 from tests.kube_standin.kubeconfig import CONTEXT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,9 +29,8 @@ NS = "lumina"
 class Watch:
     def __init__(self, root: Path, kubeconfig: Path, extra_env: dict[str, str] | None = None
                  ) -> None:
-        env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO),
-               "XDG_CACHE_HOME": str(root.parent / "cache"), "HOME": str(root.parent),
-               **(extra_env or {})}
+        env = devloop_env(KUBECONFIG=str(kubeconfig), XDG_CACHE_HOME=str(root.parent / "cache"),
+                          HOME=str(root.parent), **(extra_env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devloop.cli", "watch", "-o", "json"], cwd=root, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
