@@ -106,8 +106,8 @@ class App:
         if isinstance(engine, int):
             return engine
         self.engine = engine
-        if self.deployer is not None:  # like `tilt ci`: show the pods' output while waiting
-            self.deployer.start_logs(list(engine.states))
+        if self.deployer is not None:  # like `tilt ci`: show new pods' output while waiting
+            self.deployer.start_logs(list(engine.states), existing_tail=0)
         results = engine.run_once()
         if self.deployer is not None:
             self.deployer.close()

@@ -57,6 +57,7 @@ class ClusterDeployer:
         self._index: dict[str, int] = {}  # service -> container index after a verified patch
         self._followers: dict[str, LogFollower] = {}
         self._log_services: set[str] = set()
+        self._existing_tail = 10
         self._logs_lock = threading.Lock()
         self._closed = False
 
@@ -226,10 +227,12 @@ class ClusterDeployer:
 
     # --- logs ------------------------------------------------------------------------------------
 
-    def start_logs(self, services: list[str]) -> None:
-        """Follow logs of these services' pods as soon as their Deployments are known."""
+    def start_logs(self, services: list[str], existing_tail: int = 10) -> None:
+        """Follow logs of these services' pods as soon as their Deployments are known; pods
+        already running show their last `existing_tail` lines first."""
         with self._logs_lock:
             self._log_services = set(services)
+            self._existing_tail = existing_tail
         for name in services:
             svc = self.config.services.get(name)
             if svc is not None:
@@ -254,7 +257,7 @@ class ClusterDeployer:
             lambda: new_api_client(self.cluster), self.cluster.namespace, service.name, selector,
             on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
                 ev.WARNING, n, message=text),
-            existing_tail=10)
+            existing_tail=self._existing_tail)
         with self._logs_lock:
             if self._closed or service.name in self._followers:
                 return
