@@ -29,7 +29,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 CHATBOT_DIR = REPO / "services" / "chatbot"
 BACKEND_DIR = REPO / "services" / "backend"
-FAKE_API_KEY = "sk-or-test-0000-never-a-real-key-5f3a"
+FAKE_API_KEY = "test-openrouter-key-never-real-5f3a"
 FAKE_MODEL = "test/fake-model"
 JWT_SECRET = "chatbot-suite-only-jwt-secret-0123456789abcdef"
 PASSWORD = "correct horse battery"
