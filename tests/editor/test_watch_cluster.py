@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.conftest import devloop_env
+from tests.conftest import devloop_env, scratch_dockerfile
 from tests.kube_standin.kubeconfig import CONTEXT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,13 +70,10 @@ def box_project(standin, tmp_path, image_prefix):
     (ctx / "src").mkdir(parents=True)
     shutil.copy("/bin/busybox", ctx / "busybox")
     (ctx / "src/message.txt").write_text("v1\n")
-    (ctx / "Dockerfile").write_text(
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox","--install","-s","/bin"]\n'
-        "COPY src/ /app/\n"
-        'CMD ["/bin/sh","-c","m=$(cat /app/message.txt); [ \\"$m\\" = crash ] && '
+    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=(
+        '["/bin/sh","-c","m=$(cat /app/message.txt); [ \\"$m\\" = crash ] && '
         'echo fatal: bad config && exit 3; i=0; while true; do echo \\"$m $i\\"; '
-        'i=$((i+1)); sleep 0.2; done"]\n')
+        'i=$((i+1)); sleep 0.2; done"]')))
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 60\nservices:\n  box:\n"
         f"    context: services/box\n    image: {image_prefix}-box\n")
