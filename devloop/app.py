@@ -7,7 +7,6 @@ apart from the engine so the engine stays free of Docker and Kubernetes construc
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -58,7 +57,7 @@ class App:
         self.cache = cache
         self.engine: Engine | None = None
         self.deployer: Any = None
-        self._interrupted = threading.Event()
+        self._interrupted = False  # set by a signal handler: a plain flag, never a lock
 
     # --- construction ----------------------------------------------------------------------------
 
@@ -97,21 +96,24 @@ class App:
     # --- commands --------------------------------------------------------------------------------
 
     def interrupt(self) -> None:
-        self._interrupted.set()
+        """Called from the SIGINT/SIGTERM handler: must not take any lock."""
+        self._interrupted = True
         if self.engine is not None:
-            self.engine.stop("interrupted")
+            self.engine.request_stop("interrupted")
 
     def sync(self) -> int:
         engine = self._build_engine()
         if isinstance(engine, int):
             return engine
         self.engine = engine
+        if self._interrupted:
+            return exitcodes.INTERRUPTED
         if self.deployer is not None:  # like `tilt ci`: show new pods' output while waiting
             self.deployer.start_logs(list(engine.states), existing_tail=0)
         results = engine.run_once()
         if self.deployer is not None:
             self.deployer.close()
-        code = exit_code((r.outcome for r in results.values()), self._interrupted.is_set())
+        code = exit_code((r.outcome for r in results.values()), self._interrupted)
         self.bus.publish(ev.SYNC_FINISHED, None, exit_code=code,
                          services={n: r.outcome for n, r in results.items()})
         return code
@@ -121,7 +123,7 @@ class App:
         if isinstance(engine, int):
             return engine
         self.engine = engine
-        if self._interrupted.is_set():
+        if self._interrupted:
             return exitcodes.INTERRUPTED
         if self.deployer is not None:
             self.deployer.start_logs(list(engine.states))

@@ -97,6 +97,7 @@ class Engine:
         self.clock = clock
         self.queue: queue.Queue[object] = queue.Queue()
         self.stop_event = threading.Event()
+        self._stop_requested: str | None = None
         self.watcher: TreeWatcher | None = None
         cached = cache.load() if cache else {}
         self.states: dict[str, ServiceState] = {
@@ -113,14 +114,24 @@ class Engine:
         self.queue.put(message)
 
     def stop(self, reason: str = "interrupted") -> None:
+        """Thread-safe stop from another thread."""
         self.stop_event.set()
         self.post(Stop(reason))
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop from a signal handler: only an attribute is set, no lock is taken (the handler
+        runs on the main thread, possibly while it holds the queue's lock inside get()). The
+        loop notices within its 0.5 s wake-up."""
+        self._stop_requested = reason
 
     def run_once(self) -> dict[str, PipelineResult]:
         """Bring every selected service up to date once, then return each one's result."""
         for name in self.states:
             self._start(name)
         while any(s.busy for s in self.states.values()):
+            if self._stop_requested is not None:
+                self.stop_event.set()
+                break
             try:
                 msg = self.queue.get(timeout=0.5)
             except queue.Empty:
@@ -152,6 +163,9 @@ class Engine:
                     msg = None
                 if isinstance(msg, Stop):
                     reason = msg.reason
+                    break
+                if self._stop_requested is not None:
+                    reason = self._stop_requested
                     break
                 if isinstance(msg, PathsChanged):
                     self._route(msg)

@@ -96,3 +96,35 @@ def test_redaction_covers_nested_event_data():
     JsonRenderer(out, redactor)(ev.Event(ev.BUILD_FAILED, "api", {
         "error": "login hunter22 refused", "last_lines": ["pw=hunter22"]}))
     assert "hunter22" not in out.getvalue() and out.getvalue().count("***") == 2
+
+
+def test_the_signal_handler_takes_no_lock(make_project, docker_client):
+    """Ctrl-C runs the handler on the main thread, possibly while that thread holds the engine
+    queue's lock inside get(): a handler that puts on the queue would deadlock devloop (it did,
+    once). Simulate exactly that: hold the lock on one thread and interrupt from it."""
+    import threading
+
+    from devloop.app import App
+    from devloop.build import Builder
+    from devloop.config import load_config
+    from devloop.engine import Engine
+    from devloop.pipeline import Pipeline
+
+    root = make_project({"api": {}})
+    config = load_config(root / "devloop.yaml")
+    bus = ev.EventBus()
+    app = App(config, bus, Redactor(), deploy=False)
+    app.engine = Engine(config, bus, Pipeline(bus, Builder(docker_client), None, root=root))
+
+    def handler_while_holding_the_queue_lock() -> None:
+        with app.engine.queue.mutex:
+            app.interrupt()
+
+    t = threading.Thread(target=handler_while_holding_the_queue_lock, daemon=True)
+    t.start()
+    t.join(2)
+    assert not t.is_alive(), "interrupt() blocked on a lock its own thread holds"
+    stopped = threading.Thread(target=app.engine.run, daemon=True)
+    stopped.start()
+    stopped.join(5)
+    assert not stopped.is_alive(), "the loop did not notice the stop request"
