@@ -1,0 +1,429 @@
+"""Copy changed files into running containers (live update), in as few round trips as possible.
+
+ExecUpdater goes through the Kubernetes exec API, so it works on every cluster: ONE exec runs a
+`sh -c` script that removes the deleted paths, extracts a tar read from stdin over `/`, then runs
+the `run` commands in order. The tar's length is put into the script (`head -c N | tar ...`):
+the exec channel protocol the Python client speaks (v4) cannot half-close stdin, so tar must not
+wait for an end of file. `tar -xpmf - -C / --no-same-owner` is understood by GNU tar (Debian
+images) and busybox tar alike: modes kept (-p, even for a non-root user), mtime = now (-m, so
+reloaders see a change), files owned by the container's user, missing parent dirs created.
+
+DockerUpdater talks to the Docker daemon that runs the pod's container (shared-daemon setups):
+an exec prepares (deletes, parent dirs, a writability check as the container's user), the files
+go in with put_archive (copyUIDGID: owned by the container's user), and an exec runs `run`.
+
+Both report failures as UpdateFailed with a kind the pipeline can act on (fall back to a rebuild)
+and a one-line message naming the pod/container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+import tarfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream
+
+from devloop.errors_k8s import api_message, one_line
+
+KINDS = ("exec_refused", "tar_missing", "not_writable", "disk_full", "gone", "run_failed",
+         "other")
+MARK = "@@devloop-phase "  # printed by the scripts before each phase: which one failed
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    pod: str
+    container: str
+    container_id: str = ""  # "docker://<id>", "containerd://<id>" or "" (unknown)
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.pod}/{self.container}"
+
+
+class UpdateFailed(Exception):
+    """A sync that did not happen (or only partly): the pipeline falls back to a rebuild.
+
+    kind: one of KINDS; path: the container path refused (not_writable), if known;
+    output: the last lines the container printed (run_failed), for a detail view.
+    """
+
+    def __init__(self, kind: str, message: str, path: str | None = None,
+                 output: str = "") -> None:
+        super().__init__(one_line(message))
+        self.kind = kind if kind in KINDS else "other"
+        self.path = path
+        self.output = output
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    files: int
+    deletes: int
+    bytes: int
+    seconds: float
+    method: str  # "exec" | "docker"
+
+
+class ContainerUpdater(Protocol):
+    name: str
+
+    def update(self, target: Target, copies: Sequence[tuple[Path, str]],
+               deletes: Sequence[str], run: Sequence[str]) -> UpdateResult: ...
+
+
+# the archive and the scripts ------------------------------------------------------------------
+def build_archive(copies: Sequence[tuple[Path, str]], owner: tuple[int, int] = (0, 0)) -> bytes:
+    """A tar of the files under their container paths (relative to /, extracted with -C /).
+
+    owner: uid/gid in the headers; tar in the container ignores them (--no-same-owner), the
+    Docker daemon's put_archive applies them.
+
+    No directory entries: tar would chmod existing parents (e.g. /app) and fail as non-root;
+    missing parents are created by the extraction. Symlinks stay symlinks, like COPY.
+    """
+    buf = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for local, dest in copies:
+            if not dest.startswith("/"):
+                raise ValueError(f"container path must be absolute: {dest!r}")
+            try:
+                info = tar.gettarinfo(str(local), arcname=dest.lstrip("/"))
+                info.uid, info.gid = owner
+                info.uname = info.gname = ""
+                info.mtime = now
+                if info.isreg():
+                    with open(local, "rb") as handle:
+                        tar.addfile(info, handle)
+                else:
+                    tar.addfile(info)
+            except FileNotFoundError:
+                raise UpdateFailed("other", f"{local} vanished before it could be synced to"
+                                   f" {dest}; the next change will sync again", dest) from None
+    return buf.getvalue()
+
+
+def _phase(name: str) -> str:
+    return f"echo '{MARK}{name}'"
+
+
+def _run_lines(run: Sequence[str]) -> list[str]:
+    return [f"{_phase(f'run:{i}')}; sh -c {shlex.quote(cmd)} || exit $?"
+            for i, cmd in enumerate(run)]
+
+
+def exec_script(deletes: Sequence[str], tar_bytes: int, run: Sequence[str],
+                modes: Mapping[str, int] | None = None) -> str:
+    """The one `sh -c` script of an ExecUpdater update (stderr merged: output keeps its order).
+
+    modes: {container path: mode} of the regular files copied. A non-root busybox tar applies
+    the umask even with -p, so modes are set again with one chmod per distinct mode.
+    """
+    lines = ["exec 2>&1"]
+    if deletes:
+        lines.append(f"{_phase('delete')}; rm -rf -- {_quoted(deletes)} || exit $?")
+    if tar_bytes:
+        lines.append(_phase("copy"))
+        lines.append("command -v tar >/dev/null 2>&1 || { echo 'tar: not found'; exit 127; }")
+        lines.append(f"head -c {tar_bytes} | tar -xpmf - -C / --no-same-owner || exit $?")
+        by_mode: dict[int, list[str]] = {}
+        for path, mode in (modes or {}).items():
+            by_mode.setdefault(mode & 0o7777, []).append(path)
+        lines += [f"chmod {mode:o} -- {_quoted(paths)} || exit $?"
+                  for mode, paths in sorted(by_mode.items())]
+    return "\n".join(lines + _run_lines(run))
+
+
+def prepare_script(deletes: Sequence[str], dests: Sequence[str]) -> str:
+    """DockerUpdater's first exec, as the container's user: put_archive writes as root, so this
+    is where "not writable by the container's user" is found (and parents get its ownership).
+    It prints the user's uid and gid (`MARK id U G`), the owner of the files put_archive adds.
+    """
+    lines = ["exec 2>&1", f"echo \"{MARK}id $(id -u) $(id -g)\""]
+    if deletes:
+        lines.append(f"{_phase('delete')}; rm -rf -- {_quoted(deletes)} || exit $?")
+    if dests:
+        lines.append(_phase("copy"))
+        parents = sorted({str(Path(d).parent) for d in dests})
+        lines.append(f"mkdir -p -- {_quoted(parents)} || exit $?")
+        for dest in dests:
+            parent = shlex.quote(str(Path(dest).parent))
+            lines.append(f"[ -w {parent} ] || {{ echo \"can't open '{_sq(dest)}':"
+                         f" Permission denied\"; exit 2; }}")
+    return "\n".join(lines)
+
+
+def _quoted(paths: Sequence[str]) -> str:
+    return " ".join(shlex.quote(p) for p in paths)
+
+
+def _sq(text: str) -> str:
+    """Safe inside a double-quoted shell string."""
+    return re.sub(r'([\\"$`])', r"\\\1", text)
+
+
+# classification -------------------------------------------------------------------------------
+_QUOTED = re.compile(r"(?:^|\s)['‘`]([^'’`]+)['’`]")  # not the ' of "can't"
+_GNU_TAR = re.compile(r"^tar: (.+?): (?:Cannot|Can't)", re.IGNORECASE)
+
+
+_NOT_FOUND = re.compile(r"(?:^|\s)([\w.+-]+): (?:command )?not found", re.MULTILINE)
+
+
+def _refused_path(line: str) -> str | None:
+    found = _QUOTED.search(line) or _GNU_TAR.search(line)
+    if not found:
+        return None
+    path = found.group(1)
+    return path if path.startswith("/") else "/" + path  # tar names are relative to /
+
+
+def classify(target: Target, output: str, code: int | None, run: Sequence[str]) -> UpdateFailed:
+    """The failure behind a script's non-zero exit, from its phase markers and output."""
+    phase, after = "", []
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            phase, after = line[len(MARK):].strip(), []
+        elif line.strip():
+            after.append(line.strip())
+    text = "\n".join(after)
+    where = f"cannot sync into {target.label}"
+    low = text.lower()
+    if "no space left" in low:
+        return UpdateFailed("disk_full", f"{where}: no space left on the container's disk"
+                            " (free space in the image or raise its ephemeral storage)",
+                            output=text)
+    if phase.startswith("run:"):
+        index = int(phase.split(":", 1)[1])
+        tail = " | ".join(after[-3:]) or "no output"
+        return UpdateFailed("run_failed", f"{target.label}: run step `{run[index]}` failed"
+                            f" (exit {code}): {tail}", output=text)
+    for line in after:
+        lowered = line.lower()
+        if "permission denied" in lowered or "read-only file system" in lowered or (
+                "cannot open" in lowered):
+            path = _refused_path(line)
+            return UpdateFailed("not_writable", f"{where}: {path or 'a destination'} is not"
+                                " writable by the container's user (" + line[-120:] + ")",
+                                path=path, output=text)
+    missing = _NOT_FOUND.search(text)
+    if missing or code in (126, 127) or "executable file not found" in low:
+        tool = missing.group(1) if missing else ("tar" if phase == "copy" else "sh")
+        return UpdateFailed("tar_missing", f"{where}: the image has no {tool}; live update"
+                            " needs sh, tar, head, rm, mkdir and id in the image (or set"
+                            " live_update: false)", output=text)
+    last = after[-1] if after else "no output"
+    return UpdateFailed("other", f"{where}: {phase or 'exec'} failed (exit {code}): {last}",
+                        output=text)
+
+
+# Kubernetes exec ------------------------------------------------------------------------------
+_HANDSHAKE = re.compile(r"Handshake status (\d+)")
+_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class ExecUpdater:
+    """Live update through the Kubernetes exec API: one exec (one websocket) per update."""
+
+    name = "exec"
+
+    def __init__(self, api_client_factory: Callable[[], k8s.ApiClient], *,
+                 timeout_s: float = 60.0) -> None:
+        """api_client_factory: a fresh ApiClient per update, because kubernetes.stream patches
+        the client it is given (a shared one would break every other call made meanwhile)."""
+        self._factory = api_client_factory
+        self._timeout = timeout_s
+
+    def update(self, target: Target, copies: Sequence[tuple[Path, str]],
+               deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:
+        began = time.monotonic()
+        data = build_archive(copies) if copies else b""
+        modes = {dest: local.stat().st_mode for local, dest in copies
+                 if local.is_file() and not local.is_symlink()}
+        script = exec_script(deletes, len(data), run, modes)
+        api_client = self._factory()
+        try:
+            core = k8s.CoreV1Api(api_client)
+            output, code, status = self._exec(core, target, script, data)
+            if code != 0:
+                if code is None:  # no exit status: the exec was cut off or refused mid-way
+                    raise self._not_done(core, target, status or "the exec ended without a"
+                                         " status")
+                raise classify(target, output, code, run)
+        finally:
+            with contextlib.suppress(Exception):
+                api_client.close()
+        return UpdateResult(len(copies), len(deletes), len(data), time.monotonic() - began,
+                            self.name)
+
+    def _exec(self, core: k8s.CoreV1Api, target: Target, script: str,
+              data: bytes) -> tuple[str, int | None, str]:
+        """(output, exit code or None, status message) of the script."""
+        try:
+            ws = stream(core.connect_get_namespaced_pod_exec, target.pod, target.namespace,
+                        container=target.container, command=["sh", "-c", script],
+                        stdin=bool(data), stdout=True, stderr=True, tty=False, binary=True,
+                        _preload_content=False, _request_timeout=self._timeout)
+        except ApiException as exc:
+            raise self._not_done(core, target, _handshake_detail(exc)) from None
+        deadline = time.monotonic() + self._timeout
+        try:
+            with contextlib.suppress(Exception):
+                ws.sock.settimeout(self._timeout)
+            for at in range(0, len(data), CHUNK):
+                try:
+                    ws.write_stdin(data[at:at + CHUNK])
+                except Exception:  # the script ended early (a failed delete): read why
+                    break
+            while ws.is_open():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UpdateFailed("other", f"cannot sync into {target.label}: no answer"
+                                       f" within {self._timeout:.0f} s")
+                ws.update(timeout=min(left, 1.0))
+            raw = ws.read_channel(1) or b""
+            raw += ws.read_channel(2) or b""
+            code, status = _exit_status(ws.read_channel(3) or b"")
+            return raw.decode("utf-8", errors="replace"), code, status
+        finally:
+            with contextlib.suppress(Exception):
+                ws.close()
+
+    def _not_done(self, core: k8s.CoreV1Api, target: Target, detail: str) -> UpdateFailed:
+        """gone (the pod or its container was replaced) or exec_refused, from the pod itself."""
+        where = f"cannot sync into {target.label}"
+        try:
+            pod = core.read_namespaced_pod(target.pod, target.namespace, _request_timeout=(5, 10))
+        except ApiException as exc:
+            if exc.status == 404:
+                return UpdateFailed("gone", f"{where}: the pod is gone")
+            return UpdateFailed("exec_refused", f"{where}: exec refused ({detail});"
+                                f" reading the pod failed too: {api_message(exc)}")
+        except Exception:
+            return UpdateFailed("exec_refused", f"{where}: exec refused ({detail})")
+        if pod.metadata.deletion_timestamp is not None:
+            return UpdateFailed("gone", f"{where}: the pod is being deleted")
+        now = ""
+        for status in pod.status.container_statuses or []:
+            if status.name == target.container and status.state and status.state.running:
+                now = status.container_id or ""
+        if target.container_id and now and now != target.container_id:
+            return UpdateFailed("gone", f"{where}: the container was restarted (now {now[:24]})")
+        hint = "" if now else " (the container is not running)"
+        return UpdateFailed("exec_refused", f"{where}: exec refused{hint}: {detail}; check RBAC"
+                            " allows pods/exec")
+
+
+def _handshake_detail(exc: ApiException) -> str:
+    """`HTTP 404: pods "x" not found` from the websocket client's multi-line reason."""
+    text = str(exc.reason or exc)
+    status = _HANDSHAKE.search(text)
+    message = _MESSAGE.search(text)
+    parts = [f"HTTP {status.group(1)}"] if status else []
+    if message:
+        parts.append(message.group(1).replace('\\"', '"'))
+    return one_line(": ".join(parts) if parts else text, 200)
+
+
+def _exit_status(raw: bytes) -> tuple[int | None, str]:
+    """(exit code, message) from the error channel's Status; (None, why) when there is none."""
+    if not raw:
+        return None, ""
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return None, one_line(raw.decode("utf-8", errors="replace"), 200)
+    if status.get("status") == "Success":
+        return 0, ""
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            with contextlib.suppress(ValueError, TypeError):
+                return int(cause.get("message")), ""
+    return None, one_line(str(status.get("message") or status.get("reason") or status), 200)
+
+
+# Docker ---------------------------------------------------------------------------------------
+class DockerUpdater:
+    """Live update through the Docker daemon that runs the container (shared daemon only)."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._api = client.api
+
+    def update(self, target: Target, copies: Sequence[tuple[Path, str]],
+               deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:
+        began = time.monotonic()
+        if not target.container_id.startswith("docker://"):
+            raise UpdateFailed("other", f"cannot sync into {target.label} through Docker: its"
+                               f" container ID is {target.container_id or 'unknown'!r}")
+        cid = target.container_id.removeprefix("docker://")
+        owner = (0, 0)
+        if deletes or copies:
+            output = self._run_script(target, cid, prepare_script(deletes,
+                                                                  [d for _, d in copies]), ())
+            owner = _owner(output)
+        data = build_archive(copies, owner) if copies else b""
+        if data:
+            self._put(target, cid, data)
+        if run:
+            self._run_script(target, cid, "\n".join(["exec 2>&1", *_run_lines(run)]), run)
+        return UpdateResult(len(copies), len(deletes), len(data), time.monotonic() - began,
+                            self.name)
+
+    def _run_script(self, target: Target, cid: str, script: str, run: Sequence[str]) -> str:
+        try:
+            exec_id = self._api.exec_create(cid, ["sh", "-c", script], stdout=True,
+                                            stderr=True)["Id"]
+            output = self._api.exec_start(exec_id).decode("utf-8", errors="replace")
+            code = self._api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError as exc:
+            raise _docker_failure(target, exc) from None
+        if code != 0:
+            raise classify(target, output, code, run)
+        return output
+
+    def _put(self, target: Target, cid: str, data: bytes) -> None:
+        """The daemon keeps the headers' uid/gid (copyUIDGID would look the user up in the
+        image's /etc/passwd, which fails for a bare numeric runAsUser)."""
+        try:
+            self._api.put_archive(cid, "/", data)
+        except docker.errors.APIError as exc:
+            raise _docker_failure(target, exc) from None
+
+
+def _owner(output: str) -> tuple[int, int]:
+    for line in output.splitlines():
+        if line.startswith(f"{MARK}id "):
+            with contextlib.suppress(ValueError):
+                uid, gid = line.split()[2:4]
+                return int(uid), int(gid)
+    return 0, 0
+
+
+def _docker_failure(target: Target, exc: docker.errors.APIError) -> UpdateFailed:
+    where = f"cannot sync into {target.label} through Docker"
+    detail = one_line(str(exc.explanation or exc), 200)
+    low = detail.lower()
+    if isinstance(exc, docker.errors.NotFound):
+        return UpdateFailed("gone", f"{where}: the container is gone ({detail})")
+    if "no space left" in low:
+        return UpdateFailed("disk_full", f"{where}: no space left ({detail})")
+    if "read-only" in low or "permission denied" in low:
+        return UpdateFailed("not_writable", f"{where}: {detail}")
+    return UpdateFailed("exec_refused", f"{where}: {detail}")

@@ -1,0 +1,197 @@
+"""Live update's file transfer into running pods on the API stand-in (pods are Docker containers).
+
+Every test runs through both updaters: the Kubernetes exec API (ExecUpdater) and the shared
+Docker daemon (DockerUpdater). What lands in the container is checked with `docker exec`.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from devloop.cluster import Cluster, new_api_client
+from devloop.containerupdate import (
+    ContainerUpdater,
+    DockerUpdater,
+    ExecUpdater,
+    Target,
+    UpdateFailed,
+)
+
+USER = 1000
+
+
+@pytest.fixture(scope="module")
+def images(test_images: dict[str, str], docker_client: docker.DockerClient,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """'app': busybox with a root-owned /app; 'notar': the host's dash as /bin/sh and nothing
+    else on PATH (busybox's sh finds its own tar applet even when no tar is on PATH)."""
+    run_id = uuid.uuid4().hex[:8]
+    refs = {name: f"devloop-cu-test/{name}:{run_id}" for name in ("app", "notar")}
+    dockerfile = f"FROM {test_images['sleeper']}\nRUN mkdir -p /app && chmod 755 /app\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=refs["app"], rm=True)
+    ctx = tmp_path_factory.mktemp("notar")
+    files = {"dash": "/usr/bin/dash", "libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
+             "ld.so": "/lib64/ld-linux-x86-64.so.2", "busybox": shutil.which("busybox")}
+    for name, source in files.items():
+        shutil.copy(str(source), ctx / name)
+    (ctx / "Dockerfile").write_text(
+        "FROM scratch\nCOPY dash /bin/sh\nCOPY libc.so.6 /lib/x86_64-linux-gnu/libc.so.6\n"
+        "COPY ld.so /lib64/ld-linux-x86-64.so.2\nCOPY busybox /opt/bb/busybox\n"
+        'CMD ["/opt/bb/busybox", "sleep", "100000"]\n')
+    docker_client.images.build(path=str(ctx), tag=refs["notar"], rm=True)
+    yield refs
+    for ref in refs.values():
+        docker_client.images.remove(ref, force=True)
+
+
+@pytest.fixture(params=["exec", "docker"])
+def updater(request: pytest.FixtureRequest, cluster: Cluster,
+            docker_client: docker.DockerClient) -> ContainerUpdater:
+    if request.param == "exec":
+        return ExecUpdater(lambda: new_api_client(cluster))
+    return DockerUpdater(docker_client)
+
+
+@pytest.fixture
+def pod(cluster: Cluster) -> Callable[..., Target]:
+    """Start a one-container pod (optionally as a non-root user) and wait until it runs."""
+
+    def start(image: str, user: int | None = None) -> Target:
+        name = f"p-{uuid.uuid4().hex[:6]}"
+        spec: dict = {"terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "app", "image": image,
+                                      "imagePullPolicy": "IfNotPresent"}]}
+        if user is not None:
+            spec["securityContext"] = {"runAsUser": user, "runAsGroup": user}
+        cluster.core.create_namespaced_pod(cluster.namespace, {
+            "metadata": {"name": name, "labels": {"app": name}}, "spec": spec})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = cluster.core.read_namespaced_pod(name, cluster.namespace).status
+            for cs in status.container_statuses or []:
+                if cs.state.running and cs.container_id:
+                    return Target(cluster.namespace, name, "app", cs.container_id)
+            time.sleep(0.2)
+        raise AssertionError(f"test setup: pod {name} did not start")
+
+    return start
+
+
+def sh(docker_client: docker.DockerClient, target: Target, command: str) -> tuple[int, str]:
+    container = docker_client.containers.get(target.container_id.split("://", 1)[1])
+    code, out = container.exec_run(["sh", "-c", command])
+    return code, out.decode().strip()
+
+
+def local(tmp_path: Path, name: str, text: str, mode: int = 0o644) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_copied_files_keep_mode_and_content_and_belong_to_the_containers_user(
+        updater: ContainerUpdater, pod: Callable[..., Target], test_images: dict[str, str],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    target = pod(test_images["sleeper"], user=USER)
+    code_py = local(tmp_path, "main.py", "print('v2')\n")
+    script = local(tmp_path, "run.sh", "#!/bin/sh\necho hi\n", 0o775)
+    result = updater.update(
+        target, [(code_py, "/tmp/sync/app/main.py"), (script, "/tmp/sync/bin/run.sh")], [],
+        ["cat /tmp/sync/app/main.py > /tmp/sync/ran"])  # runs after the copy: sees new content
+    assert (result.files, result.deletes, result.method) == (2, 0, updater.name)
+    assert result.bytes > 0
+    assert sh(docker_client, target, "cat /tmp/sync/app/main.py") == (0, "print('v2')")
+    assert sh(docker_client, target, "stat -c '%a %u' /tmp/sync/app/main.py /tmp/sync/bin/run.sh"
+              " /tmp/sync/app") == (0, f"644 {USER}\n775 {USER}\n755 {USER}")
+    assert sh(docker_client, target, "cat /tmp/sync/ran") == (0, "print('v2')")
+
+
+def test_deleted_file_disappears_and_changed_file_is_replaced(
+        updater: ContainerUpdater, pod: Callable[..., Target], test_images: dict[str, str],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    target = pod(test_images["sleeper"])
+    sh(docker_client, target, "mkdir -p /srv/app && echo old > /srv/app/gone.py"
+       " && echo old > /srv/app/kept.py")
+    new = local(tmp_path, "kept.py", "new\n")
+    result = updater.update(target, [(new, "/srv/app/kept.py")], ["/srv/app/gone.py"], [])
+    assert (result.files, result.deletes) == (1, 1)
+    assert sh(docker_client, target, "ls /srv/app") == (0, "kept.py")
+    assert sh(docker_client, target, "cat /srv/app/kept.py") == (0, "new")
+
+
+def test_run_steps_stop_at_the_first_failure_which_is_named(
+        updater: ContainerUpdater, pod: Callable[..., Target], test_images: dict[str, str],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    target = pod(test_images["sleeper"])
+    with pytest.raises(UpdateFailed) as failed:
+        updater.update(target, [(local(tmp_path, "a.py", "a\n"), "/srv/a.py")], [],
+                       ["echo one > /srv/r1", "echo compiling; echo boom >&2; exit 3",
+                        "echo three > /srv/r3"])
+    err = failed.value
+    assert err.kind == "run_failed"
+    assert "exit 3" in str(err) and "boom" in str(err) and target.pod in str(err)
+    assert "\n" not in str(err)
+    assert sh(docker_client, target, "cat /srv/a.py /srv/r1") == (0, "a\none")
+    assert sh(docker_client, target, "test -e /srv/r3")[0] != 0
+
+
+def test_root_owned_destination_is_not_writable_and_names_the_path(
+        updater: ContainerUpdater, pod: Callable[..., Target], images: dict[str, str],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    target = pod(images["app"], user=USER)
+    with pytest.raises(UpdateFailed) as failed:
+        updater.update(target, [(local(tmp_path, "main.py", "x\n"), "/app/main.py")], [], [])
+    err = failed.value
+    assert err.kind == "not_writable"
+    assert err.path == "/app/main.py"
+    assert "/app/main.py" in str(err) and target.pod in str(err) and "\n" not in str(err)
+    assert sh(docker_client, target, "test -e /app/main.py")[0] != 0
+    # positive control: the same pod accepts a writable destination
+    updater.update(target, [(local(tmp_path, "ok.py", "ok\n"), "/tmp/ok.py")], [], [])
+    assert sh(docker_client, target, "cat /tmp/ok.py") == (0, "ok")
+
+
+def test_image_without_tar_says_what_is_missing(
+        updater: ContainerUpdater, pod: Callable[..., Target], images: dict[str, str],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    target = pod(images["notar"])
+    copies = [(local(tmp_path, "main.py", "x\n"), "/srv/main.py")]
+    with pytest.raises(UpdateFailed) as failed:
+        updater.update(target, copies, [], [])
+    assert failed.value.kind == "tar_missing"
+    assert target.pod in str(failed.value) and "\n" not in str(failed.value)
+    # exec names tar; the Docker path needs no tar but stops at the first tool missing
+    tool = "tar" if updater.name == "exec" else "mkdir"
+    assert f"the image has no {tool}" in str(failed.value)
+    assert sh(docker_client, target, "test -e /srv/main.py")[0] != 0
+
+
+def test_deleted_pod_is_reported_gone(updater: ContainerUpdater, pod: Callable[..., Target],
+                                      cluster: Cluster, test_images: dict[str, str],
+                                      tmp_path: Path) -> None:
+    target = pod(test_images["sleeper"])
+    copies = [(local(tmp_path, "main.py", "x\n"), "/srv/main.py")]
+    updater.update(target, copies, [], [])  # positive control: the pod took a sync
+    cluster.core.delete_namespaced_pod(target.pod, target.namespace, grace_period_seconds=0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            cluster.core.read_namespaced_pod(target.pod, target.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+        time.sleep(0.2)
+    with pytest.raises(UpdateFailed) as failed:
+        updater.update(target, copies, [], [])
+    assert failed.value.kind in ("gone", "exec_refused")
+    assert target.pod in str(failed.value) or updater.name == "docker"
