@@ -9,6 +9,8 @@ and on its pod template, so `sync` learns what is deployed from the cluster, not
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from devloop.errors_k8s import api_message, is_connection_error, one_line
 
 DIGEST_ANNOTATION = "devloop.dev/digest"
 _TIMEOUT = (5, 30)
+CONFLICT_DEADLINE_S = 30.0  # controllers settle a new Deployment's status within seconds
 
 
 class PatchError(Exception):
@@ -81,13 +84,20 @@ def read_deployed(apps: k8s.AppsV1Api, namespace: str, deployment: str, containe
 
 
 def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str,
-                image: str, digest: str) -> int:
+                image: str, digest: str, conflict_deadline_s: float = CONFLICT_DEADLINE_S
+                ) -> int:
     """Set only `container`'s image and the digest annotations; return the new generation.
 
     Volumes, other containers, env and replicas are not in the patch, so they cannot change.
-    A concurrent change of the Deployment (409) is retried once against the fresh object.
+    Controllers write a new Deployment's status several times in its first second, each write
+    a new resourceVersion, so a conflict (409) is expected right after install: the Deployment
+    is re-read and re-verified and the patch retried, with short growing pauses, for up to
+    `conflict_deadline_s` seconds.
     """
-    for attempt in (1, 2):
+    deadline = time.monotonic() + conflict_deadline_s
+    pause = 0.05
+    conflicts = 0
+    while True:
         dep = _read(apps, namespace, deployment)
         before = len(dep.spec.template.spec.containers or [])
         _container(dep, namespace, deployment, container)
@@ -103,8 +113,17 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
             patched = apps.patch_namespaced_deployment(deployment, namespace, body,
                                                        _request_timeout=_TIMEOUT)
         except ApiException as exc:
-            if exc.status == 409 and attempt == 1:
-                continue
+            if exc.status == 409:
+                conflicts += 1
+                if time.monotonic() + pause < deadline:
+                    time.sleep(pause * random.uniform(0.5, 1.5))
+                    pause = min(pause * 2, 1.0)
+                    continue
+                raise PatchError(
+                    f"deployment {namespace}/{deployment} kept changing while patching"
+                    f" ({conflicts} conflicts in {conflict_deadline_s:.0f} s): something keeps"
+                    f" rewriting it; watch it with `kubectl -n {namespace} get deployment"
+                    f" {deployment} -w`") from exc
             raise _api_error(apps, exc, f"cannot patch deployment {namespace}/{deployment}"
                              ) from exc
         except Exception as exc:
@@ -117,7 +136,6 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
             raise PatchError(f"deployment {namespace}/{deployment}: the API server did not apply"
                              f" image {image} to container '{container}' as expected")
         return int(patched.metadata.generation or 0)
-    raise PatchError(f"deployment {namespace}/{deployment} kept changing while patching")
 
 
 def container_index(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str) -> int:

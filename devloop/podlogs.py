@@ -31,6 +31,10 @@ from devloop.errors_k8s import api_message, connection_detail, is_connection_err
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024
+# The body is plain text, but the API server negotiates the log endpoint like any other: an
+# Accept that allows none of JSON, YAML or protobuf (e.g. `text/plain`) gets 406 Not Acceptable.
+# This is what client-go (kubectl logs) sends.
+LOG_ACCEPT = "application/json, */*"
 Timestamp = tuple[int, int]  # (unix seconds, nanoseconds)
 
 
@@ -452,7 +456,7 @@ class LogFollower:
             resp = api_client.call_api(
                 "/api/v1/namespaces/{namespace}/pods/{name}/log", "GET",
                 {"namespace": self._namespace, "name": pod_name}, query,
-                {"Accept": "text/plain"}, auth_settings=["BearerToken"],
+                {"Accept": LOG_ACCEPT}, auth_settings=["BearerToken"],
                 response_type="str", _preload_content=False, _return_http_data_only=True,
                 _request_timeout=(5, self._read_timeout))
         except ApiException as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from devloop.patch import (
 )
 from devloop.rollout import wait_rollout
 from tests.k8s import support
+from tests.kube_standin import StandIn
 
 
 def test_patch_changes_only_the_named_deployment(cluster: Cluster, deploy: Callable[..., int],
@@ -60,6 +62,43 @@ def test_deployed_digest_round_trips_through_the_annotation(
     # The same image and digest again is not a change: no new generation, no new rollout.
     assert patch_image(cluster.apps, ns, "web", "web", test_images["ticker"],
                        "dl-abc123") == generation
+
+
+def test_first_patch_wins_against_status_writes_right_after_create(
+        standin: StandIn, cluster: Cluster, test_images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real Deployment controller writes a new Deployment's status several times in its
+    first second, each write a new resourceVersion, and devloop's first patch comes right
+    after the create, so its precondition can conflict (409) more than once. To make that
+    race certain, the stand-in commits one such status write between devloop's read and each
+    of its first three patches (a hook inside the stand-in; the HTTP path is the real one)."""
+    ns = cluster.namespace
+    cluster.apps.create_namespaced_deployment(ns, support.deployment("web",
+                                                                     test_images["sleeper"]))
+    api = standin.api
+    assert api is not None
+    deployments = standin.table.by_plural("deployments")
+    original = api.patch
+    raced: list[str] = []
+
+    def status_write(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.setdefault("status", {})["collisionCount"] = len(raced)
+        return obj
+
+    def patch_after_a_status_write(res: Any, namespace: str, name: str, *args: Any,
+                                   **kwargs: Any) -> Any:
+        if (res.plural, namespace, name) == ("deployments", ns, "web") and len(raced) < 3:
+            raced.append(name)
+            api.store.update(deployments, namespace, name, status_write)
+        return original(res, namespace, name, *args, **kwargs)
+
+    monkeypatch.setattr(api, "patch", patch_after_a_status_write)
+    generation = patch_image(cluster.apps, ns, "web", "web", test_images["ticker"], "d-1")
+    assert len(raced) == 3
+    dep = cluster.apps.read_namespaced_deployment("web", ns)
+    assert [c.image for c in dep.spec.template.spec.containers] == [test_images["ticker"]]
+    assert dep.metadata.annotations[DIGEST_ANNOTATION] == "d-1"
+    assert dep.metadata.generation == generation == 2
 
 
 def test_wrong_container_name_fails_and_adds_nothing(cluster: Cluster, deploy: Callable[..., int],

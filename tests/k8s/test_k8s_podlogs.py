@@ -102,7 +102,9 @@ def test_logs_across_a_rollout_have_no_gap_and_no_duplicate(
     assert_unbroken(got.of(old), ended=True)  # followed until it ended
     assert_unbroken(got.of(new), ended=False)  # followed from its first line
     assert got.services == {("web", "web")}
-    assert stop_took < 1.5
+    # stop() joins for about 1 s; 5 s still tells "prompt" from a stream left hanging for its
+    # 30 s read timeout, on a loaded machine too.
+    assert stop_took < 5
     assert no_follower_threads()
 
 
@@ -136,7 +138,7 @@ def test_stop_closes_idle_streams_promptly(cluster: Cluster, deploy: Callable[..
     assert logs.followed
     began = time.monotonic()
     logs.stop()
-    assert time.monotonic() - began < 1.5
+    assert time.monotonic() - began < 5  # not the 30 s read timeout of an idle stream
     assert no_follower_threads()
     assert got.errors == []
 

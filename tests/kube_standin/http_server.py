@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import errors, protobuf, tables
+from . import errors, negotiation, protobuf, tables
 from .api import Api, Query
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
@@ -321,6 +321,7 @@ class Router:
     # -- logs ----------------------------------------------------------------------------------
 
     def _logs(self, req: Handler, ns: str, name: str, query: dict[str, list[str]]) -> int:
+        negotiation.check_accept(req.headers.get("Accept", ""))
         request = LogRequest(
             container=(query.get("container") or [None])[0] or None,
             follow=_flag(query, "follow"),

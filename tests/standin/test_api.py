@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import requests
@@ -304,3 +305,72 @@ def test_scale_subresource_and_replicaset_count(api_only):
     assert apps.read_namespaced_deployment("web", ns).spec.replicas == 3
     wait_for(lambda: [rs.spec.replicas for rs in apps.list_namespaced_replica_set(ns).items]
              == [3], what="the ReplicaSet scaled to 3")
+
+
+def test_pod_log_accept_is_negotiated_like_the_real_api_server(api_only):
+    """kube-apiserver negotiates GET pods/log against its serializers although the body is
+    text: `Accept: text/plain` alone gets 406 (devloop showed no log line on real clusters)."""
+    core = api_only.core()
+    ns = api_only.create_namespace()
+    core.create_namespaced_pod(ns, {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "img:1"}]}})
+    url = f"{api_only.http_url}/api/v1/namespaces/{ns}/pods/p/log"
+
+    def status_for(accept: str | None) -> tuple[int, dict]:
+        response = requests.get(url, headers={"Authorization": f"Bearer {api_only.token}",
+                                              "Accept": accept}, timeout=5)
+        return response.status_code, response.json()
+
+    for refused in ("text/plain", "text/*", "text/plain, application/xml",
+                    "application/json;as=Table;g=meta.k8s.io;v=v1",
+                    "application/yaml;stream=watch"):
+        code, body = status_for(refused)
+        assert (code, body["reason"], body["message"]) == (
+            406, "NotAcceptable", "only the following media types are accepted: "
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf"), refused
+    # Accepted: the request reaches the log itself (400: the container never started here).
+    for accepted in (None, "*/*", "*", "application/*", "application/json", "application/yaml",
+                     "text/plain, application/json", "application/json, */*",
+                     "text/plain;q=1, application/vnd.kubernetes.protobuf;q=0.5"):
+        code, body = status_for(accepted)
+        assert (code, body["reason"]) == (400, "BadRequest"), accepted
+        assert "is waiting to start" in body["message"]
+
+
+def test_status_writes_bump_the_resource_version_and_unchanged_ones_do_not(api_only):
+    """Controllers write a new Deployment's status several times, each write a new
+    resourceVersion (a racing patch with a precondition gets 409); writing the same status
+    again is skipped as by the real API server, so an idle Deployment keeps its version."""
+    apps = api_only.apps()
+    ns = api_only.create_namespace()
+    created = apps.create_namespaced_deployment(ns, deployment("web"))
+    versions: list[int] = []
+
+    def watch_status() -> None:
+        w = watch.Watch()
+        for event in w.stream(apps.list_namespaced_deployment, ns,
+                              resource_version=created.metadata.resource_version,
+                              timeout_seconds=4, _request_timeout=10):
+            versions.append(int(event["object"].metadata.resource_version))
+
+    thread = threading.Thread(target=watch_status)
+    thread.start()
+    thread.join(15)
+    assert len(versions) >= 2, versions  # status written more than once after create
+    assert versions == sorted(set(versions)), versions  # every write a new version
+    # Written back as read (the Python client would re-spell timestamps as +00:00).
+    url = f"{api_only.http_url}/apis/apps/v1/namespaces/{ns}/deployments/web/status"
+    auth = {"Authorization": f"Bearer {api_only.token}"}
+    settled = requests.get(url, headers=auth, timeout=5).json()
+    same = requests.put(url, json=settled, headers=auth, timeout=5).json()
+    version = settled["metadata"]["resourceVersion"]
+    assert same["metadata"]["resourceVersion"] == version
+    # The controller reconciles at least every second: idle, it writes nothing new.
+    time.sleep(2.5)
+    idle = apps.read_namespaced_deployment("web", ns).metadata.resource_version
+    assert idle == version
+    # Positive control: the controller is alive and a real change is a new version.
+    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 2}})
+    wait_for(lambda: apps.read_namespaced_deployment("web", ns).status.observed_generation == 2,
+             what="observedGeneration 2")
+    assert int(apps.read_namespaced_deployment("web", ns).metadata.resource_version) > int(idle)
