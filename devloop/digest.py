@@ -20,6 +20,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devloop.config import ServiceConfig
 from devloop.ignore import IgnoreRules
@@ -166,6 +167,10 @@ class ServiceDigest:
                                 IgnoreRules(p if p.is_dir() else p.parent), cache.get(str(p)))
                       for p in service.watch]
         self._extra_paths = list(service.watch)
+        # sha256 of a Dockerfile outside the context as the last digest() hashed it: the build
+        # checks it sends those bytes (files in the context are checked against their entries)
+        self.dockerfile_sha: str | None = None
+        self._seen_dockerfile_sha: str | None = None
 
     @property
     def reads(self) -> int:
@@ -203,16 +208,46 @@ class ServiceDigest:
         for tree, target in zip(self.extra, self._extra_paths, strict=True):
             tree.update(p for p in paths if target.is_dir() or p == target)
 
+    def rehash(self, paths: Iterable[Path]) -> None:
+        """Like update, but re-reads these files even when their stat looks unchanged (the
+        build found content that differs from the cached hash)."""
+        paths = list(paths)
+        for tree in (self.context, *self.extra):
+            for path in paths:
+                rel = tree.relative(path)
+                if rel:
+                    tree.files.pop(rel, None)
+        self.update(paths)
+
     def digest(self) -> str:
         """The hex digest of everything that goes into the image."""
-        svc = self.service
         h = hashlib.sha256()
         h.update(b"devloop-digest-v1\n")
         h.update(f"context\0{self.context.combined()}\n".encode())
+        self._hash_meta(h)
+        self.dockerfile_sha = self._seen_dockerfile_sha
+        return h.hexdigest()
+
+    def meta_digest(self) -> str:
+        """The digest of every input except the context's files (Dockerfile outside the
+        context, args, target, extra paths): live update can only sync when it is unchanged."""
+        h = hashlib.sha256()
+        h.update(b"devloop-meta-v1\n")
+        self._hash_meta(h)
+        return h.hexdigest()
+
+    def context_files(self) -> dict[str, str]:
+        """{context path: sha256} of the context's input files, as hashed now."""
+        return {rel: e.sha for rel, e in self.context.files.items()}
+
+    def _hash_meta(self, h: Any) -> None:
+        svc = self.service
         rel_df = (svc.dockerfile.relative_to(svc.context).as_posix()
                   if _inside(svc.dockerfile, svc.context) else None)
         if rel_df is None:  # outside the context: hash it explicitly
-            h.update(b"dockerfile\0" + svc.dockerfile.read_bytes() + b"\n")
+            data = svc.dockerfile.read_bytes()
+            self._seen_dockerfile_sha = hashlib.sha256(data).hexdigest()
+            h.update(b"dockerfile\0" + data + b"\n")
         else:
             h.update(f"dockerfile-path\0{rel_df}\n".encode())
         for key in sorted(svc.build_args):
@@ -224,10 +259,6 @@ class ServiceDigest:
             else:
                 entry = tree.files.get(target.name)
                 h.update(f"watch\0{target}\0{entry.sha if entry else '-'}\n".encode())
-        return h.hexdigest()
-
-    def tag(self) -> str:
-        return image_tag(self.service.image, self.digest())
 
     def cache_snapshot(self) -> dict[str, dict[str, FileEntry]]:
         snap = {str(self.service.context): dict(self.context.files)}
@@ -239,6 +270,17 @@ class ServiceDigest:
 def image_tag(image: str, digest: str) -> str:
     """`<image>:dl-<first 12 hex of the digest>`; never `latest`."""
     return f"{image}:{TAG_PREFIX}{digest[:12]}"
+
+
+def dl_tag_hex(image: str | None) -> str | None:
+    """`0123456789ab` from `[registry/]name:dl-0123456789ab[@sha256:...]`, else None (the
+    inverse of image_tag: tags hold the digest's first 12 hex)."""
+    if not image:
+        return None
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    _, sep, tag = name.partition(":")
+    hex12 = tag[len(TAG_PREFIX):] if sep and tag.startswith(TAG_PREFIX) else ""
+    return hex12 if len(hex12) == 12 and all(c in "0123456789abcdef" for c in hex12) else None
 
 
 def _inside(path: Path, root: Path) -> bool:

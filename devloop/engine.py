@@ -7,7 +7,8 @@ lock guards the state, and the loop never blocks on I/O.
 
 Per service, changes are coalesced until `quiet_period_ms` has passed without a new change (or
 `quiet_period_cap_ms` since the first one); changes that arrive during a reload are kept and become
-exactly one follow-up reload.
+exactly one follow-up reload. Every such rule is a plain function in devloop.decide; this module
+only moves messages and starts workers.
 """
 
 from __future__ import annotations
@@ -17,22 +18,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from devloop import decide
 from devloop import events as ev
 from devloop.config import Config, ConfigError, ServiceConfig, load_config
-from devloop.digest import DigestCache, ServiceDigest
-from devloop.pipeline import (
-    BUILD_FAILED,
-    CANCELLED,
-    CLUSTER_UNREACHABLE,
-    OK,
-    ROLLOUT_FAILED,
-    UNCHANGED,
-    Pipeline,
-    PipelineResult,
-)
+from devloop.decide import ServiceState
+from devloop.digest import DigestCache, FileEntry, ServiceDigest
+from devloop.pipeline import BUILD_FAILED, Pipeline, PipelineResult
 from devloop.watch import TreeWatcher, WatchRoot
 
 # --- messages on the queue -----------------------------------------------------------------------
@@ -55,6 +49,16 @@ class ConfigReloaded:
     problems: list[str]
     watcher: TreeWatcher | None = None
     digests: dict[str, ServiceDigest] | None = None
+    forced: frozenset[str] = frozenset()  # services whose ignore rules changed
+
+
+@dataclass(frozen=True)
+class ContainerStarted:
+    """A container of a service's pod is running with this ID (posted by the pod watch)."""
+
+    service: str
+    pod: str
+    container_id: str
 
 
 @dataclass(frozen=True)
@@ -62,39 +66,27 @@ class Stop:
     reason: str
 
 
-# --- state ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ServiceState:
-    digest: ServiceDigest
-    known: str | None = None  # digest deployed (or built, without a cluster)
-    failed: str | None = None  # digest whose last reload failed deterministically
-    pending: dict[Path, None] = field(default_factory=dict)
-    full_scan: bool = True  # the next run must walk the whole tree
-    first_at: float | None = None
-    last_at: float | None = None
-    busy: bool = False
-    retries: int = 0
-    last: PipelineResult | None = None
-
-
 WatcherFactory = Callable[[Config, dict[str, ServiceDigest], Callable[[list[Path]], None],
                            Callable[[str], None]], TreeWatcher]
 
 
 class Engine:
-    """Runs the dev loop for a Config. `run_once()` for `devloop sync`, `run()` for `watch`."""
+    """Runs the dev loop for a Config. `run_once()` for `devloop sync`, `run()` for `watch`.
+
+    `live` allows live update (file sync into running containers) where the pipeline finds it
+    safe; `devloop sync` runs without it, so it always converges to a real image.
+    """
 
     def __init__(self, config: Config, bus: ev.EventBus, pipeline: Pipeline,
                  services: Iterable[str] | None = None, cache: DigestCache | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, live: bool = False) -> None:
         self.config = config
         self.bus = bus
         self.pipeline = pipeline
         self.only = set(services) if services else None
         self.cache = cache
         self.clock = clock
+        self.live = live
         self.queue: queue.Queue[object] = queue.Queue()
         self.stop_event = threading.Event()
         self._stop_requested: str | None = None
@@ -106,6 +98,10 @@ class Engine:
 
     def _selected(self, config: Config) -> dict[str, ServiceConfig]:
         return {n: s for n, s in config.services.items() if self.only is None or n in self.only}
+
+    @property
+    def timing(self) -> decide.Timing:
+        return decide.Timing.from_ms(self.config.quiet_period_ms, self.config.quiet_period_cap_ms)
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -155,7 +151,7 @@ class Engine:
         reason = "stopped"
         try:
             while True:
-                timeout = self._next_timeout()
+                timeout = decide.next_timeout(self.states, self.clock(), self.timing)
                 try:
                     # wake at least twice a second so signals are handled promptly
                     msg = self.queue.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
@@ -173,7 +169,10 @@ class Engine:
                     self._finish(msg.result)
                 elif isinstance(msg, ConfigReloaded):
                     self._apply_config(msg)
-                self._start_due()
+                elif isinstance(msg, ContainerStarted):
+                    self._container_started(msg)
+                for name in decide.due(self.states, self.clock(), self.timing):
+                    self._start(name)
         finally:
             self.stop_event.set()
             if self.watcher is not None:
@@ -205,56 +204,29 @@ class Engine:
 
     def _route(self, msg: PathsChanged) -> None:
         config_path = self.config.path
-        if config_path in msg.paths:
-            self._spawn(self._reload_config)
+        ignores = {s.digest.service.context / ".dockerignore": name
+                   for name, s in self.states.items()}
+        forced = frozenset(ignores[p] for p in msg.paths if p in ignores)
+        if config_path in msg.paths or forced:
+            # devloop.yaml, or a .dockerignore (which changes what is watched and hashed)
+            self._spawn(lambda: self._reload_config(forced))
         for state in self.states.values():
             owned = [p for p in msg.paths if p != config_path and state.digest.owns(p)]
-            if not owned:
-                continue
-            for p in owned:
-                state.pending[p] = None
-            if state.first_at is None:
-                state.first_at = msg.at
-            state.last_at = msg.at
-
-    def _deadline(self, state: ServiceState) -> float | None:
-        if state.first_at is None or state.last_at is None:
-            return None
-        quiet = self.config.quiet_period_ms / 1000
-        cap = max(self.config.quiet_period_cap_ms / 1000, quiet)
-        return min(state.last_at + quiet, state.first_at + cap)
-
-    def _next_timeout(self) -> float | None:
-        deadlines = [d for s in self.states.values() if not s.busy
-                     and (d := self._deadline(s)) is not None]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - self.clock())
-
-    def _start_due(self) -> None:
-        now = self.clock()
-        for name, state in self.states.items():
-            deadline = self._deadline(state)
-            if not state.busy and deadline is not None and deadline <= now:
-                self._start(name)
+            if owned:
+                decide.note_change(state, owned, msg.at)
 
     def _start(self, name: str) -> None:
         state = self.states[name]
-        changed = None if state.full_scan else list(state.pending)
-        state.pending = {}
-        state.first_at = state.last_at = None
-        state.busy = True
-        state.full_scan = False
-        ask_cluster = state.last is None or state.last.outcome == CLUSTER_UNREACHABLE
-        known = state.known
-        known_failed = state.failed is not None
-        if known_failed:
-            known = state.failed  # same inputs as the last failure: wait for a real change
+        plan = decide.start_plan(state)
+        live = state.live if self.live else None
+        allow_live = self.live
 
         def work() -> None:
             try:
-                result = self.pipeline.run(state.digest, changed, known, self.stop_event,
-                                           ask_cluster=ask_cluster, known_failed=known_failed)
+                result = self.pipeline.run(
+                    state.digest, plan.changed, plan.known, self.stop_event,
+                    ask_cluster=plan.ask_cluster, known_failed=plan.known_failed,
+                    image=plan.image, live=live, allow_live=allow_live, resync=plan.resync)
             except Exception as exc:  # a bug must not kill the loop: report and carry on
                 self.bus.publish(ev.ERROR, name, message=f"{name}: internal error: {exc!r}")
                 result = PipelineResult(name, BUILD_FAILED, reason=repr(exc))
@@ -266,30 +238,14 @@ class Engine:
         state = self.states.get(result.service)
         if state is None:
             return
-        state.busy = False
-        if result.outcome == UNCHANGED:
-            state.known = result.digest
-            if state.last is None or state.last.outcome == CLUSTER_UNREACHABLE:
-                state.last = result
-            return
-        state.last = result
-        if result.outcome == OK:
-            state.known, state.failed = result.digest, None
-        elif result.outcome in (BUILD_FAILED, ROLLOUT_FAILED):
-            state.failed = result.digest
-            if result.outcome == ROLLOUT_FAILED:
-                state.known = result.digest  # the Deployment now runs it, crashing or not
-        elif result.outcome in (CLUSTER_UNREACHABLE, CANCELLED):
-            # not the inputs' fault: retry with back-off (watch mode), or on the next change
-            state.failed = None
-            if result.outcome == CLUSTER_UNREACHABLE and not self.stop_event.is_set():
-                state.retries += 1
-                delay = min(30.0, 2.0 ** state.retries)
-                retry_at = self.clock() + delay - self.config.quiet_period_ms / 1000
-                state.first_at = state.last_at = retry_at
-                state.full_scan = True
-            return
-        state.retries = 0
+        decide.fold(state, result, self.clock(), self.timing, self.stop_event.is_set())
+        if state.removed:
+            del self.states[result.service]
+
+    def _container_started(self, msg: ContainerStarted) -> None:
+        state = self.states.get(msg.service)
+        if state is not None:
+            decide.container_started(state, msg.container_id, self.clock())
 
     def _save_cache(self) -> None:
         if self.cache is None:
@@ -303,19 +259,30 @@ class Engine:
 
     # --- config reload ---------------------------------------------------------------------------
 
-    def _reload_config(self) -> None:
+    def _stat_cache(self) -> dict[str, dict[str, FileEntry]]:
+        """Hashes known now, so a config reload re-reads only files whose stat changed.
+        Read from worker threads: a reload's digest is not replaced while it runs (only
+        swapped by the loop), and a stale entry only costs a re-read."""
+        cache: dict[str, dict[str, FileEntry]] = {}
+        for state in list(self.states.values()):
+            with contextlib.suppress(RuntimeError):  # a worker changed it meanwhile: skip
+                cache.update(state.digest.cache_snapshot())
+        return cache
+
+    def _reload_config(self, forced: frozenset[str] = frozenset()) -> None:
         """Worker: read devloop.yaml again; on success also prepare the new watcher."""
         try:
             config = load_config(self.config.path)
         except ConfigError as exc:
             self.post(ConfigReloaded(None, [str(p) for p in exc.problems]))
             return
-        digests = {n: ServiceDigest(s) for n, s in self._selected(config).items()}
+        cache = self._stat_cache()
+        digests = {n: ServiceDigest(s, cache) for n, s in self._selected(config).items()}
         for d in digests.values():
             d.scan()
         watcher = default_watcher(config, digests, self._on_paths, self._on_warning)
         watcher.start()
-        self.post(ConfigReloaded(config, [], watcher, digests))
+        self.post(ConfigReloaded(config, [], watcher, digests, forced))
 
     def _apply_config(self, msg: ConfigReloaded) -> None:
         if msg.config is None:
@@ -328,23 +295,31 @@ class Engine:
         if old_watcher is not None:
             self._spawn(old_watcher.stop)
         assert msg.digests is not None
+        now = self.clock()
         for name, digest in msg.digests.items():
             state = self.states.get(name)
-            if state is not None and old.services.get(name) == digest.service:
+            if (state is not None and old.services.get(name) == digest.service
+                    and name not in msg.forced):
                 continue
             if state is not None and state.busy:
-                state.digest = digest  # the running reload finishes with the old inputs
-                state.pending[self.config.path] = None
+                # the running reload finishes with the old inputs; one follow-up applies these
+                state.digest = digest
+                state.removed = False
+                state.full_scan = True
+                decide.note_change(state, [self.config.path], now)
                 continue
-            self.states[name] = ServiceState(digest, known=state.known if state else None,
-                                             full_scan=False)
-            self.states[name].pending[self.config.path] = None
-            self.states[name].first_at = self.states[name].last_at = self.clock()
+            fresh = ServiceState(digest, known=state.known if state else None,
+                                 live=state.live if state else None, full_scan=False)
+            decide.note_change(fresh, [self.config.path], now)
+            self.states[name] = fresh
         for name in list(self.states):
-            if name not in msg.digests and not self.states[name].busy:
-                del self.states[name]
+            if name not in msg.digests:
+                if self.states[name].busy:
+                    self.states[name].removed = True  # forgotten when its reload ends
+                else:
+                    del self.states[name]
         self.bus.publish(ev.CONFIG_LOADED, None, path=str(self.config.path),
-                         services=sorted(self.states))
+                         services=sorted(n for n, s in self.states.items() if not s.removed))
         self._announce_watch()
 
 

@@ -41,7 +41,12 @@ WATCH_READY = "watch.ready"
 WARNING = "warning"
 ERROR = "error"
 SHUTDOWN = "shutdown"
-SYNC_FINISHED = "sync.finished"
+SYNC_FINISHED = "sync.finished"  # end of the one-shot `devloop sync` command
+RELOAD_QUEUED = "reload.queued"  # waiting for a build slot (max_parallel)
+LIVE_SYNC_STARTED = "live.sync.started"  # live update: copying files into running containers
+LIVE_SYNC_FINISHED = "live.sync.finished"
+LIVE_SYNC_FAILED = "live.sync.failed"  # the copy failed; a full reload follows
+LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a full reload
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
-from devloop.build import Builder, BuildFailed
+from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
 from devloop.config import ServiceConfig
 from devloop.digest import ServiceDigest, image_tag
 from devloop.problems import build_problem
+
+if TYPE_CHECKING:
+    from devloop.livesync import LiveSyncer
 
 # Outcomes, from best to worst; the CLI maps them to exit codes.
 UNCHANGED = "unchanged"
@@ -27,9 +30,12 @@ BUILD_FAILED = "build_failed"
 DEPLOY_FAILED = "deploy_failed"
 ROLLOUT_FAILED = "rollout_failed"
 CLUSTER_UNREACHABLE = "cluster_unreachable"
+DOCKER_UNREACHABLE = "docker_unreachable"
 CANCELLED = "cancelled"
+SYNCED = "synced"  # changed files were copied into the running containers (live update)
 
 _MAX_PATHS_SHOWN = 5
+_MAX_INPUT_RETRIES = 3  # builds restarted because files changed while the context was sent
 
 
 class DeployFailed(Exception):
@@ -38,6 +44,11 @@ class DeployFailed(Exception):
     def __init__(self, outcome: str, message: str) -> None:
         self.outcome = outcome
         super().__init__(message)
+
+
+class NeedRebuild(Exception):
+    """Live update cannot bring a service up to date; str() says why, in one line (the
+    pipeline then does a full reload in the same cycle)."""
 
 
 class Deployer(Protocol):
@@ -51,29 +62,56 @@ class Deployer(Protocol):
         """Deliver the image, install what is missing, patch, wait for the rollout; raise
         DeployFailed. Publishes its own progress events."""
 
+    def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
+        """Raise DeployFailed(ROLLOUT_FAILED) when the deployed workload's rollout does not
+        complete or its pods crash (publishes the failure and the pod's last lines)."""
+
+    def referenced_images(self) -> set[str] | None:
+        """Images the namespace's Deployments and ReplicaSets name (never pruned); None when
+        unknown (then nothing is pruned)."""
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """Sources synced into running containers on top of their image (live update).
+
+    `digest` is the input digest the synced sources would have as an image, so "is the cluster
+    up to date" stays one comparison; `containers` are the container IDs that hold `files`
+    (a restarted container has a new ID and runs the image as built)."""
+
+    digest: str
+    image: str  # digest of the image the containers were started from
+    files: dict[str, str]  # {context path: sha256} the synced containers hold
+    containers: frozenset[str]
+    ahead: int  # files that differ from the image
+
 
 @dataclass(frozen=True)
 class PipelineResult:
     service: str
     outcome: str
-    digest: str | None = None
+    digest: str | None = None  # input digest of what now runs (or failed)
     reason: str = ""
     seconds: float = 0.0
+    image: str | None = None  # digest of the image the Deployment runs, when learned
+    live: LiveState | None = None  # live-synced state after this run, when it has one
 
 
 class Pipeline:
     """Runs reloads; shared by all services (each call touches only its own ServiceDigest)."""
 
     def __init__(self, bus: ev.EventBus, builder: Builder, deployer: Deployer | None,
-                 root: Path) -> None:
+                 root: Path, live: LiveSyncer | None = None) -> None:
         self.root = root
         self.bus = bus
         self.builder = builder
         self.deployer = deployer
+        self.live = live
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
-            stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False
-            ) -> PipelineResult:
+            stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,
+            *, image: str | None = None, live: LiveState | None = None,
+            allow_live: bool = False, resync: bool = False) -> PipelineResult:
         """Bring one service up to date.
 
         `changed` lists the paths that triggered this run (None: full scan). `known` is the
@@ -81,6 +119,12 @@ class Pipeline:
         `ask_cluster`, the deployed digest is read from the cluster first (start-up, sync), so
         a restart of devloop rebuilds nothing that is already running. `known_failed` says
         `known` is the digest of a failed reload (so the same inputs are not retried).
+
+        Live update (`allow_live`, `watch` only): `image` is the digest of the image the
+        Deployment runs and `live` what was synced on top of it; when the change can be synced
+        (devloop.liveupdate decides), files are copied into the running containers instead of
+        building, else the full reload runs in the same cycle. `resync` asks to bring every
+        container up to the live state (one restarted and lost its synced files).
         """
         svc = digest.service
         started = time.monotonic()
@@ -93,16 +137,36 @@ class Pipeline:
         except OSError as exc:
             self.bus.publish(ev.ERROR, svc.name, message=f"{svc.name}: cannot read inputs: {exc}")
             return PipelineResult(svc.name, BUILD_FAILED, reason=str(exc))
+        learned: str | None = None  # the deployed image digest, when read from the cluster
+        live_blocked = ""  # why live update must not be tried in this run
         if ask_cluster and self.deployer is not None:
             try:
-                known = self.deployer.deployed_digest(svc)
+                known = learned = image = self.deployer.deployed_digest(svc)
             except DeployFailed as exc:
                 self.bus.publish(ev.ERROR, svc.name, message=str(exc))
                 return PipelineResult(svc.name, exc.outcome, None, str(exc))
-        elif ask_cluster and self.builder.existing(image_tag(svc.image, value)):
-            known = value  # without a cluster, "up to date" means the image exists
+            if allow_live and self.live is not None and image is not None:
+                try:
+                    live = self.live.recover(svc, digest, value, image)
+                except NeedRebuild as exc:
+                    live, live_blocked = None, str(exc)
+        elif ask_cluster:
+            try:  # without a cluster, "up to date" means the image exists
+                if self.builder.existing(image_tag(svc.image, value)):
+                    known = learned = value
+            except EngineUnreachable as exc:
+                self.bus.publish(ev.ERROR, svc.name, message=str(exc))
+                return PipelineResult(svc.name, DOCKER_UNREACHABLE, None, str(exc))
         tag = image_tag(svc.image, value)
-        if value == known:
+        if live is not None and not known_failed:
+            known = live.digest  # the containers run the synced sources, not the image
+        if value == known and not (resync and live is not None):
+            if ask_cluster and self.deployer is not None and not known_failed:
+                try:  # unchanged is not "up to date" while the pods crash
+                    self.deployer.check_health(svc, stop)
+                except DeployFailed as exc:
+                    return PipelineResult(svc.name, exc.outcome, value, str(exc), image=learned,
+                                          live=live)
             if known_failed:
                 reason = "inputs unchanged since the last failure; waiting for a fix"
             elif changed:
@@ -110,36 +174,47 @@ class Pipeline:
             else:
                 reason = "deployed image is current" if self.deployer else "image is current"
             self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason)
-            return PipelineResult(svc.name, UNCHANGED, value)
+            return PipelineResult(svc.name, UNCHANGED, value, image=learned, live=live)
         if changed:
             shown = [_display(self.root, p) for p in changed[:_MAX_PATHS_SHOWN]]
             self.bus.publish(ev.CHANGE_DETECTED, svc.name, paths=shown,
                              more=max(0, len(changed) - _MAX_PATHS_SHOWN))
-        self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag)
 
-        def finish(outcome: str, reason: str = "") -> PipelineResult:
+        def finish(outcome: str, reason: str = "", synced: LiveState | None = None
+                   ) -> PipelineResult:
             seconds = time.monotonic() - started
-            self.bus.publish(ev.RELOAD_FINISHED, svc.name, ok=outcome == OK, outcome=outcome,
-                             reason=reason, seconds=round(seconds, 3), image=tag)
-            return PipelineResult(svc.name, outcome, value, reason, seconds)
+            self.bus.publish(ev.RELOAD_FINISHED, svc.name, ok=outcome in (OK, SYNCED),
+                             outcome=outcome, reason=reason, seconds=round(seconds, 3),
+                             image=tag)
+            return PipelineResult(svc.name, outcome, value, reason, seconds, image=learned,
+                                  live=synced)
 
-        if self.builder.existing(tag):
-            self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason="image exists")
-        else:
-            self.bus.publish(ev.BUILD_STARTED, svc.name, image=tag)
+        if allow_live and self.live is not None and image is not None and not live_blocked:
+            self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="live")
             try:
-                result = self.builder.build(
-                    digest, tag, lambda line: self.bus.publish(ev.BUILD_OUTPUT, svc.name,
-                                                               line=line))
-            except BuildFailed as exc:
-                self.bus.publish(ev.BUILD_FAILED, svc.name, image=tag, error=str(exc),
-                                 step=exc.step, reason=exc.reason, last_lines=exc.last_lines)
-                problem = build_problem(exc, root=self.root)
-                if problem is not None:
-                    self.bus.publish(ev.PROBLEM, svc.name, **problem)
-                return finish(BUILD_FAILED, str(exc))
-            self.bus.publish(ev.BUILD_FINISHED, svc.name, image=tag,
-                             seconds=round(result.seconds, 3), image_id=result.image_id)
+                synced = self.live.sync(svc, digest, value, image, live)
+                return finish(SYNCED, synced=synced)
+            except NeedRebuild as exc:
+                live_blocked = str(exc)
+        if live_blocked:
+            self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=live_blocked)
+        else:
+            self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="build")
+
+        try:
+            value, tag = self._build(digest, value, tag)
+        except BuildFailed as exc:
+            self.bus.publish(ev.BUILD_FAILED, svc.name, image=tag, error=str(exc),
+                             step=exc.step, reason=exc.reason, last_lines=exc.last_lines)
+            problem = build_problem(exc, root=self.root)
+            if problem is not None:
+                self.bus.publish(ev.PROBLEM, svc.name, **problem)
+            return finish(BUILD_FAILED, str(exc))
+        except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
+            self.bus.publish(ev.ERROR, svc.name, message=str(exc))
+            return finish(DOCKER_UNREACHABLE, str(exc))
+        if self.live is not None:
+            self.live.record_image(digest, value)
         if stop.is_set():
             return finish(CANCELLED, "stopped")
         if self.deployer is not None:
@@ -148,10 +223,42 @@ class Pipeline:
             except DeployFailed as exc:
                 return finish(exc.outcome, str(exc))
         keep = {tag} | ({image_tag(svc.image, known)} if known else set())
-        removed = self.builder.prune(svc.name, keep=keep)
+        referenced = self.deployer.referenced_images() if self.deployer is not None else set()
+        removed = ([] if referenced is None  # unknown: rollout undo may need any of them
+                   else self.builder.prune(svc.name, keep=keep | referenced))
         if removed:
             self.bus.publish(ev.IMAGES_PRUNED, svc.name, removed=removed)
         return finish(OK)
+
+
+    def _build(self, digest: ServiceDigest, value: str, tag: str) -> tuple[str, str]:
+        """Build `tag` unless it exists; return the (digest, tag) actually built. A file saved
+        between hashing and sending would put new content under the old tag: the builder
+        refuses (InputsChanged), and the new content is hashed and built under its own tag."""
+        svc = digest.service
+        for _ in range(_MAX_INPUT_RETRIES):
+            if self.builder.existing(tag):
+                self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason="image exists")
+                return value, tag
+            self.bus.publish(ev.BUILD_STARTED, svc.name, image=tag)
+            try:
+                result = self.builder.build(
+                    digest, tag, lambda line: self.bus.publish(ev.BUILD_OUTPUT, svc.name,
+                                                               line=line))
+            except InputsChanged as exc:
+                digest.rehash(exc.paths)
+                try:
+                    value = digest.digest()
+                except OSError as err:
+                    raise BuildFailed(svc.name, f"cannot read inputs: {err}") from None
+                tag = image_tag(svc.image, value)
+                self.bus.publish(ev.WARNING, svc.name, message=f"{exc}; building {tag} instead")
+                continue
+            self.bus.publish(ev.BUILD_FINISHED, svc.name, image=tag,
+                             seconds=round(result.seconds, 3), image_id=result.image_id)
+            return value, tag
+        raise BuildFailed(svc.name, "inputs kept changing while the build context was sent;"
+                                    " the next save builds again")
 
 
 def _display(root: Path, path: Path) -> str:

@@ -1,0 +1,175 @@
+"""The engine's decisions, as plain functions of service state and a clock reading.
+
+The loop in engine.py owns the state and does the I/O (queue, workers, watcher); everything it
+*decides* lives here, so each rule is unit-tested with a fake clock and no threads: when a
+service is due (quiet period and cap), how a finished reload folds into state (what is deployed,
+what failed, what runs live), the retry back-off, and when a restarted container needs its
+live-synced files again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devloop.digest import ServiceDigest
+from devloop.pipeline import (
+    BUILD_FAILED,
+    CANCELLED,
+    CLUSTER_UNREACHABLE,
+    DOCKER_UNREACHABLE,
+    OK,
+    ROLLOUT_FAILED,
+    SYNCED,
+    UNCHANGED,
+    LiveState,
+    PipelineResult,
+)
+
+# Outcomes that are not the inputs' fault: retried with back-off in `watch`.
+RETRIED = frozenset({CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE})
+MAX_RETRY_DELAY_S = 30.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The coalescing rule: start `quiet_s` after the last change, at most `cap_s` after the
+    first."""
+
+    quiet_s: float
+    cap_s: float
+
+    @classmethod
+    def from_ms(cls, quiet_ms: int, cap_ms: int) -> Timing:
+        quiet = quiet_ms / 1000
+        return cls(quiet, max(cap_ms / 1000, quiet))
+
+
+@dataclass
+class ServiceState:
+    """What the loop knows about one service. Only the loop thread reads or writes it."""
+
+    digest: ServiceDigest
+    known: str | None = None  # image digest the Deployment runs (or built, without a cluster)
+    failed: str | None = None  # digest whose last reload failed deterministically
+    pending: dict[Path, None] = field(default_factory=dict)
+    full_scan: bool = True  # the next run must walk the whole tree
+    first_at: float | None = None
+    last_at: float | None = None
+    busy: bool = False
+    retries: int = 0
+    last: PipelineResult | None = None
+    live: LiveState | None = None  # sources synced into the running containers, if any
+    resync: bool = False  # a container restarted without the live-synced files
+    removed: bool = False  # dropped from devloop.yaml while busy: forget it when done
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """The arguments of one pipeline run, decided from state."""
+
+    changed: list[Path] | None  # None: walk the whole tree
+    known: str | None
+    known_failed: bool
+    ask_cluster: bool
+    resync: bool
+    image: str | None  # the image digest the Deployment runs, as far as the loop knows
+
+
+def deadline(state: ServiceState, timing: Timing) -> float | None:
+    """When the service's pending changes are due, None when nothing is pending."""
+    if state.first_at is None or state.last_at is None:
+        return None
+    return min(state.last_at + timing.quiet_s, state.first_at + timing.cap_s)
+
+
+def due(states: dict[str, ServiceState], now: float, timing: Timing) -> list[str]:
+    """Services to start now: idle, with a deadline that passed; oldest change first."""
+    ready = [(state.first_at or 0.0, name) for name, state in states.items()
+             if not state.busy and not state.removed
+             and (d := deadline(state, timing)) is not None and d <= now]
+    return [name for _, name in sorted(ready)]
+
+
+def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing) -> float | None:
+    """Seconds until the next deadline of an idle service (None: wait for a message)."""
+    deadlines = [d for s in states.values() if not s.busy
+                 and (d := deadline(s, timing)) is not None]
+    if not deadlines:
+        return None
+    return max(0.0, min(deadlines) - now)
+
+
+def note_change(state: ServiceState, paths: list[Path], at: float) -> None:
+    """Record changed paths; a change during a reload becomes exactly one follow-up."""
+    for p in paths:
+        state.pending[p] = None
+    if state.first_at is None:
+        state.first_at = at
+    state.last_at = at
+
+
+def start_plan(state: ServiceState) -> StartPlan:
+    """Take the pending changes for a run and mark the service busy."""
+    changed = None if state.full_scan else list(state.pending)
+    ask_cluster = state.last is None or state.last.outcome in RETRIED
+    known_failed = state.failed is not None
+    known = state.failed if known_failed else state.known
+    plan = StartPlan(changed, known, known_failed, ask_cluster, state.resync, state.known)
+    state.pending = {}
+    state.first_at = state.last_at = None
+    state.busy = True
+    state.full_scan = False
+    state.resync = False
+    return plan
+
+
+def retry_delay(retries: int) -> float:
+    """Back-off for an unreachable cluster or Docker Engine: 2, 4, 8 ... 30 s."""
+    return min(MAX_RETRY_DELAY_S, 2.0 ** max(1, retries))
+
+
+def fold(state: ServiceState, result: PipelineResult, now: float, timing: Timing,
+         stopping: bool = False) -> None:
+    """Fold a finished run into the service's state."""
+    state.busy = False
+    if result.image is not None:
+        state.known = result.image
+    if result.outcome == UNCHANGED:
+        if result.live is not None:
+            state.live = result.live
+        if state.last is None or state.last.outcome in RETRIED:
+            state.last = result
+        return
+    state.last = result
+    if result.outcome == OK:
+        state.known, state.failed, state.live = result.digest, None, None
+    elif result.outcome == SYNCED:
+        state.live, state.failed = result.live, None
+    elif result.outcome in (BUILD_FAILED, ROLLOUT_FAILED):
+        state.failed = result.digest
+        if result.outcome == ROLLOUT_FAILED:
+            state.known = result.digest  # the Deployment now runs it, crashing or not
+            state.live = None
+    elif result.outcome in RETRIED or result.outcome == CANCELLED:
+        # not the inputs' fault: retry with back-off (watch mode), or on the next change
+        state.failed = None
+        if result.outcome in RETRIED and not stopping:
+            state.retries += 1
+            retry_at = now + retry_delay(state.retries) - timing.quiet_s
+            state.first_at = state.last_at = retry_at
+            state.full_scan = True
+        return
+    state.retries = 0
+
+
+def container_started(state: ServiceState, container_id: str, now: float) -> bool:
+    """A container of the service (re)started. If live-synced files are ahead of its image and
+    this container does not hold them, a re-sync is due at once (it runs the image as built)."""
+    live = state.live
+    if live is None or not container_id or container_id in live.containers:
+        return False
+    state.resync = True
+    if state.first_at is None:
+        state.first_at = state.last_at = now - 3600.0  # due immediately
+    return True
