@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,35 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class SyncRule:
+    """devloop.yaml `live_update.sync` item: context path `src` ("" = the whole context) lands
+    at the absolute container path `dest` (a directory's files below it)."""
+
+    src: str
+    dest: str
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """A command run in the container (`sh -c`) after a sync; with `trigger`, only when a
+    synced context path matches one of its .dockerignore-style patterns."""
+
+    cmd: str
+    trigger: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveUpdateConfig:
+    """A service's `live_update`: on by default, with sync rules inferred from the Dockerfile
+    when `sync` is empty; `fall_back_on` adds rebuild triggers to the defaults."""
+
+    enabled: bool = True
+    sync: tuple[SyncRule, ...] = ()
+    fall_back_on: tuple[str, ...] = ()
+    run: tuple[RunStep, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """One image built from a context and the Deployment container it feeds."""
 
@@ -60,6 +90,7 @@ class ServiceConfig:
     watch: tuple[Path, ...] = ()
     ignore: tuple[str, ...] = ()
     path_map: dict[str, Path] = field(default_factory=dict)
+    live_update: LiveUpdateConfig = LiveUpdateConfig()
 
 
 @dataclass(frozen=True)
@@ -99,8 +130,11 @@ _TOP_KEYS = {
 }
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
-    "ignore", "path_map",
+    "ignore", "path_map", "live_update",
 }
+_LIVE_KEYS = {"sync", "fall_back_on", "run"}
+_SYNC_KEYS = {"src", "dest"}
+_RUN_KEYS = {"cmd", "trigger"}
 _CHART_KEYS = {"path", "release", "values_files", "set"}
 
 
@@ -360,14 +394,105 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
     if "path_map" in fields:
         for cpath, local in c.string_map(fields["path_map"], f"{key}.path_map").items():
             path_map[cpath.rstrip("/") or "/"] = (c.root / local).resolve()
+    live_update = (_live_update(c, fields["live_update"], f"{key}.live_update", context)
+                   if "live_update" in fields else LiveUpdateConfig())
     if None in (context, dockerfile, image):
         return None
     assert context is not None and dockerfile is not None and image is not None
     return ServiceConfig(
         name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
         container=container, build_args=build_args, target=target, watch=tuple(watch),
-        ignore=ignore, path_map=path_map,
+        ignore=ignore, path_map=path_map, live_update=live_update,
     )
+
+
+def _live_update(c: _Checker, node: yaml.Node, key: str, context: Path | None
+                 ) -> LiveUpdateConfig:
+    """`live_update: false`, `true`, or a mapping of sync / fall_back_on / run."""
+    if isinstance(node, yaml.ScalarNode):
+        value = c.scalar(node, key)
+        if not isinstance(value, bool):
+            c.problem(node, key, f"must be false, true or a mapping, got {value!r}")
+        return LiveUpdateConfig(enabled=value is not False)
+    fields = c.mapping(node, key, _LIVE_KEYS)
+    sync: list[SyncRule] = []
+    if "sync" in fields:
+        for i, item in enumerate(_items(c, fields["sync"], f"{key}.sync")):
+            rule = _sync_rule(c, item, f"{key}.sync[{i}]", context)
+            if rule is not None:
+                sync.append(rule)
+    fall_back_on = tuple(v for _, v in c.string_list(fields["fall_back_on"],
+                                                     f"{key}.fall_back_on")) \
+        if "fall_back_on" in fields else ()
+    run: list[RunStep] = []
+    if "run" in fields:
+        for i, item in enumerate(_items(c, fields["run"], f"{key}.run")):
+            step = _run_step(c, item, f"{key}.run[{i}]")
+            if step is not None:
+                run.append(step)
+    return LiveUpdateConfig(sync=tuple(sync), fall_back_on=fall_back_on, run=tuple(run))
+
+
+def _items(c: _Checker, node: yaml.Node, key: str) -> list[yaml.Node]:
+    if not isinstance(node, yaml.SequenceNode):
+        c.problem(node, key, f"must be a list, not {_kind(node)}")
+        return []
+    return list(node.value)
+
+
+def _sync_rule(c: _Checker, node: yaml.Node, key: str, context: Path | None) -> SyncRule | None:
+    """{src, dest}: src inside the context (it may not exist yet), dest an absolute path."""
+    fields = c.mapping(node, key, _SYNC_KEYS)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for required in ("src", "dest"):
+        if required not in fields:
+            c.problem(node, f"{key}.{required}", "is required")
+    src = c.string(fields["src"], f"{key}.src") if "src" in fields else None
+    dest = c.string(fields["dest"], f"{key}.dest") if "dest" in fields else None
+    rel = None
+    if src is not None and context is not None:
+        path = Path(os.path.normpath(context / src))
+        if path != context and context not in path.parents:
+            c.problem(fields["src"], f"{key}.src", f"'{src}' is outside the build context "
+                      f"{os.path.relpath(context, c.root)} (src is relative to the context)")
+        else:
+            rel = "" if path == context else path.relative_to(context).as_posix()
+    if dest is not None and not dest.startswith("/"):
+        c.problem(fields["dest"], f"{key}.dest", f"'{dest}' must be an absolute container path "
+                  "(starting with /)")
+        dest = None
+    if rel is None or dest is None:
+        return None
+    return SyncRule(rel, posixpath.normpath(dest))
+
+
+def _run_step(c: _Checker, node: yaml.Node, key: str) -> RunStep | None:
+    """{cmd, trigger} or just the command as a string."""
+    if isinstance(node, yaml.ScalarNode):
+        cmd = c.string(node, key)
+        if cmd is not None and not cmd.strip():
+            c.problem(node, key, "must not be empty")
+        return RunStep(cmd.strip()) if cmd and cmd.strip() else None
+    fields = c.mapping(node, key, _RUN_KEYS)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    if "cmd" not in fields:
+        c.problem(node, f"{key}.cmd", "is required (the shell command to run)")
+        return None
+    cmd = c.string(fields["cmd"], f"{key}.cmd")
+    if cmd is not None and not cmd.strip():
+        c.problem(fields["cmd"], f"{key}.cmd", "must not be empty")
+        cmd = None
+    trigger: tuple[str, ...] = ()
+    if "trigger" in fields:
+        tnode = fields["trigger"]
+        if isinstance(tnode, yaml.ScalarNode):
+            one = c.string(tnode, f"{key}.trigger")
+            trigger = (one,) if one else ()
+        else:
+            trigger = tuple(v for _, v in c.string_list(tnode, f"{key}.trigger"))
+    return RunStep(cmd.strip(), trigger) if cmd is not None else None
 
 
 def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
