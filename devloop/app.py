@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 import docker
-import docker.errors
 
 from devloop import events as ev
 from devloop import exitcodes
 from devloop import pipeline as pl
-from devloop.build import Builder
+from devloop.build import Builder, EngineUnreachable, engine_address
 from devloop.config import Config
 from devloop.digest import DigestCache
 from devloop.engine import Engine
@@ -26,6 +25,7 @@ _OUTCOME_EXIT = [  # worst first
     (pl.CANCELLED, exitcodes.INTERRUPTED),
     (pl.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
     (pl.BUILD_FAILED, exitcodes.BUILD_FAILED),
+    (pl.DOCKER_UNREACHABLE, exitcodes.BUILD_FAILED),
     (pl.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
     (pl.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
 ]
@@ -61,19 +61,21 @@ class App:
 
     # --- construction ----------------------------------------------------------------------------
 
-    def _docker(self, environment: dict[str, str] | None) -> docker.DockerClient | None:
+    def _builder(self, environment: dict[str, str] | None, wait: bool) -> Builder | None:
+        """A Builder on the engine `environment` names. An engine that does not answer is
+        reported in one line; with `wait` (watch) the builder is returned anyway and connects
+        on first use, so reloads fail as docker_unreachable and are retried by the engine."""
+        builder = Builder(lambda: docker.from_env(environment=environment),
+                          keep_images=self.config.keep_images,
+                          engine=engine_address(environment))
         try:
-            client = docker.from_env(environment=environment)
-            client.ping()
-            return client
-        except docker.errors.DockerException as exc:
-            where = (environment or {}).get("DOCKER_HOST") or "the default socket"
-            self.bus.publish(ev.ERROR, None, message=(
-                f"cannot reach the Docker Engine at {where}: {_short(exc)} (is Docker running? "
-                "check DOCKER_HOST and `docker info`)"))
-            return None
+            builder.ping()
+        except EngineUnreachable as exc:
+            self.bus.publish(ev.ERROR, None, message=str(exc))
+            return builder if wait else None
+        return builder
 
-    def _build_engine(self) -> Engine | int:
+    def _build_engine(self, wait_for_docker: bool = False) -> Engine | int:
         docker_env = None
         if self.deploy:
             from devloop.deploy import ClusterDeployer
@@ -86,10 +88,9 @@ class App:
                 return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == pl.CLUSTER_UNREACHABLE
                         else exitcodes.DEPLOY_FAILED)
             docker_env = self.deployer.docker_environment()
-        client = self._docker(docker_env)
-        if client is None:
+        builder = self._builder(docker_env, wait_for_docker)
+        if builder is None:
             return exitcodes.BUILD_FAILED
-        builder = Builder(client, keep_images=self.config.keep_images)
         pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root)
         return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache)
 
@@ -119,7 +120,7 @@ class App:
         return code
 
     def watch(self) -> int:
-        engine = self._build_engine()
+        engine = self._build_engine(wait_for_docker=True)
         if isinstance(engine, int):
             return engine
         self.engine = engine
@@ -138,14 +139,10 @@ class App:
     def status(self, out: TextIO, json_output: bool) -> int:
         from devloop.status import collect_status, render_status
 
-        rows, code = collect_status(self)
+        rows, code = collect_status(self.config, self.cache, self.services, self.context)
         if json_output:
             out.write(json.dumps({"schema": "devloop.status/v1", "services": rows}) + "\n")
         else:
             out.write(render_status(rows))
         return code
 
-
-def _short(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]

@@ -1,29 +1,38 @@
 """Docker image builds for one service, streamed line by line.
 
-The build context is a tar of exactly the files the digest covered (same ignore rules), so what is
-hashed is what is built and ignored trees are never read or sent. We use docker-py's low-level
-streaming API: `images.build` only returns at the end, and a failed build arrives as an
-`errorDetail` message rather than an exception (see field notes).
+The build context is a tar of exactly the files the digest covered (same ignore rules), and each
+file is hashed as it goes into the tar: a file saved between hashing and sending would otherwise
+put new content under the old `dl-` tag (and a later revert would deploy that wrong image because
+"the image exists"), so a mismatch stops the build before Docker sees it (InputsChanged) and the
+pipeline hashes again. We use docker-py's low-level streaming API: `images.build` only returns at
+the end, and a failed build arrives as an `errorDetail` message rather than an exception (see
+field notes). A lost engine (connection refused or cut mid-stream) is EngineUnreachable, not a
+build failure: the inputs are fine and the build is retried once the engine answers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
 import tarfile
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import docker
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 
 from devloop import dockerfile as dockerfile_mod
 from devloop.config import ServiceConfig
-from devloop.digest import TAG_PREFIX, ServiceDigest
+from devloop.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex
 
 LABEL_SERVICE = "devloop.service"
 LABEL_DIGEST = "devloop.digest"
@@ -47,21 +56,94 @@ class BuildFailed(Exception):
         super().__init__(f"build of {service} failed{where}: {reason}")
 
 
+class InputsChanged(Exception):
+    """Files changed between hashing and sending the context: the tag would not name what is
+    sent. `paths` are the absolute paths whose content or mode differs (hash them again)."""
+
+    def __init__(self, service: str, paths: list[Path]) -> None:
+        self.service = service
+        self.paths = paths
+        shown = ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        super().__init__(f"{service}: {shown} changed while the build context was sent")
+
+
+class EngineUnreachable(Exception):
+    """The Docker Engine does not answer (down, restarting, socket gone); one line naming it."""
+
+
+# What a lost engine looks like through docker-py: refused/reset sockets, a response cut
+# mid-stream (urllib3 ProtocolError, requests ChunkedEncodingError), the version probe failing.
+_CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                      requests.exceptions.Timeout, urllib3.exceptions.HTTPError, OSError)
+
+
+def engine_address(environment: dict[str, str] | None = None) -> str:
+    """The engine docker-py talks to: DOCKER_HOST of `environment` (else of this process), else
+    the default socket."""
+    env = os.environ if environment is None else environment
+    return env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def _is_lost_engine(exc: BaseException) -> bool:
+    if isinstance(exc, docker.errors.APIError):
+        return False  # the engine answered (a refusal, a failed step)
+    return isinstance(exc, _CONNECTION_ERRORS | docker.errors.DockerException)
+
+
+def _detail(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 @dataclass
 class BuildResult:
     tag: str
     image_id: str
     seconds: float
-    skipped: bool = False
-    removed: list[str] = field(default_factory=list)
 
 
 class Builder:
-    """Builds images of services with a Docker Engine (explicit client, no globals)."""
+    """Builds images of services with a Docker Engine (explicit client, no globals).
 
-    def __init__(self, client: docker.DockerClient, keep_images: int = 3) -> None:
-        self.client = client
+    `client` may be a factory, called on first use: docker-py asks the engine its API version
+    when a client is made, so `watch` can start (and retry) while the engine is still down."""
+
+    def __init__(self, client: docker.DockerClient | Callable[[], docker.DockerClient],
+                 keep_images: int = 3, engine: str | None = None) -> None:
+        self._client = client if isinstance(client, docker.DockerClient) else None
+        self._factory = None if isinstance(client, docker.DockerClient) else client
         self.keep_images = keep_images
+        self.engine = engine or engine_address()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            assert self._factory is not None
+            try:
+                self._client = self._factory()
+            except Exception as exc:
+                if not _is_lost_engine(exc):
+                    raise
+                raise self._lost(exc, "cannot reach") from None
+        return self._client
+
+    def _lost(self, exc: BaseException, what: str, service: str | None = None) -> EngineUnreachable:
+        during = f" during the build of {service}" if service else ""
+        return EngineUnreachable(
+            f"{what} the Docker Engine at {self.engine}{during} ({_detail(exc)}): check that"
+            " dockerd is running (`docker info`) and DOCKER_HOST; the deployed image is kept"
+            " and devloop retries when the engine answers")
+
+    def ping(self) -> None:
+        """Raise EngineUnreachable when the engine does not answer."""
+        try:
+            self.client.ping()
+        except EngineUnreachable:
+            raise
+        except Exception as exc:
+            if not _is_lost_engine(exc):
+                raise
+            raise self._lost(exc, "cannot reach") from None
 
     def existing(self, tag: str) -> str | None:
         """The image id of `tag` when the engine already has it."""
@@ -69,9 +151,15 @@ class Builder:
             return self.client.images.get(tag).id
         except docker.errors.ImageNotFound:
             return None
+        except Exception as exc:
+            if not _is_lost_engine(exc):
+                raise
+            raise self._lost(exc, "cannot reach") from None
 
     def build(self, digest: ServiceDigest, tag: str, on_line: Callable[[str], None]) -> BuildResult:
-        """Build `tag` from the files `digest` covers; raise BuildFailed with the failing step."""
+        """Build `tag` from the files `digest` covers; raise BuildFailed with the failing step,
+        InputsChanged when a file no longer holds what was hashed, EngineUnreachable when the
+        engine does not answer or goes away mid-build."""
         svc = digest.service
         start = time.monotonic()
         steps = dockerfile_mod.parse(svc.dockerfile.read_text(encoding="utf-8", errors="replace"))
@@ -113,8 +201,11 @@ class Builder:
                     reason = reason.decode(errors="replace")
                 raise self._failed(svc, str(reason).strip(), step_no, step_text, steps,
                                    last_lines) from None
-            except docker.errors.DockerException as exc:
-                raise BuildFailed(svc.name, f"Docker Engine unavailable: {exc}") from None
+            except Exception as exc:
+                if not _is_lost_engine(exc):
+                    raise
+                what = "lost" if step_no is not None or last_lines else "cannot reach"
+                raise self._lost(exc, what, svc.name) from None
         if image_id is None:
             image_id = self.existing(tag) or ""
         return BuildResult(tag=tag, image_id=image_id, seconds=time.monotonic() - start)
@@ -129,50 +220,90 @@ class Builder:
         return BuildFailed(svc.name, reason, step, svc.dockerfile, line, list(last_lines))
 
     def prune(self, service: str, keep: set[str]) -> list[str]:
-        """Remove this service's `dl-` images beyond the newest `keep_images` (never the tags in
-        `keep`, e.g. the deployed one); images still used by a container are left alone."""
+        """Remove this service's `dl-` images beyond the newest `keep_images`, never one whose
+        `dl-` tag is in `keep` (the deployed one, and every image a Deployment or ReplicaSet
+        still names: `rollout undo` needs it; refs may carry a registry prefix, so tags are
+        compared); images still used by a container are left alone. Best effort."""
+        kept = {hex12 for ref in keep if (hex12 := dl_tag_hex(ref))}
         try:
             images = self.client.images.list(filters={"label": f"{LABEL_SERVICE}={service}"})
-        except docker.errors.DockerException:
+        except (EngineUnreachable, docker.errors.DockerException, *_CONNECTION_ERRORS):
             return []
         tagged = [(img.attrs.get("Created", ""), t) for img in images for t in img.tags
                   if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)]
         tagged.sort(reverse=True)
         removed = []
         for _, tag in tagged[self.keep_images:]:
-            if tag in keep:
+            if tag in keep or dl_tag_hex(tag) in kept:
                 continue
             try:
                 self.client.images.remove(tag, noprune=False)
                 removed.append(tag)
-            except docker.errors.DockerException:
+            except (docker.errors.DockerException, *_CONNECTION_ERRORS):
                 continue
         return removed
 
 
-def _write_context(fileobj, digest: ServiceDigest) -> str:  # type: ignore[no-untyped-def]
-    """Tar the digest's files into `fileobj`; return the Dockerfile's name inside the tar."""
+class _HashingReader:
+    """Hands a file to tarfile while hashing exactly the bytes that go into the tar."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self.sha.update(data)
+        return data
+
+
+def _add_checked(tar: tarfile.TarFile, path: Path, rel: str, sha: str, mode: int) -> bool:
+    """Add one file or symlink; True when what went into the tar is what the digest hashed
+    (same content hash and executable bits)."""
+    try:
+        info = tar.gettarinfo(str(path), arcname=rel)
+    except FileNotFoundError:
+        return False
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if (info.mode & 0o111) != (mode & 0o111):
+        return False
+    if info.issym():
+        tar.addfile(info)
+        return hashlib.sha256(info.linkname.encode()).hexdigest() == sha
+    if not info.isfile():
+        return False  # became a directory or a special file
+    try:
+        with open(path, "rb") as f:
+            reader = _HashingReader(f)
+            tar.addfile(info, reader)  # reads exactly info.size bytes; fewer raise OSError
+            grew = f.read(1) != b""
+    except OSError:  # shrank or vanished while being read
+        return False
+    return not grew and reader.sha.hexdigest() == sha
+
+
+def _write_context(fileobj: IO[bytes], digest: ServiceDigest) -> str:
+    """Tar the digest's files into `fileobj`, checking each against its hash; return the
+    Dockerfile's name inside the tar. Raise InputsChanged listing the files that differ."""
     svc = digest.service
     root = svc.context
+    changed: list[Path] = []
     with tarfile.open(fileobj=fileobj, mode="w") as tar:
-        for rel in sorted(digest.context.files):
-            try:
-                info = tar.gettarinfo(str(root / rel), arcname=rel)
-            except FileNotFoundError:
-                continue
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if info.isfile():
-                with open(root / rel, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+        for rel, entry in sorted(digest.context.files.items()):
+            if not _add_checked(tar, root / rel, rel, entry.sha, entry.mode):
+                changed.append(root / rel)
         try:
-            return svc.dockerfile.relative_to(root).as_posix()
+            name = svc.dockerfile.relative_to(root).as_posix()
         except ValueError:
             data = svc.dockerfile.read_bytes()
+            if hashlib.sha256(data).hexdigest() != digest.dockerfile_sha:
+                changed.append(svc.dockerfile)
             info = tarfile.TarInfo(_OUTSIDE_DOCKERFILE)
             info.size = len(data)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
-            return _OUTSIDE_DOCKERFILE
+            name = _OUTSIDE_DOCKERFILE
+    if changed:
+        raise InputsChanged(svc.name, changed)
+    return name

@@ -9,15 +9,19 @@ only touched by that service's worker (the engine never runs two reloads of one 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import threading
 import time
 
+from kubernetes.client.exceptions import ApiException
+
 from devloop import events as ev
 from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connect, new_api_client
 from devloop.config import Config, ServiceConfig
 from devloop.deliver import Delivery, DeliveryError, detect_delivery
+from devloop.errors_k8s import is_connection_error
 from devloop.install import InstallError, install_missing, render_chart, secret_values_from_env
 from devloop.patch import (
     DeploymentNotFound,
@@ -32,7 +36,16 @@ from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, ROLLOUT_FAILED,
 from devloop.podlogs import LogFollower
 from devloop.problems import traceback_problem
 from devloop.redact import Redactor
-from devloop.rollout import wait_rollout
+from devloop.rollout import RolloutResult, wait_rollout
+
+log = logging.getLogger(__name__)
+
+
+def connect_config(config: Config, context: str | None = None) -> Cluster:
+    """The project's cluster: `context` (else devloop.yaml's, else the kubeconfig's current one)
+    from devloop.yaml's kubeconfig (else $KUBECONFIG). ValueError names what is missing."""
+    kubeconfig = str(config.kubeconfig) if config.kubeconfig else None
+    return connect(context or config.context, config.namespace, kubeconfig)
 
 
 def find_helm() -> str:
@@ -66,9 +79,8 @@ class ClusterDeployer:
                context: str | None = None) -> ClusterDeployer:
         """Connect (a kubeconfig problem is DeployFailed(CLUSTER_UNREACHABLE)) and choose the
         delivery. An unreachable API server is reported but not fatal here: `watch` retries."""
-        kubeconfig = str(config.kubeconfig) if config.kubeconfig else None
         try:
-            cluster = connect(context or config.context, config.namespace, kubeconfig)
+            cluster = connect_config(config, context)
         except ValueError as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, str(exc)) from None
         reachable = True
@@ -122,7 +134,6 @@ class ClusterDeployer:
     def deploy(self, service: ServiceConfig, tag: str, digest: str,
                stop: threading.Event) -> None:
         name = service.name
-        ns = self.cluster.namespace
         try:
             started = time.monotonic()
             ref = self.delivery.deliver(tag, stop)
@@ -139,18 +150,73 @@ class ClusterDeployer:
         except (DeliveryError, InstallError, PatchError) as exc:
             self.bus.publish(ev.ERROR, name, message=str(exc))
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
-        started = time.monotonic()
-        result = wait_rollout(
-            self.cluster.apps, self.cluster.core, ns, service.deployment, generation,
-            self.config.rollout_timeout_s, stop,
-            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, name, message=text))
-        seconds = round(time.monotonic() - started, 3)
+        result, seconds = self._wait_rollout(service, generation, stop)
         if result.ok:
             self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
                              seconds=seconds)
             return
         if stop.is_set():
             raise DeployFailed(ROLLOUT_FAILED, "stopped while waiting for the rollout")
+        raise self._rollout_failed(service, result, seconds,
+                                   f"rollout of deployment/{service.deployment} failed")
+
+    def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
+        """Raise DeployFailed(ROLLOUT_FAILED) when the deployed workload is not healthy: its
+        rollout does not complete (a rollout in progress is waited for, up to
+        rollout_timeout_s) or its newest pods crash. The same rule as after a patch, so `sync`
+        never calls an unchanged but crash-looping service up to date."""
+        try:
+            deployed = read_deployed(self.cluster.apps, self.cluster.namespace,
+                                     service.deployment, service.container)
+        except ClusterUnreachable as exc:
+            raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
+        except PatchError as exc:
+            raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+        result, seconds = self._wait_rollout(service, deployed.generation, stop)
+        if result.ok:
+            return
+        if stop.is_set():
+            raise DeployFailed(ROLLOUT_FAILED, "stopped while checking the rollout")
+        raise self._rollout_failed(service, result, seconds,
+                                   f"deployment/{service.deployment} runs the current image but"
+                                   " is not healthy")
+
+    def referenced_images(self) -> set[str] | None:
+        """Every image a Deployment or ReplicaSet of the namespace names (old ReplicaSets are
+        what `kubectl rollout undo` goes back to); None when the API cannot say."""
+        ns = self.cluster.namespace
+        try:
+            workloads = [
+                *self.cluster.apps.list_namespaced_deployment(ns, _request_timeout=(5, 15)).items,
+                *self.cluster.apps.list_namespaced_replica_set(ns, _request_timeout=(5, 15)).items,
+            ]
+        except Exception as exc:
+            if not (is_connection_error(exc) or isinstance(exc, ApiException)):
+                raise
+            log.warning("cannot list the workloads of namespace %s (%s); keeping all images",
+                        ns, exc.__class__.__name__)
+            return None
+        images: set[str] = set()
+        for item in workloads:
+            spec = item.spec.template.spec if item.spec and item.spec.template else None
+            for c in [*(spec.containers or []), *(spec.init_containers or [])] if spec else []:
+                if c.image:
+                    images.add(c.image)
+        return images
+
+    def _wait_rollout(self, service: ServiceConfig, generation: int, stop: threading.Event
+                      ) -> tuple[RolloutResult, float]:
+        started = time.monotonic()
+        result = wait_rollout(
+            self.cluster.apps, self.cluster.core, self.cluster.namespace, service.deployment,
+            generation, self.config.rollout_timeout_s, stop,
+            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, service.name, message=text))
+        return result, round(time.monotonic() - started, 3)
+
+    def _rollout_failed(self, service: ServiceConfig, result: RolloutResult, seconds: float,
+                        what: str) -> DeployFailed:
+        """Publish a failed rollout (reason, pod, last log lines, problem) as events."""
+        name = service.name
         self.bus.publish(ev.ROLLOUT_FAILED, name, deployment=service.deployment,
                          reason=result.reason, message=result.message, pod=result.pod,
                          log_tail=result.log_tail, seconds=seconds)
@@ -158,8 +224,7 @@ class ClusterDeployer:
         if problem is not None:
             self.bus.publish(ev.PROBLEM, name, **problem)
         outcome = CLUSTER_UNREACHABLE if result.reason == "ClusterUnreachable" else ROLLOUT_FAILED
-        raise DeployFailed(outcome, f"rollout of deployment/{service.deployment} failed: "
-                                    f"{result.reason}: {result.message}")
+        return DeployFailed(outcome, f"{what}: {result.reason}: {result.message}")
 
     def _patch(self, service: ServiceConfig, ref: str, digest: str) -> int:
         """One request per reload once the container's position is verified; the first patch
@@ -220,7 +285,11 @@ class ClusterDeployer:
         try:
             text = warn_rwo_rolling(self.cluster.apps, self.cluster.core, self.cluster.namespace,
                                     service.deployment)
-        except Exception:  # a warning must never fail a reload
+        except (PatchError, ClusterUnreachable) as exc:  # a warning must never fail a reload
+            log.debug("%s: cannot check the rollout strategy: %s", service.name, exc)
+            return
+        except Exception:
+            log.warning("%s: checking the rollout strategy failed", service.name, exc_info=True)
             return
         if text:
             self.bus.publish(ev.WARNING, service.name, message=text)
@@ -242,8 +311,11 @@ class ClusterDeployer:
     def _follow_logs_quietly(self, service: ServiceConfig) -> None:
         try:
             self._follow_logs(service)
-        except Exception:  # unreachable now; the first reload retries
-            return
+        except Exception as exc:  # the first reload retries; a bug must not fail the reload
+            if is_connection_error(exc) or isinstance(exc, ApiException):
+                log.debug("%s: cannot follow logs yet: %s", service.name, exc.__class__.__name__)
+            else:
+                log.warning("%s: following logs failed", service.name, exc_info=True)
 
     def _follow_logs(self, service: ServiceConfig) -> None:
         with self._logs_lock:
@@ -252,9 +324,9 @@ class ClusterDeployer:
                 return
         dep = self.cluster.apps.read_namespaced_deployment(
             service.deployment, self.cluster.namespace, _request_timeout=(5, 15))
-        selector = dict((dep.spec.selector.match_labels or {}) if dep.spec.selector else {})
         follower = LogFollower(
-            lambda: new_api_client(self.cluster), self.cluster.namespace, service.name, selector,
+            lambda: new_api_client(self.cluster), self.cluster.namespace, service.name,
+            dep.spec.selector,
             on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
                 ev.WARNING, n, message=text),
             existing_tail=self._existing_tail)

@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop.cluster import ClusterUnreachable
+from devloop.digest import dl_tag_hex
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 
 DIGEST_ANNOTATION = "devloop.dev/digest"
@@ -35,9 +36,33 @@ class DeploymentNotFound(PatchError):
 
 @dataclass
 class Deployed:
+    """What a Deployment's pod template runs, and the digests devloop recorded on it.
+
+    The annotations alone do not say what runs: `kubectl set image` or `rollout undo` change the
+    image and leave (or restore) annotations. So the identity is the container image's `dl-` tag,
+    trusted only when it names the recorded digest."""
+
     image: str | None
-    digest: str | None
+    annotation: str | None  # the Deployment's devloop.dev/digest (the last patch)
     generation: int
+    template_annotation: str | None = None  # the pod template's (restored by rollout undo)
+
+    @property
+    def tag_digest(self) -> str | None:
+        """The 12 hex of the image's `dl-` tag; None for any other tag."""
+        return dl_tag_hex(self.image)
+
+    @property
+    def digest(self) -> str | None:
+        """The full digest of the running image: a recorded digest its `dl-` tag agrees with;
+        None when devloop never deployed it or it was changed behind devloop's back."""
+        hex12 = self.tag_digest
+        if hex12 is None:
+            return None
+        for recorded in (self.annotation, self.template_annotation):
+            if recorded and recorded[:12] == hex12:
+                return recorded
+        return None
 
 
 def _read(apps: k8s.AppsV1Api, namespace: str, deployment: str) -> k8s.V1Deployment:
@@ -75,12 +100,20 @@ def _container(dep: k8s.V1Deployment, namespace: str, deployment: str, container
 
 def read_deployed(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str
                   ) -> Deployed:
-    """The image of `container` and the digest devloop recorded (None if never patched)."""
+    """The image of `container` and the digest it runs (see Deployed)."""
     dep = _read(apps, namespace, deployment)
-    image = _container(dep, namespace, deployment, container).image
-    annotations = dep.metadata.annotations or {}
-    return Deployed(image=image, digest=annotations.get(DIGEST_ANNOTATION),
-                    generation=int(dep.metadata.generation or 0))
+    return deployed_of(dep, namespace, container)
+
+
+def deployed_of(dep: k8s.V1Deployment, namespace: str, container: str) -> Deployed:
+    """Deployed from a Deployment already read (see read_deployed)."""
+    image = _container(dep, namespace, dep.metadata.name, container).image
+    template = dep.spec.template.metadata
+    return Deployed(image=image,
+                    annotation=(dep.metadata.annotations or {}).get(DIGEST_ANNOTATION),
+                    generation=int(dep.metadata.generation or 0),
+                    template_annotation=((template.annotations if template else None) or {}
+                                         ).get(DIGEST_ANNOTATION))
 
 
 def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str,

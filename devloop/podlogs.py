@@ -26,6 +26,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop import selectors
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class LogFollower:
         self._factory = api_client_factory
         self._namespace = namespace
         self._service = service
-        self._selector = selector_query(selector)
+        self._selector = selectors.selector_query(selector)
         self._on_line = on_line
         self._on_error = on_error
         self._existing_tail = existing_tail

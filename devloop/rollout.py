@@ -21,6 +21,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
+from devloop.pods import PodState, pod_state
+from devloop.selectors import selector_query
 
 # Waiting reasons that will not fix themselves while devloop waits: the image or config is wrong.
 FAILING_WAITING = frozenset({
@@ -39,25 +41,6 @@ class RolloutResult:
     message: str
     pod: str | None = None
     log_tail: list[str] = field(default_factory=list)
-
-
-def selector_string(selector: k8s.V1LabelSelector | None) -> str:
-    """A label selector as the query string the API takes (matchLabels and matchExpressions)."""
-    if selector is None:
-        return ""
-    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
-    for expr in selector.match_expressions or []:
-        values = ",".join(expr.values or [])
-        op = expr.operator
-        if op == "In":
-            parts.append(f"{expr.key} in ({values})")
-        elif op == "NotIn":
-            parts.append(f"{expr.key} notin ({values})")
-        elif op == "Exists":
-            parts.append(expr.key)
-        elif op == "DoesNotExist":
-            parts.append(f"!{expr.key}")
-    return ",".join(parts)
 
 
 def rollout_status(dep: k8s.V1Deployment, generation: int) -> tuple[bool, str, bool]:
@@ -83,11 +66,11 @@ def rollout_status(dep: k8s.V1Deployment, generation: int) -> tuple[bool, str, b
 
 
 def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment
-                       ) -> list[k8s.V1Pod]:
+                       ) -> list[PodState]:
     """Pods of the Deployment's newest revision: by the newest ReplicaSet's pod-template-hash,
     or, when no ReplicaSet is visible, by all container images matching the template."""
     namespace = dep.metadata.namespace
-    selector = selector_string(dep.spec.selector)
+    selector = selector_query(dep.spec.selector)
     pods = core.list_namespaced_pod(namespace, label_selector=selector,
                                     _request_timeout=_TIMEOUT).items
     try:
@@ -104,19 +87,21 @@ def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Depl
                                                 or 0))]
     pod_hash = (newest[0].metadata.labels or {}).get("pod-template-hash") if newest else None
     if pod_hash:
-        return [p for p in pods if (p.metadata.labels or {}).get("pod-template-hash") == pod_hash]
+        return [pod_state(p) for p in pods
+                if (p.metadata.labels or {}).get("pod-template-hash") == pod_hash]
     images = {c.name: c.image for c in dep.spec.template.spec.containers}
-    return [p for p in pods
+    return [pod_state(p) for p in pods
             if {c.name: c.image for c in p.spec.containers} == images
             and p.metadata.deletion_timestamp is None]
 
 
-def _log_tail(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str, previous: bool) -> list[str]:
+def _log_tail(core: k8s.CoreV1Api, pod: PodState, container: str, previous: bool
+              ) -> list[str]:
     """The container's last lines; the previous instance's for a container that crashed."""
     for prev in ([True, False] if previous else [False]):
         try:
             text = core.read_namespaced_pod_log(
-                pod.metadata.name, pod.metadata.namespace, container=container,
+                pod.name, pod.namespace, container=container,
                 tail_lines=LOG_TAIL_LINES, previous=prev, limit_bytes=64 * 1024,
                 _request_timeout=_TIMEOUT)
         except ApiException:
@@ -131,66 +116,52 @@ def _log_tail(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str, previous: boo
     return []
 
 
-def _pod_failure(core: k8s.CoreV1Api, pod: k8s.V1Pod) -> RolloutResult | None:
-    status = pod.status or k8s.V1PodStatus()
-    statuses = [*(status.init_container_statuses or []), *(status.container_statuses or [])]
-    name = pod.metadata.name
-    for cs in statuses:
-        state = cs.state or k8s.V1ContainerState()
-        restarts = int(cs.restart_count or 0)
-        if state.waiting and state.waiting.reason in FAILING_WAITING:
-            reason = state.waiting.reason
-            detail = state.waiting.message or ""
-            last = cs.last_state.terminated if cs.last_state else None
-            if last is not None and reason == "CrashLoopBackOff":
-                detail = f"exit code {last.exit_code}, restarted {restarts} times"
-            crashed = reason == "CrashLoopBackOff" or restarts > 0
+def _pod_failure(core: k8s.CoreV1Api, pod: PodState) -> RolloutResult | None:
+    for cs in pod.containers:
+        if cs.waiting in FAILING_WAITING:
+            detail = cs.waiting_message
+            if cs.last_exit_code is not None and cs.waiting == "CrashLoopBackOff":
+                detail = f"exit code {cs.last_exit_code}, restarted {cs.restarts} times"
+            crashed = cs.waiting == "CrashLoopBackOff" or cs.restarts > 0
             tail = _log_tail(core, pod, cs.name, previous=True) if crashed else []
-            return RolloutResult(False, reason, one_line(
-                f"pod {name} container {cs.name}: {reason}" + (f" ({detail})" if detail else "")),
-                pod=name, log_tail=tail)
-        term = state.terminated
-        if term is not None and term.exit_code not in (0, None) and restarts >= 1:
-            reason = term.reason or "Error"
-            return RolloutResult(False, reason, one_line(
-                f"pod {name} container {cs.name}: {reason} (exit code {term.exit_code},"
-                f" restarted {restarts} times)"), pod=name,
+            return RolloutResult(False, cs.waiting, one_line(
+                f"pod {pod.name} container {cs.name}: {cs.waiting}"
+                + (f" ({detail})" if detail else "")), pod=pod.name, log_tail=tail)
+        if cs.exit_code not in (0, None) and cs.restarts >= 1:
+            return RolloutResult(False, cs.terminated or "Error", one_line(
+                f"pod {pod.name} container {cs.name}: {cs.terminated} (exit code {cs.exit_code},"
+                f" restarted {cs.restarts} times)"), pod=pod.name,
                 log_tail=_log_tail(core, pod, cs.name, previous=False))
     return None
 
 
-def _pod_progress(pod: k8s.V1Pod) -> str | None:
+def _pod_progress(pod: PodState) -> str | None:
     """`pod x: ContainerCreating` for a new pod that is not ready yet."""
-    status = pod.status or k8s.V1PodStatus()
-    for cs in status.container_statuses or []:
-        state = cs.state or k8s.V1ContainerState()
-        if state.waiting and state.waiting.reason:
-            return f"pod {pod.metadata.name}: {state.waiting.reason}"
+    for cs in pod.main:
+        if cs.waiting:
+            return f"pod {pod.name}: {cs.waiting}"
         if not cs.ready:
-            return f"pod {pod.metadata.name}: not ready"
-    if not status.container_statuses:
-        return f"pod {pod.metadata.name}: {status.phase or 'Pending'}"
+            return f"pod {pod.name}: not ready"
+    if not pod.main:
+        return f"pod {pod.name}: {pod.phase}"
     return None
 
 
-def _unsettled(pods: list[k8s.V1Pod], settle_s: float) -> str | None:
+def _unsettled(pods: list[PodState], settle_s: float) -> str | None:
     """Why the new pods do not count as up yet: a container not running, or one without a
     readiness probe running for less than settle_s (pod clock vs ours: fine for local clusters,
     bounded by the deadline). A container with a readiness probe is up when Ready: its probe
     is the better signal, and waiting longer would only slow every reload."""
     now = datetime.now(UTC)
     for pod in pods:
-        probed = {c.name for c in (pod.spec.containers if pod.spec else None) or []
-                  if c.readiness_probe is not None}
-        for cs in (pod.status.container_statuses if pod.status else None) or []:
-            running = cs.state.running if cs.state else None
-            if running is None:
-                return f"pod {pod.metadata.name}: container {cs.name} is not running"
-            if cs.name in probed and cs.ready:
+        for cs in pod.main:
+            if not cs.running:
+                return f"pod {pod.name}: container {cs.name} is not running"
+            if cs.name in pod.probed and cs.ready:
                 continue
-            started = running.started_at
+            started = cs.running_since
             if started is not None and (now - started).total_seconds() < settle_s:
-                return f"pod {pod.metadata.name}: checking that {cs.name} stays up"
+                return f"pod {pod.name}: checking that {cs.name} stays up"
     return None
 
 
@@ -199,11 +170,11 @@ def _all_probed(dep: k8s.V1Deployment) -> bool:
     return bool(containers) and all(c.readiness_probe is not None for c in containers)
 
 
-def _not_ready_tail(core: k8s.CoreV1Api, pods: list[k8s.V1Pod]) -> tuple[str | None, list[str]]:
+def _not_ready_tail(core: k8s.CoreV1Api, pods: list[PodState]) -> tuple[str | None, list[str]]:
     for pod in pods:
-        for cs in (pod.status.container_statuses if pod.status else None) or []:
+        for cs in pod.main:
             if not cs.ready:
-                return pod.metadata.name, _log_tail(core, pod, cs.name, previous=False)
+                return pod.name, _log_tail(core, pod, cs.name, previous=False)
     return None, []
 
 
@@ -266,7 +237,7 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
           on_progress: Callable[[str], None], poll: float, settle_s: float, ident: str,
           deadline: float, wake: _StatusWake | None) -> RolloutResult:
     last_text = ""
-    new_pods: list[k8s.V1Pod] = []
+    new_pods: list[PodState] = []
     unreachable = False  # the last poll could not reach the API server
 
     def report(text: str) -> None:
@@ -279,30 +250,10 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
         try:
             dep = apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
             unreachable = False
-            done, text, exceeded = rollout_status(dep, generation)
-            if exceeded:
-                pod, tail = _not_ready_tail(core, new_pods)
-                return RolloutResult(False, "ProgressDeadlineExceeded", one_line(
-                    f"{ident} exceeded its progress deadline: {text}"), pod=pod, log_tail=tail)
-            if done and _all_probed(dep):
-                # every container has a readiness probe and all new replicas are available:
-                # nothing left to check on the pods (saves two list calls on the hot path)
-                return RolloutResult(True, "Complete", f"{ident} rolled out: {text}")
-            if not text.startswith("waiting for the controller"):
-                new_pods = _new_revision_pods(apps, core, dep)
-                for pod in new_pods:
-                    failure = _pod_failure(core, pod)
-                    if failure is not None:
-                        return failure
-                if done:
-                    unsettled = _unsettled(new_pods, settle_s)
-                    if unsettled is None:
-                        return RolloutResult(True, "Complete", f"{ident} rolled out: {text}")
-                    text = f"{text}; {unsettled}"
-                else:
-                    detail = next(filter(None, map(_pod_progress, new_pods)), None)
-                    if detail:
-                        text = f"{text}; {detail}"
+            result, text, new_pods = _check(apps, core, dep, generation, settle_s, ident,
+                                            new_pods)
+            if result is not None:
+                return result
             report(text)
         except ApiException as exc:
             if exc.status == 404:
@@ -328,3 +279,43 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
             wake.event.clear()
         if stop.wait(0 if wake is not None else min(poll, remaining)):
             return RolloutResult(False, "Cancelled", f"stopped waiting for {ident}")
+
+
+def _check(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment, generation: int,
+           settle_s: float, ident: str, new_pods: list[PodState]
+           ) -> tuple[RolloutResult | None, str, list[PodState]]:
+    """One look at the Deployment and its newest pods: (final result or None, progress text,
+    the newest pods). `new_pods` are the pods seen last time (for a deadline's log tail)."""
+    done, text, exceeded = rollout_status(dep, generation)
+    if exceeded:
+        pod, tail = _not_ready_tail(core, new_pods)
+        return RolloutResult(False, "ProgressDeadlineExceeded", one_line(
+            f"{ident} exceeded its progress deadline: {text}"), pod=pod, log_tail=tail), text, \
+            new_pods
+    if done and _all_probed(dep):
+        # every container has a readiness probe and all new replicas are available:
+        # nothing left to check on the pods (saves two list calls on the hot path)
+        return RolloutResult(True, "Complete", f"{ident} rolled out: {text}"), text, new_pods
+    if text.startswith("waiting for the controller"):
+        return None, text, new_pods
+    new_pods = _new_revision_pods(apps, core, dep)
+    for pod in new_pods:
+        failure = _pod_failure(core, pod)
+        if failure is not None:
+            return failure, text, new_pods
+    if done:
+        unsettled = _unsettled(new_pods, settle_s)
+        if unsettled is None:
+            return RolloutResult(True, "Complete", f"{ident} rolled out: {text}"), text, new_pods
+        return None, f"{text}; {unsettled}", new_pods
+    detail = next(filter(None, map(_pod_progress, new_pods)), None)
+    return None, f"{text}; {detail}" if detail else text, new_pods
+
+
+def rollout_health(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment
+                   ) -> RolloutResult:
+    """The Deployment's state right now, without waiting (for `devloop status`): Complete, a
+    pod failure (with its last log lines), or reason "Progressing" with the progress text."""
+    ident = f"deployment {dep.metadata.namespace}/{dep.metadata.name}"
+    result, text, _ = _check(apps, core, dep, int(dep.metadata.generation or 0), 0.0, ident, [])
+    return result or RolloutResult(False, "Progressing", one_line(f"{ident}: {text}"))

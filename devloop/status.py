@@ -1,99 +1,106 @@
-"""`devloop status`: per service, what is deployed, whether local sources differ, pod states.
+"""`devloop status`: per service, what runs, whether local sources differ, rollout and pod states.
 
-For editor status bars and scripts: reads the digest annotation devloop put on each Deployment
-and compares it with the digest of the local inputs (using the persisted hash cache, so it is
-quick), then lists the Deployment's pods.
+For editor status bars and scripts: the deployed identity is the container image's `dl-` tag,
+trusted when it agrees with the digest devloop recorded (see patch.Deployed), compared with the
+digest of the local inputs (using the persisted hash cache, so it is quick); then the rollout's
+health right now (the same rule `sync` uses) and the Deployment's pods.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from devloop import exitcodes
-from devloop.cluster import ClusterUnreachable, check_reachable, connect
-from devloop.digest import ServiceDigest
-from devloop.patch import DIGEST_ANNOTATION
+from devloop.cluster import ClusterUnreachable, check_reachable
+from devloop.config import Config
+from devloop.deploy import connect_config
+from devloop.digest import DigestCache, ServiceDigest
+from devloop.errors_k8s import api_message, is_connection_error
+from devloop.patch import PatchError, deployed_of
+from devloop.pods import pod_state
+from devloop.rollout import rollout_health
+from devloop.selectors import selector_query
 
-if TYPE_CHECKING:
-    from devloop.app import App
-
-
-def _pod_row(pod: Any) -> dict[str, Any]:
-    statuses = pod.status.container_statuses or []
-    reason = None
-    for cs in statuses:
-        if cs.state and cs.state.waiting and cs.state.waiting.reason:
-            reason = cs.state.waiting.reason
-        elif cs.state and cs.state.terminated and cs.state.terminated.reason:
-            reason = cs.state.terminated.reason
-    return {
-        "name": pod.metadata.name,
-        "phase": pod.status.phase,
-        "ready": bool(statuses) and all(cs.ready for cs in statuses),
-        "restarts": sum(cs.restart_count or 0 for cs in statuses),
-        "reason": reason,
-        "image": statuses[0].image if statuses else None,
-    }
+_TIMEOUT = (5, 15)
 
 
-def collect_status(app: App) -> tuple[list[dict[str, Any]], int]:
+def collect_status(config: Config, cache: DigestCache | None = None,
+                   services: list[str] | None = None, context: str | None = None
+                   ) -> tuple[list[dict[str, Any]], int]:
     """Rows for every selected service, and the exit code (CLUSTER_UNREACHABLE when the API
     server does not answer; the local part is still reported)."""
-    config = app.config
-    cache = app.cache.load() if app.cache else {}
-    names = app.services or sorted(config.services)
+    hashes = cache.load() if cache else {}
     rows: list[dict[str, Any]] = []
-    for name in names:
-        svc = config.services[name]
-        digest = ServiceDigest(svc, cache)
+    for name in services or sorted(config.services):
+        digest = ServiceDigest(config.services[name], hashes)
         digest.scan()
-        rows.append({"service": name, "deployment": svc.deployment, "namespace":
-                     config.namespace, "local_digest": digest.digest()[:12],
+        rows.append({"service": name, "deployment": config.services[name].deployment,
+                     "namespace": config.namespace, "local_digest": digest.digest()[:12],
                      "deployed_digest": None, "deployed_image": None, "stale": None,
+                     "state": "unknown", "healthy": None, "health": None, "log_tail": [],
                      "pods": [], "error": None})
     try:
-        kubeconfig = str(config.kubeconfig) if config.kubeconfig else None
-        cluster = connect(app.context or config.context, config.namespace, kubeconfig)
+        cluster = connect_config(config, context)
         check_reachable(cluster)
     except (ValueError, ClusterUnreachable) as exc:
         for row in rows:
             row["error"] = str(exc)
         return rows, exitcodes.CLUSTER_UNREACHABLE
-    from kubernetes.client.exceptions import ApiException
-
     for row in rows:
         svc = config.services[row["service"]]
+        ident = f"deployment {config.namespace}/{svc.deployment}"
         try:
             dep = cluster.apps.read_namespaced_deployment(svc.deployment, config.namespace,
-                                                          _request_timeout=(5, 15))
-        except ApiException as exc:
-            row["error"] = (f"deployment {config.namespace}/{svc.deployment} not found"
-                            if exc.status == 404 else f"cannot read deployment: {exc.reason}")
-            row["stale"] = True
+                                                          _request_timeout=_TIMEOUT)
+            deployed = deployed_of(dep, config.namespace, svc.container)
+            health = rollout_health(cluster.apps, cluster.core, dep)
+            pods = cluster.core.list_namespaced_pod(
+                config.namespace, label_selector=selector_query(dep.spec.selector),
+                _request_timeout=_TIMEOUT).items
+        except PatchError as exc:
+            row.update(error=str(exc), stale=True, state="deployment does not match devloop.yaml")
             continue
-        deployed = (dep.metadata.annotations or {}).get(DIGEST_ANNOTATION)
-        row["deployed_digest"] = deployed[:12] if deployed else None
-        row["stale"] = deployed is None or deployed[:12] != row["local_digest"]
-        for c in dep.spec.template.spec.containers or []:
-            if c.name == svc.container:
-                row["deployed_image"] = c.image
-        selector = ",".join(f"{k}={v}" for k, v in
-                            sorted((dep.spec.selector.match_labels or {}).items()))
-        pods = cluster.core.list_namespaced_pod(config.namespace, label_selector=selector,
-                                                _request_timeout=(5, 15))
-        row["pods"] = [_pod_row(p) for p in pods.items]
+        except ApiException as exc:
+            missing = exc.status == 404
+            row.update(error=f"{ident} not found" if missing
+                       else f"cannot read {ident}: {api_message(exc)}", stale=True,
+                       state="not deployed" if missing else "unknown")
+            continue
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            row["error"] = str(ClusterUnreachable.from_error(exc, cluster.server))
+            continue
+        row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
+        row.update(deployed_image=deployed.image, healthy=health.ok,
+                   health=None if health.ok else f"{health.reason}: {health.message}",
+                   log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
     return rows, exitcodes.OK
+
+
+def _identity(verified: str | None, tag_hex: str | None, local: str) -> dict[str, Any]:
+    """deployed_digest (what the running image's tag names), stale and the state text."""
+    if tag_hex is None:
+        return {"deployed_digest": None, "stale": True, "state": "not deployed by devloop"}
+    if verified is None:
+        return {"deployed_digest": tag_hex, "stale": True,
+                "state": "image changed outside devloop (kubectl set image / rollout undo?);"
+                         " `devloop sync` deploys the local sources"}
+    stale = verified[:12] != local
+    return {"deployed_digest": tag_hex, "stale": stale,
+            "state": "local changes not deployed" if stale else "up to date"}
 
 
 def render_status(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
-        if row["stale"] is None:
-            state = "unknown"
-        else:
-            state = "local changes not deployed" if row["stale"] else "up to date"
         lines.append(f"{row['service']:<10} local {row['local_digest']}  deployed "
-                     f"{row['deployed_digest'] or '-':<12}  {state}")
+                     f"{row['deployed_digest'] or '-':<12}  {row['state']}")
+        if row["health"]:
+            lines.append(f"    not healthy: {row['health']}")
+            lines.extend(f"    | {line}" for line in row["log_tail"][-5:])
         for pod in row["pods"]:
             ready = "ready" if pod["ready"] else (pod["reason"] or "not ready")
             lines.append(f"    {pod['name']:<40} {pod['phase']:<9} {ready:<18} "
