@@ -24,11 +24,12 @@ import json
 import re
 import shlex
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import docker
 from kubernetes import client as k8s
@@ -178,7 +179,8 @@ def _sq(text: str) -> str:
 
 
 # classification -------------------------------------------------------------------------------
-_QUOTED = re.compile(r"(?:^|\s)['‘`]([^'’`]+)['’`]")  # not the ' of "can't"
+# '...' or GNU's curly quotes, opening after a space: not the ' of "can't"
+_QUOTED = re.compile("(?:^|\\s)['\u2018`]([^'\u2019`]+)['\u2019`]")
 _GNU_TAR = re.compile(r"^tar: (.+?): (?:Cannot|Can't)", re.IGNORECASE)
 
 
@@ -359,12 +361,22 @@ def _exit_status(raw: bytes) -> tuple[int | None, str]:
 
 # Docker ---------------------------------------------------------------------------------------
 class DockerUpdater:
-    """Live update through the Docker daemon that runs the container (shared daemon only)."""
+    """Live update through the Docker daemon that runs the container (shared daemon only).
+
+    The first sync into a container (and any sync with deletes or into a directory not seen
+    before) runs a prepare exec as the container's user: deletes, parent dirs, writability, the
+    user's uid/gid. Those answers are remembered per container ID, so the usual edit-save of
+    an already synced file is a single put_archive, without starting a process in the container.
+    A restarted container has a new ID and is prepared again.
+    """
 
     name = "docker"
+    REMEMBERED = 64  # containers whose prepare answers are kept
 
     def __init__(self, client: docker.DockerClient) -> None:
         self._api = client.api
+        self._lock = threading.Lock()
+        self._ready: dict[str, tuple[tuple[int, int], set[str]]] = {}  # id -> owner, dirs ok
 
     def update(self, target: Target, copies: Sequence[tuple[Path, str]],
                deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:
@@ -373,14 +385,23 @@ class DockerUpdater:
             raise UpdateFailed("other", f"cannot sync into {target.label} through Docker: its"
                                f" container ID is {target.container_id or 'unknown'!r}")
         cid = target.container_id.removeprefix("docker://")
-        owner = (0, 0)
-        if deletes or copies:
-            output = self._run_script(target, cid, prepare_script(deletes,
-                                                                  [d for _, d in copies]), ())
+        dests = [d for _, d in copies]
+        dirs = {str(Path(d).parent) for d in dests}
+        with self._lock:
+            owner, known = self._ready.get(cid, ((0, 0), None))
+        if deletes or known is None or not dirs <= known:
+            with self._lock:  # a failure below must not leave stale answers behind
+                self._ready.pop(cid, None)
+            output = self._run_script(target, cid, prepare_script(deletes, dests), ())
             owner = _owner(output)
+            known = {d for d in known or () if not any(_under(d, g) for g in deletes)} | dirs
         data = build_archive(copies, owner) if copies else b""
         if data:
             self._put(target, cid, data)
+        with self._lock:
+            self._ready[cid] = (owner, known)
+            while len(self._ready) > self.REMEMBERED:
+                self._ready.pop(next(iter(self._ready)))
         if run:
             self._run_script(target, cid, "\n".join(["exec 2>&1", *_run_lines(run)]), run)
         return UpdateResult(len(copies), len(deletes), len(data), time.monotonic() - began,
@@ -405,6 +426,10 @@ class DockerUpdater:
             self._api.put_archive(cid, "/", data)
         except docker.errors.APIError as exc:
             raise _docker_failure(target, exc) from None
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _owner(output: str) -> tuple[int, int]:

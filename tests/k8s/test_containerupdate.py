@@ -114,6 +114,11 @@ def test_copied_files_keep_mode_and_content_and_belong_to_the_containers_user(
     assert sh(docker_client, target, "stat -c '%a %u' /tmp/sync/app/main.py /tmp/sync/bin/run.sh"
               " /tmp/sync/app") == (0, f"644 {USER}\n775 {USER}\n755 {USER}")
     assert sh(docker_client, target, "cat /tmp/sync/ran") == (0, "print('v2')")
+    # the next save of the same file (DockerUpdater: no prepare exec any more) lands alike
+    code_py.write_text("print('v3')\n")
+    updater.update(target, [(code_py, "/tmp/sync/app/main.py")], [], [])
+    assert sh(docker_client, target, "cat /tmp/sync/app/main.py; stat -c '%a %u'"
+              " /tmp/sync/app/main.py") == (0, f"print('v3')\n644 {USER}")
 
 
 def test_deleted_file_disappears_and_changed_file_is_replaced(
