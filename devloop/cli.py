@@ -20,7 +20,7 @@ from devloop import exitcodes
 from devloop.config import CONFIG_NAME, ConfigError, load_config
 from devloop.digest import DigestCache, default_cache_path
 from devloop.redact import Redactor
-from devloop.render import ConsoleRenderer, JsonRenderer, route_stdlib_logging
+from devloop.render import ConsoleRenderer, JsonRenderer, route_stdlib_logging, route_warnings
 
 _EPILOG = """\
 exit codes of sync:
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         bus.subscribe(JsonRenderer(out, redactor))
     else:
         bus.subscribe(ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build))
+    # status's stdout is its report: its warnings go to stderr with the library logs.
+    route_warnings(None if args.command == "status" else
+                   lambda text: bus.publish(ev.WARNING, None, message=text))
 
     config_path = args.config or find_config(Path.cwd())
     try:

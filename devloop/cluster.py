@@ -9,10 +9,12 @@ separately so `watch` can retry it with backoff while `sync` fails fast.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -128,7 +130,23 @@ def connect(context: str | None, namespace: str, kubeconfig: str | None = None) 
     except (k8s_config.ConfigException, OSError, KeyError, ValueError) as exc:
         raise ValueError(one_line(f"kube context '{name}' in {shown} is unusable: {exc}")) from exc
     server = str(api_client.configuration.host)
+    if api_client.configuration.verify_ssl is False:
+        _warn_insecure(name, server, shown)
     return Cluster(api_client=api_client, context=name, server=server, namespace=namespace)
+
+
+class InsecureClusterWarning(UserWarning):
+    """The kube context skips TLS verification (said once per context, not per request)."""
+
+
+def _warn_insecure(context: str, server: str, kubeconfig: str) -> None:
+    """One devloop warning naming the context, instead of urllib3's InsecureRequestWarning on
+    every request (urllib3 sets that one to "always": hundreds of lines per minute of watch)."""
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    warnings.warn(InsecureClusterWarning(
+        f"kube context '{context}' skips TLS verification (insecure-skip-tls-verify in"
+        f" {kubeconfig}): the identity of {server} is not checked; set the cluster's"
+        " certificate-authority-data instead"), stacklevel=3)
 
 
 def check_reachable(cluster: Cluster, timeout: float = 5) -> str:

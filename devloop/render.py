@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
+import warnings
 import zlib
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
@@ -193,6 +196,32 @@ def route_stdlib_logging(stream: TextIO, redactor: Redactor, json_output: bool) 
     root.setLevel(logging.WARNING)
     # urllib3 warns on every retry while a cluster is down; devloop reports that itself.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+def route_warnings(emit: Callable[[str], None] | None = None) -> None:
+    """Python warnings (warnings.warn by devloop or a library) through devloop's output, each
+    distinct message once (urllib3 sets its security warnings to "always": once per request).
+    With `emit` they become devloop `warning` events; without (e.g. for `status`, whose stdout
+    is its report) records of the `py.warnings` logger, rendered by route_stdlib_logging."""
+    seen: set[str] = set()
+    lock = threading.Lock()
+    fallback = logging.getLogger("py.warnings")
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if not category.__module__.startswith("devloop"):
+            text = f"{category.__name__}: {text} ({os.path.basename(filename)}:{lineno})"
+        with lock:
+            if text in seen:
+                return
+            seen.add(text)
+        if emit is not None:
+            emit(text)
+        else:
+            fallback.warning(text)
+
+    warnings.showwarning = show
 
 
 def stderr_is_tty() -> bool:

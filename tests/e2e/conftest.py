@@ -13,6 +13,7 @@ import docker
 import pytest
 
 from tests.e2e.lumina import LuminaCluster, copy_stack, prepare_images, stack_env
+from tests.kube_standin.fixtures import standin, standin_docker, standin_factory  # noqa: F401
 from tests.kube_standin.kubeconfig import CONTEXT as STANDIN_CONTEXT
 from tests.kube_standin.standin import StandIn
 
@@ -28,21 +29,21 @@ def lumina_env(request: pytest.FixtureRequest) -> Iterator[LuminaCluster]:
     prepare_images(docker_client)
     work = Path(tempfile.mkdtemp(prefix="devloop-e2e-"))
     repo = copy_stack(work / "repo")
-    standin = None
+    server = None
     if request.param == "standin":
-        standin = StandIn(work / "standin", docker_client=docker_client,
-                          volume_prefix=f"e2e-{work.name[-6:]}-pvc")
-        kubeconfig, context = standin.start(), STANDIN_CONTEXT
+        server = StandIn(work / "standin", docker_client=docker_client,
+                         volume_prefix=f"e2e-{work.name[-6:]}-pvc")
+        kubeconfig, context = server.start(), STANDIN_CONTEXT
     else:
         kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube/config"))
         context = REAL_CONTEXT
     env = stack_env(kubeconfig, work / "cache", offline=True)
     cluster = LuminaCluster(repo, kubeconfig, context, env, docker_client,
-                            standin=standin is not None)
+                            standin=server is not None)
     try:
         yield cluster
     finally:
         cluster.stop()
-        if standin is not None:
-            standin.stop(keep_pods=False, remove_volumes=True)
+        if server is not None:
+            server.stop(keep_pods=False, remove_volumes=True)
         shutil.rmtree(work, ignore_errors=True)
