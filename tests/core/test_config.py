@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import ConfigError, load_config
+from devloop.config import ConfigError, LiveUpdateConfig, RunStep, SyncRule, load_config
 
 
 def _write(root: Path, text: str) -> Path:
@@ -122,3 +122,64 @@ def test_cli_help_reads_well():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "exit codes of sync" in proc.stdout and "--service" in proc.stdout
+
+
+LIVE = GOOD + """\
+    live_update:
+      sync:
+        - {src: ./app/, dest: /app/app/}
+        - {src: ., dest: /srv}
+      fall_back_on: ["*.cfg"]
+      run:
+        - cmd: kill -HUP 1
+          trigger: ["app/**"]
+        - touch /tmp/reload
+"""
+
+
+def test_live_update_is_on_by_default_and_off_with_false(tmp_path):
+    svc = load_config(_write(tmp_path, GOOD)).services["backend"]
+    assert svc.live_update == LiveUpdateConfig(enabled=True)
+    off = load_config(_write(tmp_path, GOOD + "    live_update: false\n"))
+    assert off.services["backend"].live_update.enabled is False
+
+
+def test_live_update_rules_are_normalized(tmp_path):
+    live = load_config(_write(tmp_path, LIVE)).services["backend"].live_update
+    assert live.enabled
+    assert live.sync == (SyncRule("app", "/app/app"), SyncRule("", "/srv"))
+    assert live.fall_back_on == ("*.cfg",)
+    assert live.run == (RunStep("kill -HUP 1", ("app/**",)), RunStep("touch /tmp/reload"))
+
+
+def test_live_update_mistakes_are_reported_with_line_and_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = GOOD + """\
+    live_update:
+      sync:
+        - {src: ../chatbot, dest: /app}
+        - {src: app, dest: app}
+        - {src: app, dets: /app}
+      fallback_on: ["*.cfg"]
+      run:
+        - cmd: ""
+        - trigger: ["app/**"]
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    key = "services.backend.live_update"
+    assert str(info.value).splitlines() == [
+        f"devloop.yaml:16: {key}.fallback_on: unknown key (did you mean 'fall_back_on'?)",
+        f"devloop.yaml:13: {key}.sync[0].src: '../chatbot' is outside the build context "
+        "services/backend (src is relative to the context)",
+        f"devloop.yaml:14: {key}.sync[1].dest: 'app' must be an absolute container path "
+        "(starting with /)",
+        f"devloop.yaml:15: {key}.sync[2].dets: unknown key (did you mean 'dest'?)",
+        f"devloop.yaml:15: {key}.sync[2].dest: is required",
+        f"devloop.yaml:18: {key}.run[0].cmd: must not be empty",
+        f"devloop.yaml:19: {key}.run[1].cmd: is required (the shell command to run)",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, GOOD + "    live_update: sometimes\n"))
+    assert str(info.value) == ("devloop.yaml:11: services.backend.live_update: must be false, "
+                               "true or a mapping, got 'sometimes'")
