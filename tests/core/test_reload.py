@@ -48,6 +48,12 @@ def test_identical_save_touch_and_ignored_paths_build_nothing(make_project, dock
         h.settle(1.0)
         assert h.since(mark, ev.BUILD_STARTED) == []
         assert h.since(mark, ev.RELOAD_STARTED) == []
+        # positive control: the watcher was alive all along, a real edit is exactly one build
+        mark = h.mark()
+        src.write_text("real change\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        h.settle()
+        assert [e.service for e in _builds(h, mark)] == ["api"]
 
 
 def test_atomic_save_move_delete_and_new_directory_each_rebuild(make_project, docker_client):
@@ -200,17 +206,44 @@ def _inotify_watched_inodes() -> set[int]:
     return inodes
 
 
-def test_git_checkout_style_rewrite_is_one_build(make_project, docker_client, tmp_path):
-    root = make_project({"api": {}})
-    subprocess.run(["git", "init", "-q", str(root)], check=True)
+def test_git_writes_build_nothing_and_a_checkout_rewrite_is_one_build(make_project,
+                                                                      docker_client):
+    # the quiet period covers a loaded machine pausing between the files git writes, so the
+    # test is about .git being ignored and a checkout coalescing, not about git's speed
+    files = {"src/a.txt": "a1\n", "src/b.txt": "b1\n", "src/main.txt": "main1\n"}
+    root = make_project({"api": {"files": files}}, top="quiet_period_ms: 300\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(root), "-c", "user.email=t@e", "-c", "user.name=t",
+                        *args], check=True)
+
+    # a branch that rewrites two files and deletes one, prepared before devloop starts
+    subprocess.run(["git", "-c", "init.defaultBranch=main", "init", "-q", str(root)], check=True)
+    git("add", "-A")
+    git("commit", "-qm", "v1")
+    git("checkout", "-qb", "next")
+    (root / "services/api/src/a.txt").write_text("a2\n")
+    (root / "services/api/src/main.txt").write_text("main2\n")
+    (root / "services/api/src/b.txt").unlink()
+    git("commit", "-qam", "v2")
+    git("checkout", "-q", "main")
     with running(root, docker_client) as h:
         mark = h.mark()
-        # git writes its own files under .git: never a build input nor a watch
-        subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-        subprocess.run(["git", "-C", str(root), "-c", "user.email=t@e", "-c", "user.name=t",
-                        "commit", "-qm", "x"], check=True)
-        h.settle(0.8)
+        # git writes only its own files under .git: never a build input nor a watch
+        git("commit", "-q", "--allow-empty", "-m", "empty")
+        git("tag", "v1")
+        git("gc", "-q")
+        h.settle(1.0)
         assert h.since(mark, ev.BUILD_STARTED) == []
+        # positive control: a checkout rewriting several files is seen, as exactly one build
+        mark = h.mark()
+        git("checkout", "-q", "next")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        h.settle(1.5)
+        assert [e.service for e in _builds(h, mark)] == ["api"]
+        tag = h.since(mark, ev.BUILD_FINISHED, "api")[0].data["image"]
+        out = docker_client.containers.run(tag, remove=True, network_mode="none")
+        assert out == b"a2\nmain2\n"
 
 
 def test_config_is_reread_on_change_and_an_invalid_one_is_not_used(make_project, docker_client):
