@@ -27,7 +27,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop import selectors
-from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
+from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.podwatch import PodWatch
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,6 @@ class LogFollower:
         self._on_line = on_line
         self._on_error = on_error
         self._existing_tail = existing_tail
-        self._watch_timeout = watch_timeout_s
         self._read_timeout = read_timeout_s
         self._stop = threading.Event()
         self._cond = threading.Condition()
@@ -181,16 +181,16 @@ class LogFollower:
         self._finished: set[tuple[str, str]] = set()
         self._responses: set[Any] = set()
         self._clients: set[k8s.ApiClient] = set()
-        self._watcher: threading.Thread | None = None
         self._initial_uids: set[str] | None = None
+        self._podwatch = PodWatch(
+            api_client_factory, namespace, self._selector, on_pod=self._pod_seen,
+            on_gone=self._pod_gone, on_list=self._pods_listed, on_error=on_error,
+            label=f"logs for {service}", thread_name=f"logs-watch:{service}",
+            watch_timeout_s=watch_timeout_s)
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._watcher is not None:
-            raise RuntimeError("LogFollower already started")
-        self._watcher = threading.Thread(target=self._guard, args=(self._watch_pods,),
-                                         name=f"logs-watch:{self._service}", daemon=True)
-        self._watcher.start()
+        self._podwatch.start()
 
     def stop(self, timeout: float = 1.0) -> None:
         """Close every stream and join the threads; returns within about `timeout` seconds."""
@@ -201,9 +201,9 @@ class LogFollower:
         for resp in responses:
             self._shutdown(resp)
         deadline = time.monotonic() + timeout
-        threads = [self._watcher] if self._watcher else []
+        self._podwatch.stop(timeout)
         with self._cond:
-            threads += list(self._workers.values())
+            threads = list(self._workers.values())
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
@@ -282,92 +282,11 @@ class LogFollower:
             resp.release_conn()
 
     # the pod watch -----------------------------------------------------------------------------
-    def _watch_pods(self) -> None:
-        api_client = self._new_client()
-        core = k8s.CoreV1Api(api_client)
-        version: str | None = None
-        backoff = 0.5
-        failing = False
-        try:
-            while not self._stop.is_set():
-                try:
-                    if version is None:
-                        version = self._relist(core)
-                    began = time.monotonic()
-                    version, events = self._watch_once(core, version)
-                    backoff, failing = 0.5, False
-                    if not events and time.monotonic() - began < 1 and self._stop.wait(1.0):
-                        break  # a server that ends watches at once must not make us spin
-                except ApiException as exc:
-                    version = None
-                    if exc.status == 410:
-                        continue
-                    if not failing:
-                        self._on_error(one_line(f"logs for {self._service}: cannot watch pods:"
-                                                f" {api_message(exc)}; retrying"))
-                    failing = True
-                except Exception as exc:
-                    if self._stop.is_set():
-                        break
-                    if not is_connection_error(exc) and not isinstance(exc, ValueError):
-                        raise  # ValueError: a garbled event; re-list like after a drop
-                    version = None
-                    if not failing:
-                        self._on_error(f"logs for {self._service}: lost the pod watch"
-                                       f" ({connection_detail(exc)}); retrying")
-                    failing = True
-                if failing and self._stop.wait(backoff):
-                    break
-                if failing:
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            self._release_client(api_client)
-
-    def _relist(self, core: k8s.CoreV1Api) -> str:
-        resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
-                                        _preload_content=False, _request_timeout=(5, 15))
-        listing = json.loads(self._read_all(resp))
-        items = listing.get("items") or []
-        present = {p["metadata"]["uid"] for p in items}
+    def _pods_listed(self, pods: list[dict[str, Any]]) -> None:
+        """The first listing tells which pods were already running at start()."""
         with self._cond:
             if self._initial_uids is None:
-                self._initial_uids = set(present)
-            gone = [uid for uid in self._pods if uid not in present]
-            for uid in gone:
-                del self._pods[uid]
-            self._finished = {key for key in self._finished if key[0] in present}
-            self._cond.notify_all()
-        for pod in items:
-            self._pod_seen(pod)
-        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
-
-    def _watch_once(self, core: k8s.CoreV1Api, version: str) -> tuple[str, int]:
-        resp = core.list_namespaced_pod(
-            self._namespace, label_selector=self._selector, watch=True,
-            resource_version=version or None, allow_watch_bookmarks=True,
-            timeout_seconds=self._watch_timeout, _preload_content=False,
-            _request_timeout=(5, self._watch_timeout + 5))
-        events = 0
-        if not self._open(resp):
-            return version, events
-        try:
-            for line in iter_lines(resp, max_line=16 * 1024 * 1024):
-                if not line.strip():
-                    continue
-                events += 1
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    raise ApiException(status=int(obj.get("code") or 500),
-                                       reason=str(obj.get("message") or obj.get("reason")))
-                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                if kind in ("ADDED", "MODIFIED"):
-                    self._pod_seen(obj)
-                elif kind == "DELETED":
-                    self._pod_gone(obj)
-        finally:
-            self._close(resp)
-        return version, events
+                self._initial_uids = {p["metadata"]["uid"] for p in pods}
 
     def _pod_seen(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
