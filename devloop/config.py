@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from docker.utils.build import PatternMatcher  # .dockerignore syntax
 
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
@@ -421,8 +422,7 @@ def _live_update(c: _Checker, node: yaml.Node, key: str, context: Path | None
             rule = _sync_rule(c, item, f"{key}.sync[{i}]", context)
             if rule is not None:
                 sync.append(rule)
-    fall_back_on = tuple(v for _, v in c.string_list(fields["fall_back_on"],
-                                                     f"{key}.fall_back_on")) \
+    fall_back_on = _patterns(c, fields["fall_back_on"], f"{key}.fall_back_on") \
         if "fall_back_on" in fields else ()
     run: list[RunStep] = []
     if "run" in fields:
@@ -484,15 +484,26 @@ def _run_step(c: _Checker, node: yaml.Node, key: str) -> RunStep | None:
     if cmd is not None and not cmd.strip():
         c.problem(fields["cmd"], f"{key}.cmd", "must not be empty")
         cmd = None
-    trigger: tuple[str, ...] = ()
-    if "trigger" in fields:
-        tnode = fields["trigger"]
-        if isinstance(tnode, yaml.ScalarNode):
-            one = c.string(tnode, f"{key}.trigger")
-            trigger = (one,) if one else ()
-        else:
-            trigger = tuple(v for _, v in c.string_list(tnode, f"{key}.trigger"))
+    trigger = _patterns(c, fields["trigger"], f"{key}.trigger") if "trigger" in fields else ()
     return RunStep(cmd.strip(), trigger) if cmd is not None else None
+
+
+def _patterns(c: _Checker, node: yaml.Node, key: str) -> tuple[str, ...]:
+    """A list (or one) of .dockerignore-style patterns, each checked to compile."""
+    if isinstance(node, yaml.ScalarNode):
+        one = c.string(node, key)
+        items = [(node, one)] if one else []
+    else:
+        items = c.string_list(node, key)
+    out = []
+    for item, pattern in items:
+        try:
+            PatternMatcher([pattern]).matches("x")
+        except re.error as exc:
+            c.problem(item, key, f"'{pattern}' is not a valid pattern ({exc.msg})")
+            continue
+        out.append(pattern)
+    return tuple(out)
 
 
 def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
