@@ -164,6 +164,7 @@ def test_live_update_mistakes_are_reported_with_line_and_key(tmp_path, monkeypat
       run:
         - cmd: ""
         - trigger: ["app/**"]
+        - {cmd: kill -HUP 1, trigger: "[z-a]"}
 """
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, text))
@@ -178,6 +179,8 @@ def test_live_update_mistakes_are_reported_with_line_and_key(tmp_path, monkeypat
         f"devloop.yaml:15: {key}.sync[2].dest: is required",
         f"devloop.yaml:18: {key}.run[0].cmd: must not be empty",
         f"devloop.yaml:19: {key}.run[1].cmd: is required (the shell command to run)",
+        f"devloop.yaml:20: {key}.run[2].trigger: '[z-a]' is not a valid pattern "
+        "(bad character range z-a)",
     ]
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, GOOD + "    live_update: sometimes\n"))
