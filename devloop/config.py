@@ -50,7 +50,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class SyncRule:
     """devloop.yaml `live_update.sync` item: context path `src` ("" = the whole context) lands
-    at the absolute container path `dest` (a directory's files below it)."""
+    at the absolute container path `dest` (a directory's files below it; a file inside it when
+    dest ends with /)."""
 
     src: str
     dest: str
@@ -464,7 +465,8 @@ def _sync_rule(c: _Checker, node: yaml.Node, key: str, context: Path | None) -> 
         dest = None
     if rel is None or dest is None:
         return None
-    return SyncRule(rel, posixpath.normpath(dest))
+    # a trailing / is kept: a file src then lands inside dest, as with COPY
+    return SyncRule(rel, posixpath.normpath(dest) + ("/" if dest.endswith("/") else ""))
 
 
 def _run_step(c: _Checker, node: yaml.Node, key: str) -> RunStep | None:

@@ -133,7 +133,9 @@ def rules_for(dockerfile_text: str, dockerfile_rel: str | None, target: str | No
     for stage in _dependencies(chain, all_stages):
         scan.dependency(stage)
     if config.sync:
-        sync = tuple(SyncTarget(r.src, r.dest, None, None) for r in config.sync)
+        sync = tuple(SyncTarget(r.src, posixpath.normpath(r.dest), None, None,
+                                into_dir=r.dest.endswith("/") and r.dest != "/")
+                     for r in config.sync)
     elif scan.sync:
         sync = tuple(scan.sync)
     else:

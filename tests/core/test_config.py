@@ -147,7 +147,7 @@ def test_live_update_is_on_by_default_and_off_with_false(tmp_path):
 def test_live_update_rules_are_normalized(tmp_path):
     live = load_config(_write(tmp_path, LIVE)).services["backend"].live_update
     assert live.enabled
-    assert live.sync == (SyncRule("app", "/app/app"), SyncRule("", "/srv"))
+    assert live.sync == (SyncRule("app", "/app/app/"), SyncRule("", "/srv"))
     assert live.fall_back_on == ("*.cfg",)
     assert live.run == (RunStep("kill -HUP 1", ("app/**",)), RunStep("touch /tmp/reload"))
 

@@ -230,12 +230,15 @@ COPY templates/ /templates/
 
 
 def test_devloop_yaml_rules_replace_inference_and_fall_back_on_adds_triggers():
-    config = LiveUpdateConfig(sync=(SyncRule("app", "/srv/code"), SyncRule("", "/mirror")),
+    config = LiveUpdateConfig(sync=(SyncRule("app", "/srv/code"), SyncRule("", "/mirror"),
+                                    SyncRule("VERSION", "/etc/")),
                               fall_back_on=("*.cfg", "!package.json"))
     rules = _rules(BACKEND_DEV, target="dev", config=config)
     assert [c for c in rules.sync] == [SyncTarget("app", "/srv/code", None, None),
-                                       SyncTarget("", "/mirror", None, None)]
+                                       SyncTarget("", "/mirror", None, None),
+                                       SyncTarget("VERSION", "/etc", None, None, into_dir=True)]
     assert _where(rules, "README.md") == "/mirror/README.md"
+    assert _where(rules, "VERSION") == "/etc/VERSION"
     assert _triggers(rules, "setup.cfg") and _triggers(rules, "requirements-dev.txt")
     assert not _triggers(rules, "package.json")  # an exception pattern lifts a default
     result = plan(rules, {"app/a.py": "1"}, {"app/a.py": "2"}, {"app/a.py": "1"}, ())
