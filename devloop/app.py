@@ -17,7 +17,7 @@ from devloop import exitcodes
 from devloop import pipeline as pl
 from devloop.build import Builder, EngineUnreachable, engine_address
 from devloop.config import Config
-from devloop.digest import DigestCache
+from devloop.digest import DigestCache, default_cache_path
 from devloop.engine import Engine
 from devloop.redact import Redactor
 
@@ -71,11 +71,25 @@ class App:
         try:
             builder.ping()
         except EngineUnreachable as exc:
-            self.bus.publish(ev.ERROR, None, message=str(exc))
+            more = "; watching anyway: builds start once it answers" if wait else ""
+            self.bus.publish(ev.ERROR, None, message=f"{exc}{more}")
             return builder if wait else None
         return builder
 
-    def _build_engine(self, wait_for_docker: bool = False) -> Engine | int:
+    def _live_syncer(self) -> Any:
+        """The cluster half of live update, with the image records kept beside the hash cache
+        (so a later `watch` can sync on top of an image an earlier run deployed)."""
+        from devloop.cluster import new_api_client
+        from devloop.containerupdate import ExecUpdater
+        from devloop.livesync import LiveSyncer
+        from devloop.snapshots import SnapshotStore
+
+        cluster = self.deployer.cluster
+        cache_file = self.cache.path if self.cache else default_cache_path(self.config.path)
+        return LiveSyncer(self.bus, cluster, ExecUpdater(lambda: new_api_client(cluster)),
+                          SnapshotStore(cache_file.parent / "images"))
+
+    def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None
         if self.deploy:
             from devloop.deploy import ClusterDeployer
@@ -91,8 +105,11 @@ class App:
         builder = self._builder(docker_env, wait_for_docker)
         if builder is None:
             return exitcodes.BUILD_FAILED
-        pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root)
-        return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache)
+        live_syncer = self._live_syncer() if self.deployer is not None else None
+        pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root,
+                               live=live_syncer)
+        return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache,
+                      live=live and live_syncer is not None)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -120,13 +137,17 @@ class App:
         return code
 
     def watch(self) -> int:
-        engine = self._build_engine(wait_for_docker=True)
+        engine = self._build_engine(wait_for_docker=True, live=True)
         if isinstance(engine, int):
             return engine
         self.engine = engine
         if self._interrupted:
             return exitcodes.INTERRUPTED
         if self.deployer is not None:
+            from devloop.crashwatch import CrashWatch
+
+            # a live-synced file that does not import is reported like a crashing rollout
+            self.bus.subscribe(CrashWatch(self.bus, lambda: engine.config))
             self.deployer.start_logs(list(engine.states))
         try:
             reason = engine.run()

@@ -87,11 +87,22 @@ def engine_address(environment: dict[str, str] | None = None) -> str:
 def _is_lost_engine(exc: BaseException) -> bool:
     if isinstance(exc, docker.errors.APIError):
         return False  # the engine answered (a refusal, a failed step)
-    return isinstance(exc, _CONNECTION_ERRORS | docker.errors.DockerException)
+    return isinstance(exc, (*_CONNECTION_ERRORS, docker.errors.DockerException))
+
+
+_CAUSES = (  # what docker-py/urllib3 wrap, as the user would say it
+    ("FileNotFoundError", "no socket there"), ("ConnectionRefusedError", "connection refused"),
+    ("IncompleteRead", "connection cut mid-stream"), ("Connection broken", "connection cut"),
+    ("RemoteDisconnected", "connection closed"), ("ConnectionResetError", "connection reset"),
+    ("PermissionError", "permission denied on the socket"), ("timed out", "timed out"),
+)
 
 
 def _detail(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    for needle, said in _CAUSES:
+        if needle in text:
+            return said
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -128,11 +139,10 @@ class Builder:
         return self._client
 
     def _lost(self, exc: BaseException, what: str, service: str | None = None) -> EngineUnreachable:
-        during = f" during the build of {service}" if service else ""
+        during = (f" during the build of {service}; nothing was deployed" if service else "")
         return EngineUnreachable(
-            f"{what} the Docker Engine at {self.engine}{during} ({_detail(exc)}): check that"
-            " dockerd is running (`docker info`) and DOCKER_HOST; the deployed image is kept"
-            " and devloop retries when the engine answers")
+            f"{what} the Docker Engine at {self.engine} ({_detail(exc)}){during}: check that"
+            " dockerd is running (`docker info`) and DOCKER_HOST")
 
     def ping(self) -> None:
         """Raise EngineUnreachable when the engine does not answer."""
