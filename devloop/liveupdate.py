@@ -142,11 +142,9 @@ def rules_for(dockerfile_text: str, dockerfile_rel: str | None, target: str | No
         where = f"stage '{final.name}'" if final.name else "the last stage"
         return (f"{df}: {where} copies no source file from the context after its last RUN,"
                 " so nothing can be synced (add live_update.sync to devloop.yaml)")
-    why = list(scan.why)
-    if dockerfile_rel:
-        why.insert(0, (dockerfile_rel, "the Dockerfile"))
-    patterns = _unique([*DEFAULT_FALL_BACK_ON, *(p for p, _ in why), *config.fall_back_on])
-    return LiveRules(sync, tuple(patterns), config.run, tuple(why))
+    patterns = _unique([*DEFAULT_FALL_BACK_ON, *([dockerfile_rel] if dockerfile_rel else []),
+                        *(p for p, _ in scan.why), *config.fall_back_on])
+    return LiveRules(sync, tuple(patterns), config.run, tuple(scan.why))
 
 
 class _Scan:

@@ -256,6 +256,9 @@ def test_disabled_and_dependency_manifests_at_any_depth():
                      "Pipfile.lock", "uv.lock", "Cargo.toml", ".dockerignore"):
         assert _triggers(rules, manifest), manifest
     assert not _triggers(rules, "src/package.ts")
+    # a Dockerfile inside the context, wherever it is, is one too
+    rules = _rules("FROM node:20\nWORKDIR /app\nCOPY . .\n", rel="docker/Dockerfile.dev")
+    assert _triggers(rules, "docker/Dockerfile.dev") and not _triggers(rules, "docker/x.sh")
 
 
 def test_the_lumina_dockerfiles_infer_rules():
