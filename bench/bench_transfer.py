@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_transfer.py [--rounds 20] [--image REF]
 
 Starts the API stand-in (pods are containers of the local Docker Engine), runs one pod and copies
-into it: 1 small file, 10 small files, one 1 MB file. Each round runs both updaters back to back
-(alternating which goes first); prints the median and p90 per case in ms and exec/docker ratio.
+into it: 1 small file, 10 small files, one 1 MB file, 1 file + 1 delete (for Docker a prepare
+exec every time). Each round runs both updaters back to back (alternating which goes first);
+prints the median and p90 per case in ms and the exec/docker ratio.
 The default image is a FROM-scratch busybox (built here); --image runs e.g. a Debian-slim image
 (GNU tar) that has `sleep`.
 """
@@ -49,7 +50,8 @@ def busybox_image(client: docker.DockerClient, root: Path) -> str:
     return tag
 
 
-def cases(root: Path) -> dict[str, list[tuple[Path, str]]]:
+def cases(root: Path) -> dict[str, tuple[list[tuple[Path, str]], list[str]]]:
+    """name -> (copies, deletes)."""
     src = root / "src"
     src.mkdir()
     small = []
@@ -59,8 +61,9 @@ def cases(root: Path) -> dict[str, list[tuple[Path, str]]]:
         small.append((path, f"/tmp/app/pkg/mod{i}.py"))
     big = src / "blob.bin"
     big.write_bytes(os.urandom(1024 * 1024))
-    return {"1 small file": small[:1], "10 small files": small,
-            "1 MB file": [(big, "/tmp/app/blob.bin")]}
+    return {"1 small file": (small[:1], []), "10 small files": (small, []),
+            "1 MB file": ([(big, "/tmp/app/blob.bin")], []),
+            "1 file+1 delete": (small[:1], ["/tmp/app/pkg/old.py"])}
 
 
 def start_pod(cluster: Cluster, image: str) -> Target:
@@ -100,15 +103,15 @@ def main() -> None:
               f"{args.image or 'busybox'}")
         print(f"{'case':<16}{'exec median':>13}{'p90':>8}{'docker median':>15}{'p90':>8}"
               f"{'exec/docker':>13}")
-        for name, copies in cases(root).items():
+        for name, (copies, deletes) in cases(root).items():
             took: dict[str, list[float]] = {u.name: [] for u in updaters}
             for u in updaters:  # warm-up: first exec, first connection
-                u.update(target, copies, [], [])
+                u.update(target, copies, deletes, [])
             for i in range(args.rounds):
                 order = updaters if i % 2 == 0 else updaters[::-1]
                 for u in order:
                     began = time.perf_counter()
-                    u.update(target, copies, [], [])
+                    u.update(target, copies, deletes, [])
                     took[u.name].append((time.perf_counter() - began) * 1000)
             ex, dk = (statistics.median(took[n]) for n in ("exec", "docker"))
             p90 = {n: sorted(v)[int(len(v) * 0.9) - 1] for n, v in took.items()}
