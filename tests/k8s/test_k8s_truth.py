@@ -177,3 +177,35 @@ def test_pruning_keeps_every_image_a_replicaset_still_names(
     result = wait_rollout(project.cluster.apps, project.cluster.core, ns, "box",
                           patched.metadata.generation, 60, threading.Event(), lambda _: None)
     assert result.ok, result
+
+
+def test_status_lists_only_the_pods_its_selector_expressions_select(
+        standin: StandIn, cluster: Cluster, tmp_path: Path, test_images: dict[str, str]) -> None:
+    """Two Deployments share `app: shared` and differ by a matchExpressions term: status must
+    not mix their pods (it used to send matchLabels only)."""
+    ns = cluster.namespace
+    for tier in ("one", "two"):
+        labels = {"app": "shared", "tier": tier}
+        cluster.apps.create_namespaced_deployment(ns, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": tier},
+            "spec": {"replicas": 1, "selector": {
+                "matchLabels": {"app": "shared"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": [tier]}]},
+                "template": {"metadata": {"labels": labels}, "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": tier, "image": test_images["sleeper"],
+                                    "imagePullPolicy": "IfNotPresent"}]}}}})
+        result = wait_rollout(cluster.apps, cluster.core, ns, tier, 1, 60, threading.Event(),
+                              lambda _: None)
+        assert result.ok, result
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one/Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "devloop.yaml").write_text(
+        f"version: 1\nnamespace: {ns}\ncontext: {StandIn.context}\n"
+        f"kubeconfig: {standin.kubeconfig}\nservices:\n  one:\n    context: one\n"
+        "    image: dl-one\n")
+    rows, code = collect_status(load_config(tmp_path / "devloop.yaml"))
+    assert code == 0
+    [row] = rows
+    assert [p["name"].startswith("one-") for p in row["pods"]] == [True], row["pods"]
+    assert row["state"] == "not deployed by devloop" and row["healthy"] is True
