@@ -42,6 +42,7 @@ KINDS = ("exec_refused", "tar_missing", "not_writable", "disk_full", "gone", "ru
          "other")
 MARK = "@@devloop-phase "  # printed by the scripts before each phase: which one failed
 CHUNK = 256 * 1024
+MAX_SCRIPT = 128 * 1024  # the script travels in the exec URL / argv: stay far below their limits
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,13 @@ def prepare_script(deletes: Sequence[str], dests: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _fits(target: Target, script: str, paths: int) -> str:
+    if len(script) > MAX_SCRIPT:
+        raise UpdateFailed("other", f"cannot sync into {target.label}: {paths} paths are too"
+                           " many for one live update; a rebuild brings them in")
+    return script
+
+
 def _quoted(paths: Sequence[str]) -> str:
     return " ".join(shlex.quote(p) for p in paths)
 
@@ -257,7 +265,8 @@ class ExecUpdater:
         data = build_archive(copies) if copies else b""
         modes = {dest: local.stat().st_mode for local, dest in copies
                  if local.is_file() and not local.is_symlink()}
-        script = exec_script(deletes, len(data), run, modes)
+        script = _fits(target, exec_script(deletes, len(data), run, modes),
+                       len(copies) + len(deletes))
         api_client = self._factory()
         try:
             core = k8s.CoreV1Api(api_client)
@@ -292,16 +301,21 @@ class ExecUpdater:
                     ws.write_stdin(data[at:at + CHUNK])
                 except Exception:  # the script ended early (a failed delete): read why
                     break
+            lost = ""
             while ws.is_open():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise UpdateFailed("other", f"cannot sync into {target.label}: no answer"
                                        f" within {self._timeout:.0f} s")
-                ws.update(timeout=min(left, 1.0))
+                try:
+                    ws.update(timeout=min(left, 1.0))
+                except Exception as exc:  # dropped without a close frame (pod or node gone)
+                    lost = one_line(f"connection lost: {exc or type(exc).__name__}", 200)
+                    break
             raw = ws.read_channel(1) or b""
             raw += ws.read_channel(2) or b""
             code, status = _exit_status(ws.read_channel(3) or b"")
-            return raw.decode("utf-8", errors="replace"), code, status
+            return raw.decode("utf-8", errors="replace"), code, status or lost
         finally:
             with contextlib.suppress(Exception):
                 ws.close()
@@ -392,7 +406,8 @@ class DockerUpdater:
         if deletes or known is None or not dirs <= known:
             with self._lock:  # a failure below must not leave stale answers behind
                 self._ready.pop(cid, None)
-            output = self._run_script(target, cid, prepare_script(deletes, dests), ())
+            script = _fits(target, prepare_script(deletes, dests), len(dests) + len(deletes))
+            output = self._run_script(target, cid, script, ())
             owner = _owner(output)
             known = {d for d in known or () if not any(_under(d, g) for g in deletes)} | dirs
         data = build_archive(copies, owner) if copies else b""

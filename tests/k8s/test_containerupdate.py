@@ -24,6 +24,7 @@ from devloop.containerupdate import (
     ExecUpdater,
     Target,
     UpdateFailed,
+    classify,
 )
 
 USER = 1000
@@ -200,3 +201,21 @@ def test_deleted_pod_is_reported_gone(updater: ContainerUpdater, pod: Callable[.
         updater.update(target, copies, [], [])
     assert failed.value.kind in ("gone", "exec_refused")
     assert target.pod in str(failed.value) or updater.name == "docker"
+
+
+def test_messages_of_gnu_and_busybox_tools_map_to_kinds() -> None:
+    """Outputs that cannot be provoked on the stand-in (a full disk, GNU tar's wording; the
+    Debian-slim images use GNU tar), as the scripts would print them."""
+    target = Target("ns", "backend-7d4f", "backend", "docker://abc")
+    mark = "@@devloop-phase copy\n"
+    full = classify(target, mark + "tar: app/x.py: Wrote only 512 of 10240 bytes\n"
+                    "tar: app/y.py: Cannot write: No space left on device\n", 2, [])
+    assert full.kind == "disk_full" and "backend-7d4f" in str(full)
+    gnu = classify(target, mark + "tar: app/app/main.py: Cannot open: Permission denied\n"
+                   "tar: Exiting with failure status due to previous errors\n", 2, [])
+    assert (gnu.kind, gnu.path) == ("not_writable", "/app/app/main.py")
+    rm = classify(target, "@@devloop-phase delete\nrm: cannot remove '/app/old.py': Permission"
+                  " denied\n", 1, [])
+    assert (rm.kind, rm.path) == ("not_writable", "/app/old.py")
+    notar = classify(target, mark + "sh: 1: tar: not found\n", 127, [])
+    assert notar.kind == "tar_missing" and "no tar" in str(notar)
