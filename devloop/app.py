@@ -89,6 +89,23 @@ class App:
         return LiveSyncer(self.bus, cluster, ExecUpdater(lambda: new_api_client(cluster)),
                           SnapshotStore(cache_file.parent / "images"))
 
+    def _container_watch(self, engine: Engine) -> Any:
+        """With live update: report container (re)starts to the engine, which re-syncs a
+        container that came back from its image without the synced files."""
+        if not engine.live or self.deployer is None:
+            return None
+        from devloop.containerwatch import ContainerWatch
+        from devloop.engine import ContainerStarted
+
+        services = [s.digest.service for s in engine.states.values()
+                    if s.digest.service.live_update.enabled]
+        watch = ContainerWatch(
+            self.deployer.cluster, services,
+            on_started=lambda name, pod, cid: engine.post(ContainerStarted(name, pod, cid)),
+            on_error=lambda name, text: self.bus.publish(ev.WARNING, name, message=text))
+        watch.start()
+        return watch
+
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None
         if self.deploy:
@@ -149,9 +166,12 @@ class App:
             # a live-synced file that does not import is reported like a crashing rollout
             self.bus.subscribe(CrashWatch(self.bus, lambda: engine.config))
             self.deployer.start_logs(list(engine.states))
+        containers = self._container_watch(engine)
         try:
             reason = engine.run()
         finally:
+            if containers is not None:
+                containers.stop()
             if self.deployer is not None:
                 self.deployer.close()
         self.bus.publish(ev.SHUTDOWN, None, reason=reason)

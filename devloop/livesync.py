@@ -137,7 +137,7 @@ class LiveSyncer:
             rel_df: str | None = svc.dockerfile.relative_to(svc.context).as_posix()
         except ValueError:
             rel_df = None
-        rules = rules_for(text, rel_df, svc.target, svc.live_update)
+        rules = rules_for(text, rel_df, svc.target, svc.live_update, svc.build_args)
         if isinstance(rules, str):
             raise NeedRebuild(rules)
         snap = self.snapshots.load(image)

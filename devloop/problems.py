@@ -76,6 +76,11 @@ def map_container_path(path: str, mapping: dict[str, Path]) -> Path | None:
     return None
 
 
+def is_traceback_end(line: str) -> bool:
+    """Whether a log line is the last line of a Python traceback (`SomeError: message`)."""
+    return bool(_PY_ERROR.match(line.strip()))
+
+
 def traceback_problem(lines: list[str], service: ServiceConfig, root: Path
                       ) -> dict[str, Any] | None:
     """Find the innermost frame of the last Python traceback (or a SyntaxError location) that

@@ -1,0 +1,80 @@
+"""Tell the engine when a service's container starts with a new ID (for live update).
+
+A container that restarts (crash, OOM kill, eviction, a liveness probe) comes back from its
+image and loses every file devloop synced into it. One pod watch per service (devloop.podwatch)
+reports each running container ID; the engine compares it with the IDs that hold the live state
+(devloop.decide.container_started) and re-syncs at once when it is not one of them. The watch
+starts as soon as the service's Deployment exists (on a fresh cluster, after the first deploy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from kubernetes.client.exceptions import ApiException
+
+from devloop.cluster import Cluster, new_api_client
+from devloop.config import ServiceConfig
+from devloop.podwatch import PodWatch, container_ids
+from devloop.selectors import selector_query
+
+_RETRY_S = 2.0  # how often to look for a Deployment that does not exist yet
+
+
+class ContainerWatch:
+    """Calls `on_started(service, pod, container_id)` for every running container it sees."""
+
+    def __init__(self, cluster: Cluster, services: list[ServiceConfig],
+                 on_started: Callable[[str, str, str], None],
+                 on_error: Callable[[str, str], None]) -> None:
+        self.cluster = cluster
+        self.services = services
+        self.on_started = on_started
+        self.on_error = on_error
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._watches: list[PodWatch] = []
+
+    def start(self) -> None:
+        for svc in self.services:
+            threading.Thread(target=self._begin, args=(svc,), daemon=True,
+                             name=f"containers:{svc.name}").start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            watches = list(self._watches)
+        for w in watches:
+            w.stop()
+
+    def _begin(self, svc: ServiceConfig) -> None:
+        """Wait for the Deployment, then watch its pods."""
+        while not self._stop.is_set():
+            try:
+                dep = self.cluster.apps.read_namespaced_deployment(
+                    svc.deployment, self.cluster.namespace, _request_timeout=(5, 15))
+                break
+            except ApiException as exc:
+                if exc.status != 404:
+                    self.on_error(svc.name, f"{svc.name}: cannot read deployment"
+                                  f" {self.cluster.namespace}/{svc.deployment}: {exc.reason}")
+            except Exception:  # unreachable for now: try again, like the reloads do
+                pass
+            if self._stop.wait(_RETRY_S):
+                return
+
+        def seen(pod: dict) -> None:
+            cid = container_ids(pod).get(svc.container)
+            if cid and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                self.on_started(svc.name, pod["metadata"]["name"], cid)
+
+        watch = PodWatch(lambda: new_api_client(self.cluster), self.cluster.namespace,
+                         selector_query(dep.spec.selector), on_pod=seen,
+                         on_error=lambda text: self.on_error(svc.name, text),
+                         label=f"containers of {svc.name}")
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._watches.append(watch)
+        watch.start()
