@@ -44,7 +44,6 @@ class ServiceSpec:
     health_path: str
     runtime: str  # "python" or "node": the interpreter inside the image used to probe it
     env: dict[str, str]
-    build_args: dict[str, str]  # the offline build args scripts/build-images passes
     source_file: str  # a source file whose edit must not invalidate the dependency layer
     forbidden: tuple[str, ...] = ()  # paths a final image must not carry (build inputs, caches)
 
@@ -66,7 +65,6 @@ SERVICES: dict[str, ServiceSpec] = {
             "CORS_ORIGINS": "http://localhost:3000",
             "CHATBOT_URL": "http://127.0.0.1:8001",
         },
-        build_args={"PIP_NO_INDEX": "1"},
         source_file="app/main.py",
         forbidden=("/wheels", "/tmp/requirements.txt", "/root/.cache/pip"),
     ),
@@ -81,7 +79,6 @@ SERVICES: dict[str, ServiceSpec] = {
             "ENVIRONMENT": "production",
             "BACKEND_URL": "http://127.0.0.1:8000",
         },
-        build_args={"PIP_NO_INDEX": "1"},
         source_file="chatbot/__init__.py",
         forbidden=("/wheels", "/tmp/requirements.txt", "/root/.cache/pip"),
     ),
@@ -91,7 +88,6 @@ SERVICES: dict[str, ServiceSpec] = {
         health_path="/",
         runtime="node",
         env={"NEXT_PUBLIC_API_URL": "http://127.0.0.1:8000", "NODE_ENV": "production"},
-        build_args={"NPM_CONFIG_OFFLINE": "true"},
         source_file="app/page.tsx",
         forbidden=("/app/offline", "/tmp/offline", "/root/.npm", "/app/node_modules/typescript"),
     ),
@@ -349,7 +345,7 @@ def rebuild_with_source_edit(
         marker = "#" if edited.suffix == ".py" else "//"
         edited.write_text(f"{text}\n{marker} layer-cache probe {uuid.uuid4().hex}\n")
         before = {image.short_id.split(":")[1] for image in docker_client.images.list(all=True)}
-        log = docker_build(docker_client, context, f"lumina-{service}:{TEST_TAG}-edit", spec)
+        log = docker_build(docker_client, context, f"lumina-{service}:{TEST_TAG}-edit")
         created.extend(i for i in re.findall(r"---> ([0-9a-f]{12})\b", log) if i not in before)
         return log
 
@@ -382,12 +378,16 @@ def copy_context(service_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def docker_build(client: docker.DockerClient, context: Path, tag: str, spec: ServiceSpec) -> str:
-    """Build with the legacy builder and return its full output (the `Step`/`Using cache`
-    lines); a failed build fails the test with the last lines."""
+def docker_build(
+    client: docker.DockerClient, context: Path, tag: str, target: str | None = None
+) -> str:
+    """Build with the legacy builder, no build arguments and no network (the folders of
+    scripts/offline-deps are all a build may read), and return its full output (the
+    `Step`/`Using cache` lines); a failed build fails the test with the last lines."""
     lines: list[str] = []
     for chunk in client.api.build(
-        path=str(context), tag=tag, buildargs=spec.build_args, decode=True, rm=True, forcerm=True
+        path=str(context), tag=tag, target=target, network_mode="none", decode=True, rm=True,
+        forcerm=True,
     ):
         if "stream" in chunk:
             lines.append(chunk["stream"])

@@ -28,8 +28,19 @@ class Passwords:
     def __init__(self) -> None:
         self._hasher = PasswordHasher()
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
-        # Verified against when the email is unknown, so both failures take the same time.
-        self._dummy_hash = self._hasher.hash("lumina-dummy-password")
+        self._dummy_lock = threading.Lock()
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """Verified against when the email is unknown, so both failures take the same time.
+
+        Made on first use, not at start-up: one hash costs ~0.4 s at the pod's 500m CPU limit,
+        which every (re)start of the process would otherwise wait for."""
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self.hash("lumina-dummy-password")
+            return self._dummy
 
     def hash(self, password: str) -> str:
         with self._slots:

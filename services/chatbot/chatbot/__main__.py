@@ -11,10 +11,15 @@ from chatbot.settings import Settings, SettingsError
 log = logging.getLogger("chatbot")
 
 
-def main() -> int:
+def configure_logging() -> None:
+    """The chatbot's log format, shared by every entry point."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def main() -> int:
+    configure_logging()
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
