@@ -87,7 +87,7 @@ class App:
         cluster = self.deployer.cluster
         cache_file = self.cache.path if self.cache else default_cache_path(self.config.path)
         return LiveSyncer(self.bus, cluster, ExecUpdater(lambda: new_api_client(cluster)),
-                          SnapshotStore(cache_file.parent / "images"))
+                          SnapshotStore(cache_file.parent / "images"), self.config.root)
 
     def _container_watch(self, engine: Engine) -> Any:
         """With live update: report container (re)starts to the engine, which re-syncs a

@@ -14,8 +14,10 @@ does a full reload in the same cycle.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -41,17 +43,19 @@ class LiveTarget:
     pod_uid: str
     mounts: tuple[str, ...]
     annotation: dict[str, Any] | None  # what an earlier sync recorded on the pod
+    uid: int | None  # the user the container runs as, when the spec says
 
 
 class LiveSyncer:
     """Syncs services of one cluster namespace; called from pipeline worker threads."""
 
     def __init__(self, bus: ev.EventBus, cluster: Cluster, updater: ContainerUpdater,
-                 snapshots: SnapshotStore) -> None:
+                 snapshots: SnapshotStore, root: Path) -> None:
         self.bus = bus
         self.cluster = cluster
         self.updater = updater
         self.snapshots = snapshots
+        self.root = root  # the project root, for repository paths in messages
 
     # --- image records ---------------------------------------------------------------------------
 
@@ -95,10 +99,13 @@ class LiveSyncer:
                 annotation = json.loads(raw) if raw else None
             except ValueError:
                 annotation = None
+            contexts = [spec.security_context, pod.spec.security_context]
+            uid = next((c.run_as_user for c in contexts if c is not None
+                        and c.run_as_user is not None), None)
             out.append(LiveTarget(
                 Target(ns, pod.metadata.name, svc.container, status.container_id or ""),
                 pod.metadata.uid, tuple(m.mount_path for m in spec.volume_mounts or []),
-                annotation if isinstance(annotation, dict) else None))
+                annotation if isinstance(annotation, dict) else None, uid))
         return out
 
     def recover(self, svc: ServiceConfig, digest: ServiceDigest, value: str,
@@ -180,7 +187,8 @@ class LiveSyncer:
                                  if exc.path.startswith(c.dest) or c.dest.startswith(exc.path)),
                                 None)
                     if rule is not None:
-                        reason = f"{reason}; {not_writable_hint(rule, str(svc.dockerfile), None)}"
+                        dockerfile = os.path.relpath(svc.dockerfile, self.root)
+                        reason = f"{reason}; {not_writable_hint(rule, dockerfile, t.uid)}"
                 self.bus.publish(ev.LIVE_SYNC_FAILED, svc.name, pod=t.target.pod,
                                  reason=reason, fallback="rebuild")
                 raise NeedRebuild(reason) from None
@@ -216,6 +224,24 @@ class LiveSyncer:
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
+
+
+def pod_live(pod: Any, container: str) -> dict[str, Any] | None:
+    """What devloop synced into this pod's running `container` (from the pod annotation), or
+    None when it runs its image as built (never synced, or restarted since)."""
+    raw = (pod.metadata.annotations or {}).get(LIVE_ANNOTATION)
+    try:
+        note = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if not isinstance(note, dict):
+        return None
+    running = next((s.container_id for s in pod.status.container_statuses or []
+                    if s.name == container and s.state and s.state.running), None)
+    if not running or (note.get("containers") or {}).get(container) != running:
+        return None
+    return {"digest": note.get("digest"), "image": note.get("image"),
+            "files_ahead": int(note.get("files") or 0)}
 
 
 def _ahead(image_files: dict[str, str], current: dict[str, str]) -> int:

@@ -40,6 +40,13 @@ def _colour_for(service: str) -> str:
     return _PALETTE[zlib.crc32(service.encode()) % len(_PALETTE)]
 
 
+def _files(copied: int, deleted: int) -> str:
+    parts = [f"{copied} file{'s' if copied != 1 else ''}"] if copied or not deleted else []
+    if deleted:
+        parts.append(f"{deleted} deletion{'s' if deleted != 1 else ''}")
+    return " and ".join(parts)
+
+
 def describe(event: ev.Event) -> str:
     """The human sentence for an event (without time or service prefix)."""
     d = event.data
@@ -47,7 +54,9 @@ def describe(event: ev.Event) -> str:
     if t == ev.RELOAD_STARTED:
         return f"[devloop] reload started: {event.service}"
     if t == ev.RELOAD_FINISHED:
-        outcome = "ok" if d.get("ok") else "failed: " + d.get("outcome", "").replace("_", " ")
+        outcome = "failed: " + d.get("outcome", "").replace("_", " ")
+        if d.get("ok"):
+            outcome = "synced" if d.get("outcome") == "synced" else "ok"
         return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
     if t == ev.PROBLEM:
         message = " ".join(str(d["message"]).split())  # one line for problem matchers
@@ -94,6 +103,18 @@ def describe(event: ev.Event) -> str:
     if t == ev.SYNC_FINISHED:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
         return f"sync finished with exit code {d['exit_code']}: {summary}"
+    if t == ev.LIVE_SYNC_STARTED:
+        return f"syncing {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])}"
+    if t == ev.LIVE_SYNC_FINISHED:
+        ahead = f"; {d['ahead']} file{'s' if d['ahead'] != 1 else ''} ahead of the image"
+        return (f"synced {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])} in "
+                f"{d['seconds'] * 1000:.0f} ms{ahead if d['ahead'] else ''}")
+    if t == ev.LIVE_SYNC_FAILED:
+        return f"live update failed on {d['pod']}: {d['reason']}; rebuilding"
+    if t == ev.LIVE_REBUILD:
+        return f"full reload: {d['reason']}"
+    if t == ev.RELOAD_QUEUED:
+        return f"queued for a build slot (position {d['position']})"
     if t == ev.IMAGES_PRUNED:
         return f"removed old images: {', '.join(d['removed'])}"
     if t == ev.SHUTDOWN:
@@ -141,11 +162,11 @@ class ConsoleRenderer:
             return prefix + text
         tint = ""
         if event.type in (ev.BUILD_FAILED, ev.ROLLOUT_FAILED, ev.ERROR, ev.CONFIG_INVALID,
-                          ev.CLUSTER_UNREACHABLE):
+                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED):
             tint = _RED + _BOLD
         elif event.type == ev.WARNING:
             tint = _YELLOW
-        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED):
+        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED, ev.LIVE_SYNC_FINISHED):
             tint = _GREEN
         elif event.type == ev.BUILD_OUTPUT:
             tint = _DIM

@@ -18,6 +18,7 @@ from devloop.config import Config
 from devloop.deploy import connect_config
 from devloop.digest import DigestCache, ServiceDigest
 from devloop.errors_k8s import api_message, is_connection_error
+from devloop.livesync import pod_live
 from devloop.patch import PatchError, deployed_of
 from devloop.pods import pod_state
 from devloop.rollout import rollout_health
@@ -77,6 +78,8 @@ def collect_status(config: Config, cache: DigestCache | None = None,
         row.update(deployed_image=deployed.image, healthy=health.ok,
                    health=None if health.ok else f"{health.reason}: {health.message}",
                    log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
+        _live(row, [pod_live(p, svc.container) for p in pods
+                    if p.metadata.deletion_timestamp is None])
     return rows, exitcodes.OK
 
 
@@ -91,6 +94,24 @@ def _identity(verified: str | None, tag_hex: str | None, local: str) -> dict[str
     stale = verified[:12] != local
     return {"deployed_digest": tag_hex, "stale": stale,
             "state": "local changes not deployed" if stale else "up to date"}
+
+
+def _live(row: dict[str, Any], synced: list[dict[str, Any] | None]) -> None:
+    """Live update: pods that run files synced on top of the image (`live`, None when every
+    pod runs its image as built); up to date when they all run the local sources."""
+    live = [s for s in synced if s is not None]
+    if not live:
+        row["live"] = None
+        return
+    ahead = max(s["files_ahead"] for s in live)
+    row["live"] = {"pods": len(live), "of": len(synced), "files_ahead": ahead,
+                   "digest": live[0]["digest"]}
+    current = len(live) == len(synced) and all(s["digest"] == row["local_digest"] for s in live)
+    if row["stale"] is not None and not row["error"]:
+        row["stale"] = not current
+        where = f"{len(live)}/{len(synced)} pods" if len(live) != len(synced) else "pods"
+        row["state"] = (f"{'up to date' if current else 'local changes not synced'}: {where}"
+                        f" run {ahead} file{'s' if ahead != 1 else ''} ahead of the image")
 
 
 def render_status(rows: list[dict[str, Any]]) -> str:

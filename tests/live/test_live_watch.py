@@ -210,6 +210,7 @@ def test_sync_after_live_updates_deploys_an_image_of_the_synced_sources(standin,
                             cwd=box, env=env, capture_output=True, text=True, timeout=60)
     row = json.loads(status.stdout)["services"][0]
     assert row["live"]["files_ahead"] == 1, row
+    assert row["stale"] is False and "1 file ahead of the image" in row["state"], row
     done = subprocess.run([sys.executable, "-m", "devloop.cli", "sync", "-o", "json"], cwd=box,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
