@@ -11,15 +11,20 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 import docker
+import docker.errors
 
 from devloop import events as ev
 from devloop import exitcodes
 from devloop import pipeline as pl
 from devloop.build import Builder, EngineUnreachable, engine_address
+from devloop.buildslots import BuildSlots, default_limit
 from devloop.config import Config
 from devloop.digest import DigestCache, default_cache_path
 from devloop.engine import Engine
 from devloop.redact import Redactor
+
+# Deliveries where the cluster's containers run in the Docker Engine devloop builds with.
+SHARED_DAEMON_DELIVERIES = ("docker", "minikube")
 
 _OUTCOME_EXIT = [  # worst first
     (pl.CANCELLED, exitcodes.INTERRUPTED),
@@ -80,14 +85,22 @@ class App:
         """The cluster half of live update, with the image records kept beside the hash cache
         (so a later `watch` can sync on top of an image an earlier run deployed)."""
         from devloop.cluster import new_api_client
-        from devloop.containerupdate import ExecUpdater
+        from devloop.containerupdate import DockerUpdater, ExecUpdater
         from devloop.livesync import LiveSyncer
         from devloop.snapshots import SnapshotStore
 
         cluster = self.deployer.cluster
         cache_file = self.cache.path if self.cache else default_cache_path(self.config.path)
+        shared = None
+        if self.deployer.delivery.name in SHARED_DAEMON_DELIVERIES:
+            try:
+                shared = DockerUpdater(docker.from_env(
+                    environment=self.deployer.docker_environment()))
+            except (docker.errors.DockerException, pl.DeployFailed):
+                shared = None  # the exec API still works
         return LiveSyncer(self.bus, cluster, ExecUpdater(lambda: new_api_client(cluster)),
-                          SnapshotStore(cache_file.parent / "images"), self.config.root)
+                          SnapshotStore(cache_file.parent / "images"), self.config.root,
+                          shared_daemon=shared)
 
     def _container_watch(self, engine: Engine) -> Any:
         """With live update: report container (re)starts to the engine, which re-syncs a
@@ -124,7 +137,8 @@ class App:
             return exitcodes.BUILD_FAILED
         live_syncer = self._live_syncer() if self.deployer is not None else None
         pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root,
-                               live=live_syncer)
+                               live=live_syncer,
+                               slots=BuildSlots(self.config.max_parallel or default_limit()))
         return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache,
                       live=live and live_syncer is not None)
 

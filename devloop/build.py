@@ -229,8 +229,9 @@ class Builder:
         step = f"step {step_no} ({step_text})" if step_no is not None else None
         return BuildFailed(svc.name, reason, step, svc.dockerfile, line, list(last_lines))
 
-    def prune(self, service: str, keep: set[str]) -> list[str]:
-        """Remove this service's `dl-` images beyond the newest `keep_images`, never one whose
+    def prune(self, service: str, keep: set[str], image: str | None = None) -> list[str]:
+        """Remove this service's `dl-` images (of repository `image`: another project may have
+        a service of the same name) beyond the newest `keep_images`, never one whose
         `dl-` tag is in `keep` (the deployed one, and every image a Deployment or ReplicaSet
         still names: `rollout undo` needs it; refs may carry a registry prefix, so tags are
         compared); images still used by a container are left alone. Best effort."""
@@ -240,7 +241,8 @@ class Builder:
         except (EngineUnreachable, docker.errors.DockerException, *_CONNECTION_ERRORS):
             return []
         tagged = [(img.attrs.get("Created", ""), t) for img in images for t in img.tags
-                  if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)]
+                  if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)
+                  and (image is None or t.rsplit(":", 1)[0] == image)]
         tagged.sort(reverse=True)
         removed = []
         for _, tag in tagged[self.keep_images:]:

@@ -118,6 +118,7 @@ class Config:
     quiet_period_ms: int = 100
     quiet_period_cap_ms: int = 2000
     keep_images: int = 3
+    max_parallel: int = 0  # concurrent image builds; 0: chosen from the CPU count
     rollout_timeout_s: float = 120.0
     delivery: str = "auto"
     default_repo: str | None = None
@@ -128,7 +129,8 @@ class Config:
 
 _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
-    "keep_images", "rollout_timeout_s", "delivery", "default_repo", "chart", "services",
+    "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
+    "services",
 }
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
@@ -303,6 +305,7 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
         "quiet_period_ms": (0, 10_000, True),
         "quiet_period_cap_ms": (0, 60_000, True),
         "keep_images": (1, 1000, True),
+        "max_parallel": (0, 256, True),
         "rollout_timeout_s": (1, 3600, False),
     }
     for key, (lo, hi, integer) in numeric.items():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from devloop import decide
 from devloop import events as ev
+from devloop.buildslots import default_limit
 from devloop.config import Config, ConfigError, ServiceConfig, load_config
 from devloop.decide import ServiceState
 from devloop.digest import DigestCache, FileEntry, ServiceDigest
@@ -291,6 +292,7 @@ class Engine:
             return
         old = self.config
         self.config = msg.config
+        self.pipeline.slots.set_limit(msg.config.max_parallel or default_limit())
         old_watcher, self.watcher = self.watcher, msg.watcher
         if old_watcher is not None:
             self._spawn(old_watcher.stop)

@@ -50,10 +50,15 @@ class LiveSyncer:
     """Syncs services of one cluster namespace; called from pipeline worker threads."""
 
     def __init__(self, bus: ev.EventBus, cluster: Cluster, updater: ContainerUpdater,
-                 snapshots: SnapshotStore, root: Path) -> None:
+                 snapshots: SnapshotStore, root: Path,
+                 shared_daemon: ContainerUpdater | None = None) -> None:
+        """`updater` works on every cluster (the exec API); `shared_daemon`, when the pods run
+        in the Docker Engine devloop builds with, copies through the Docker API instead:
+        measured 1.5x to 3x faster (bench/bench_transfer.py)."""
         self.bus = bus
         self.cluster = cluster
         self.updater = updater
+        self.shared_daemon = shared_daemon
         self.snapshots = snapshots
         self.root = root  # the project root, for repository paths in messages
 
@@ -179,7 +184,7 @@ class LiveSyncer:
         for t, p in work:
             copies = [(svc.context / c.rel, c.dest) for c in p.copies]
             try:
-                done = self.updater.update(t.target, copies, list(p.deletes), list(p.run))
+                done = self._update(t.target, copies, list(p.deletes), list(p.run))
             except UpdateFailed as exc:
                 reason = str(exc)
                 if exc.kind == "not_writable" and exc.path:
@@ -203,6 +208,18 @@ class LiveSyncer:
                              bytes=total_bytes, seconds=round(time.monotonic() - started, 3),
                              pods=pods, method=method, ahead=ahead)
         return LiveState(value, image, current, ids, ahead)
+
+    def _update(self, target: Target, copies: list[tuple[Path, str]], deletes: list[str],
+                run: list[str]) -> Any:
+        """Through the shared Docker daemon when the container lives there, else (or when the
+        daemon does not know the container after all) through the exec API."""
+        if self.shared_daemon is not None and target.container_id.startswith("docker://"):
+            try:
+                return self.shared_daemon.update(target, copies, deletes, run)
+            except UpdateFailed as exc:
+                if exc.kind not in ("gone", "exec_refused"):
+                    raise
+        return self.updater.update(target, copies, deletes, run)
 
     def _annotate(self, t: LiveTarget, svc: ServiceConfig, value: str, image: str,
                   ahead: int) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
 from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
+from devloop.buildslots import BuildSlots, default_limit
 from devloop.config import ServiceConfig
 from devloop.digest import ServiceDigest, image_tag
 from devloop.problems import build_problem
@@ -101,12 +102,14 @@ class Pipeline:
     """Runs reloads; shared by all services (each call touches only its own ServiceDigest)."""
 
     def __init__(self, bus: ev.EventBus, builder: Builder, deployer: Deployer | None,
-                 root: Path, live: LiveSyncer | None = None) -> None:
+                 root: Path, live: LiveSyncer | None = None, slots: BuildSlots | None = None
+                 ) -> None:
         self.root = root
         self.bus = bus
         self.builder = builder
         self.deployer = deployer
         self.live = live
+        self.slots = slots or BuildSlots(default_limit())
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
             stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,
@@ -202,7 +205,7 @@ class Pipeline:
             self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="build")
 
         try:
-            value, tag = self._build(digest, value, tag)
+            built = self._build(digest, value, tag, stop)
         except BuildFailed as exc:
             self.bus.publish(ev.BUILD_FAILED, svc.name, image=tag, error=str(exc),
                              step=exc.step, reason=exc.reason, last_lines=exc.last_lines)
@@ -213,6 +216,9 @@ class Pipeline:
         except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
             return finish(DOCKER_UNREACHABLE, str(exc))
+        if built is None:
+            return finish(CANCELLED, "stopped while queued for a build slot")
+        value, tag = built
         if self.live is not None:
             self.live.record_image(digest, value)
         if stop.is_set():
@@ -225,21 +231,27 @@ class Pipeline:
         keep = {tag} | ({image_tag(svc.image, known)} if known else set())
         referenced = self.deployer.referenced_images() if self.deployer is not None else set()
         removed = ([] if referenced is None  # unknown: rollout undo may need any of them
-                   else self.builder.prune(svc.name, keep=keep | referenced))
+                   else self.builder.prune(svc.name, keep=keep | referenced, image=svc.image))
         if removed:
             self.bus.publish(ev.IMAGES_PRUNED, svc.name, removed=removed)
         return finish(OK)
 
 
-    def _build(self, digest: ServiceDigest, value: str, tag: str) -> tuple[str, str]:
-        """Build `tag` unless it exists; return the (digest, tag) actually built. A file saved
-        between hashing and sending would put new content under the old tag: the builder
-        refuses (InputsChanged), and the new content is hashed and built under its own tag."""
+    def _build(self, digest: ServiceDigest, value: str, tag: str, stop: threading.Event
+               ) -> tuple[str, str] | None:
+        """Build `tag` unless it exists; return the (digest, tag) actually built, None when
+        stopped while queued. A file saved between hashing and sending would put new content
+        under the old tag: the builder refuses (InputsChanged), and the new content is hashed
+        and built under its own tag. Builds wait for one of the `max_parallel` slots in arrival
+        order (a burst over many services must not start every build at once)."""
         svc = digest.service
         for _ in range(_MAX_INPUT_RETRIES):
             if self.builder.existing(tag):
                 self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason="image exists")
                 return value, tag
+            if not self.slots.acquire(svc.name, stop, on_queued=lambda n: self.bus.publish(
+                    ev.RELOAD_QUEUED, svc.name, position=n, limit=self.slots.limit)):
+                return None
             self.bus.publish(ev.BUILD_STARTED, svc.name, image=tag)
             try:
                 result = self.builder.build(
@@ -254,6 +266,8 @@ class Pipeline:
                 tag = image_tag(svc.image, value)
                 self.bus.publish(ev.WARNING, svc.name, message=f"{exc}; building {tag} instead")
                 continue
+            finally:
+                self.slots.release(svc.name)
             self.bus.publish(ev.BUILD_FINISHED, svc.name, image=tag,
                              seconds=round(result.seconds, 3), image_id=result.image_id)
             return value, tag

@@ -13,6 +13,7 @@ import docker
 
 from devloop import events as ev
 from devloop.build import Builder
+from devloop.buildslots import BuildSlots, default_limit
 from devloop.config import load_config
 from devloop.engine import Engine
 from devloop.pipeline import Pipeline
@@ -69,7 +70,8 @@ def running(root: Path, client: docker.DockerClient, deployer=None) -> Iterator[
     recorder = ev.Recorder(limit=1_000_000)
     bus.subscribe(recorder)
     pipeline = Pipeline(bus, Builder(client, keep_images=config.keep_images), deployer,
-                        root=config.root)
+                        root=config.root,
+                        slots=BuildSlots(config.max_parallel or default_limit()))
     engine = Engine(config, bus, pipeline)
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_unreachable_cluster_or_engine_is_retried_with_back_off(tmp_path, outcom
         while not decide.due({"api": s}, now, T):
             now += 0.5
         starts.append(now)
-    gaps = [round(b - a) for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [round(b - a) for a, b in itertools.pairwise(starts)]
     assert gaps == [4, 8, 16, 30, 30]
     plan = decide.start_plan(s)
     assert plan.ask_cluster  # after an outage, ask the cluster again what runs

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devloop import events as ev
+from devloop.buildslots import BuildSlots
 from devloop.config import load_config
 from devloop.engine import Engine
 from devloop.pipeline import OK, PipelineResult
@@ -33,11 +34,12 @@ class FakePipeline:
     """Records each run (service, digest, context files) and blocks until released."""
 
     def __init__(self, hold: bool) -> None:
+        self.slots = BuildSlots(2)
         self.hold = hold
         self.calls: list[Call] = []
         self.cond = threading.Condition()
 
-    def run(self, digest, changed, known, stop, **_kw) -> PipelineResult:  # noqa: ANN001
+    def run(self, digest, changed, known, stop, **_kw) -> PipelineResult:
         if changed is None:
             digest.scan()
         else:
@@ -96,7 +98,7 @@ def engine(config_path: Path, pipeline: FakePipeline) -> Iterator[tuple[Engine, 
 def test_a_config_change_during_a_reload_is_applied_when_it_ends(tmp_path):
     cfg = project(tmp_path, {"api": ""})
     pipe = FakePipeline(hold=True)
-    with engine(cfg, pipe) as (eng, rec):
+    with engine(cfg, pipe) as (_eng, rec):
         first = pipe.wait_calls(1)[0]
         # while the first reload runs, devloop.yaml gains a build arg (a new image identity)
         cfg.write_text(cfg.read_text().replace("    image: api\n",
@@ -154,7 +156,7 @@ def test_a_config_save_does_not_re_read_unchanged_files(tmp_path):
     for i in range(200):
         (tmp_path / f"api/src/f{i}.txt").write_text(f"{i}\n")
     pipe = FakePipeline(hold=False)
-    with engine(cfg, pipe) as (eng, rec):
+    with engine(cfg, pipe) as (eng, _rec):
         pipe.wait_calls(1)
         cfg.write_text(cfg.read_text().replace("    image: api\n",
                                                "    image: api\n    build_args: {V: '2'}\n"))
