@@ -99,13 +99,16 @@ def find(running: RunningService, url: str, needle: str) -> str:
     return running.exec([*script, url, needle])[1].strip()
 
 
-def wait_for(running: RunningService, url: str, needle: str, timeout: float) -> str:
-    """Poll until the answer is 200 and contains needle; returns the last answer."""
+def wait_for(
+    running: RunningService, url: str, needle: str, timeout: float, want: str = "200 found"
+) -> str:
+    """Poll until the answer is `want` (status and whether needle is in the body); returns the
+    last answer."""
     deadline = time.monotonic() + timeout
     answer = ""
     while time.monotonic() < deadline:
         answer = find(running, url, needle)
-        if answer == "200 found":
+        if answer == want:
             break
         time.sleep(0.2)
     return answer
@@ -237,3 +240,31 @@ def test_production_stage_is_last_and_carries_no_dev_dependencies(
         assert "No module named 'gunicorn'" in out, f"{service}: gunicorn in production: {out}"
     else:
         assert out.count("No such file") == 2, f"{service}: next dev tooling in production: {out}"
+
+
+@pytest.mark.parametrize("service", ["backend", "chatbot"])
+def test_a_synced_syntax_error_keeps_the_container_until_the_fix(service, dev_container) -> None:
+    """devloop reports the traceback as a problem and waits for the fix: the container must
+    neither exit (a restart would run the image's old code) nor need a rebuild."""
+    edit = EDITS[service]
+    running = dev_container(service)
+    original = (REPO / "services" / service / edit.rel).read_text()
+    commands = run_steps(service, edit.rel)
+    broken_line = len(original.splitlines()) + 1
+    sync_file(running.container.id, edit.dest, original + "def broken(:\n", commands)
+    answer = wait_for(running, edit.url, "failed to import", NEW_CODE_TIMEOUT_S, "500 found")
+    assert answer == "500 found", f"{service}: broken code answered {answer!r}"
+    running.container.reload()
+    assert running.container.status == "running", f"{service} exited:\n{running.logs()}"
+    assert f'File "{edit.dest}", line {broken_line}' in running.logs(80), running.logs(80)
+    marker = f"fixed-{uuid.uuid4().hex[:10]}"
+    fixed = original.replace(edit.old, edit.new.replace("{marker}", marker))
+    sync_file(running.container.id, edit.dest, fixed, commands)
+    assert wait_for(running, edit.url, marker, NEW_CODE_TIMEOUT_S) == "200 found", running.logs()
+
+
+def test_python_services_share_one_gunicorn_config() -> None:
+    """One copy of the reload supervisor's settings: the build contexts are separate, so the
+    file exists twice and must not drift (service specifics live in each Dockerfile)."""
+    backend, chatbot = (REPO / "services" / s / "gunicorn.conf.py" for s in ("backend", "chatbot"))
+    assert backend.read_bytes() == chatbot.read_bytes(), "edit both gunicorn.conf.py together"
