@@ -222,3 +222,27 @@ def test_sync_after_live_updates_deploys_an_image_of_the_synced_sources(standin,
     out = docker.from_env().containers.run(image, ["cat", "/app/message.txt"], remove=True,
                                            network_mode="none")
     assert out == b"v2\n"
+
+
+def test_a_destination_the_container_user_cannot_write_says_which_line_and_rebuilds(
+        standin, box):
+    # the container runs as uid 1000 while COPY left /app owned by root
+    standin.apps().patch_namespaced_deployment("box", NS, {"spec": {"template": {"spec": {
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}}}})
+    watch = Watch(box, standin.kubeconfig)
+    try:
+        started(watch)
+        before = the_pod(standin)
+        mark = watch.mark()
+        (box / "services/box/src/message.txt").write_text("v2\n")
+        failed = watch.wait("live.sync.failed", after=mark, timeout=60)
+        assert failed["fallback"] == "rebuild" and "\n" not in failed["reason"]
+        assert "services/box/Dockerfile:" in failed["reason"], failed
+        assert "--chown=1000" in failed["reason"], failed
+        # the same cycle rebuilds: the new content runs, in a new pod
+        watch.wait("rollout.ready", after=mark, timeout=120)
+        watch.wait("log", after=mark, timeout=60, line="v2 0")
+        assert the_pod(standin).metadata.uid != before.metadata.uid
+        assert len(watch.since(mark, "reload.started")) == 1
+    finally:
+        watch.stop()
