@@ -62,6 +62,8 @@ class ServiceState:
     live: LiveState | None = None  # sources synced into the running containers, if any
     resync: bool = False  # a container restarted without the live-synced files
     removed: bool = False  # dropped from devloop.yaml while busy: forget it when done
+    paused: bool = False  # changes are kept but start nothing until resumed
+    forced: bool = False  # the next run rebuilds and redeploys even if nothing changed
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class StartPlan:
     ask_cluster: bool
     resync: bool
     image: str | None  # the image digest the Deployment runs, as far as the loop knows
+    force: bool = False  # rebuild and redeploy even when the inputs are unchanged
 
 
 def deadline(state: ServiceState, timing: Timing) -> float | None:
@@ -86,14 +89,14 @@ def deadline(state: ServiceState, timing: Timing) -> float | None:
 def due(states: dict[str, ServiceState], now: float, timing: Timing) -> list[str]:
     """Services to start now: idle, with a deadline that passed; oldest change first."""
     ready = [(state.first_at or 0.0, name) for name, state in states.items()
-             if not state.busy and not state.removed
+             if not state.busy and not state.removed and (state.forced or not state.paused)
              and (d := deadline(state, timing)) is not None and d <= now]
     return [name for _, name in sorted(ready)]
 
 
 def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing) -> float | None:
     """Seconds until the next deadline of an idle service (None: wait for a message)."""
-    deadlines = [d for s in states.values() if not s.busy
+    deadlines = [d for s in states.values() if not s.busy and (s.forced or not s.paused)
                  and (d := deadline(s, timing)) is not None]
     if not deadlines:
         return None
@@ -115,12 +118,14 @@ def start_plan(state: ServiceState) -> StartPlan:
     ask_cluster = state.last is None or state.last.outcome in RETRIED
     known_failed = state.failed is not None
     known = state.failed if known_failed else state.known
-    plan = StartPlan(changed, known, known_failed, ask_cluster, state.resync, state.known)
+    plan = StartPlan(changed, known, known_failed, ask_cluster, state.resync, state.known,
+                     state.forced)
     state.pending = {}
     state.first_at = state.last_at = None
     state.busy = True
     state.full_scan = False
     state.resync = False
+    state.forced = False
     return plan
 
 
@@ -161,6 +166,20 @@ def fold(state: ServiceState, result: PipelineResult, now: float, timing: Timing
             state.full_scan = True
         return
     state.retries = 0
+
+
+def trigger(state: ServiceState, now: float) -> None:
+    """A person asked for a full reload (dashboard button): due at once, even if paused for
+    file changes, rebuilding and redeploying whatever the digest says."""
+    state.forced = True
+    state.failed = None
+    if state.first_at is None:
+        state.first_at = state.last_at = now - 3600.0
+
+
+def set_paused(state: ServiceState, paused: bool) -> None:
+    """Pause: changes are kept and start nothing. Resume: what was kept is due as usual."""
+    state.paused = paused
 
 
 def container_started(state: ServiceState, container_id: str, now: float) -> bool:

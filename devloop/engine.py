@@ -63,6 +63,21 @@ class ContainerStarted:
 
 
 @dataclass(frozen=True)
+class TriggerReload:
+    """Rebuild and redeploy a service now, even when its inputs are unchanged (dashboard)."""
+
+    service: str
+
+
+@dataclass(frozen=True)
+class SetPaused:
+    """Stop (or resume) reacting to a service's file changes; changes are kept meanwhile."""
+
+    service: str
+    paused: bool
+
+
+@dataclass(frozen=True)
 class Stop:
     reason: str
 
@@ -172,6 +187,8 @@ class Engine:
                     self._apply_config(msg)
                 elif isinstance(msg, ContainerStarted):
                     self._container_started(msg)
+                elif isinstance(msg, TriggerReload | SetPaused):
+                    self._command(msg)
                 for name in decide.due(self.states, self.clock(), self.timing):
                     self._start(name)
         finally:
@@ -227,7 +244,8 @@ class Engine:
                 result = self.pipeline.run(
                     state.digest, plan.changed, plan.known, self.stop_event,
                     ask_cluster=plan.ask_cluster, known_failed=plan.known_failed,
-                    image=plan.image, live=live, allow_live=allow_live, resync=plan.resync)
+                    image=plan.image, live=live, allow_live=allow_live, resync=plan.resync,
+                    force=plan.force)
             except Exception as exc:  # a bug must not kill the loop: report and carry on
                 self.bus.publish(ev.ERROR, name, message=f"{name}: internal error: {exc!r}")
                 result = PipelineResult(name, BUILD_FAILED, reason=repr(exc))
@@ -247,6 +265,19 @@ class Engine:
         state = self.states.get(msg.service)
         if state is not None:
             decide.container_started(state, msg.container_id, self.clock())
+
+    def _command(self, msg: TriggerReload | SetPaused) -> None:
+        state = self.states.get(msg.service)
+        if state is None:
+            self.bus.publish(ev.WARNING, msg.service, message=(
+                f"{msg.service}: no such service in {self.config.path.name}"))
+            return
+        if isinstance(msg, TriggerReload):
+            decide.trigger(state, self.clock())
+        else:
+            decide.set_paused(state, msg.paused)
+            self.bus.publish(ev.SERVICE_PAUSED if msg.paused else ev.SERVICE_RESUMED,
+                             msg.service, pending=len(state.pending))
 
     def _save_cache(self) -> None:
         if self.cache is None:

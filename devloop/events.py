@@ -46,6 +46,8 @@ RELOAD_QUEUED = "reload.queued"  # waiting for a build slot (max_parallel)
 LIVE_SYNC_STARTED = "live.sync.started"  # live update: copying files into running containers
 LIVE_SYNC_FINISHED = "live.sync.finished"
 LIVE_SYNC_FAILED = "live.sync.failed"  # the copy failed; a full reload follows
+SERVICE_PAUSED = "service.paused"  # a person paused reloads of this service (dashboard)
+SERVICE_RESUMED = "service.resumed"
 LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a full reload
 
 

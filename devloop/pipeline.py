@@ -114,7 +114,8 @@ class Pipeline:
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
             stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,
             *, image: str | None = None, live: LiveState | None = None,
-            allow_live: bool = False, resync: bool = False) -> PipelineResult:
+            allow_live: bool = False, resync: bool = False, force: bool = False
+            ) -> PipelineResult:
         """Bring one service up to date.
 
         `changed` lists the paths that triggered this run (None: full scan). `known` is the
@@ -127,7 +128,8 @@ class Pipeline:
         Deployment runs and `live` what was synced on top of it; when the change can be synced
         (devloop.liveupdate decides), files are copied into the running containers instead of
         building, else the full reload runs in the same cycle. `resync` asks to bring every
-        container up to the live state (one restarted and lost its synced files).
+        container up to the live state (one restarted and lost its synced files). `force`
+        reloads even when nothing changed (a person asked for it), without live update.
         """
         svc = digest.service
         started = time.monotonic()
@@ -163,7 +165,7 @@ class Pipeline:
         tag = image_tag(svc.image, value)
         if live is not None and not known_failed:
             known = live.digest  # the containers run the synced sources, not the image
-        if value == known and not (resync and live is not None):
+        if value == known and not force and not (resync and live is not None):
             if ask_cluster and self.deployer is not None and not known_failed:
                 try:  # unchanged is not "up to date" while the pods crash
                     self.deployer.check_health(svc, stop)
@@ -192,17 +194,21 @@ class Pipeline:
             return PipelineResult(svc.name, outcome, value, reason, seconds, image=learned,
                                   live=synced)
 
-        if allow_live and self.live is not None and image is not None and not live_blocked:
+        if force:
+            live_blocked = live_blocked or "a full reload was asked for"
+        live_tried = allow_live and self.live is not None and image is not None
+        if live_tried and not live_blocked:
             self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="live")
             try:
+                assert self.live is not None and image is not None
                 synced = self.live.sync(svc, digest, value, image, live)
                 return finish(SYNCED, synced=synced)
             except NeedRebuild as exc:
-                live_blocked = str(exc)
-        if live_blocked:
-            self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=live_blocked)
+                self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=str(exc))
         else:
             self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="build")
+            if live_tried and live_blocked:
+                self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=live_blocked)
 
         try:
             built = self._build(digest, value, tag, stop)
