@@ -153,3 +153,26 @@ def test_a_restarted_container_is_resynced_at_once_only_when_files_are_ahead(tmp
     assert decide.due({"api": s}, 5.0, T) == ["api"]  # no quiet period for a lost sync
     assert decide.start_plan(s).resync
     assert not s.resync
+
+
+def test_a_paused_service_keeps_its_changes_and_starts_them_when_resumed(tmp_path):
+    s = state(tmp_path)
+    s.full_scan = False
+    decide.set_paused(s, True)
+    decide.note_change(s, [tmp_path / "a"], at=1.0)
+    assert decide.due({"api": s}, 9.0, T) == []
+    assert decide.next_timeout({"api": s}, 9.0, T) is None  # no wake-ups for a paused one
+    decide.set_paused(s, False)
+    assert decide.due({"api": s}, 9.0, T) == ["api"]
+    assert [p.name for p in decide.start_plan(s).changed or []] == ["a"]
+
+
+def test_a_trigger_is_due_at_once_even_when_paused_and_forces_a_full_reload(tmp_path):
+    s = state(tmp_path)
+    s.failed = "bad"
+    decide.set_paused(s, True)
+    decide.trigger(s, now=5.0)
+    assert decide.due({"api": s}, 5.0, T) == ["api"]
+    plan = decide.start_plan(s)
+    assert plan.force and not plan.known_failed  # the same inputs are tried again
+    assert not decide.start_plan(s).force  # once
