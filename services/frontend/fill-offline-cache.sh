@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fill services/frontend/offline/npm-cache with every package that package-lock.json pins, so
-# the image can run `npm ci` with NPM_CONFIG_OFFLINE=true where a docker build step cannot reach
-# the npm registry (scripts/offline-deps calls this on the host).
+# Fill services/frontend/offline/npm-cache with every package that package-lock.json pins; the
+# Dockerfile then runs `npm ci --offline` from it (whenever it exists), so a docker build step
+# needs no npm registry (scripts/offline-deps calls this on the host).
 #
 # The cache holds the host platform's optional binaries (@next/swc-*, @img/sharp-*), so run it
 # on a host of the same CPU architecture as the image. Re-running is cheap: npm skips what the
