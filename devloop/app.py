@@ -52,7 +52,8 @@ class App:
 
     def __init__(self, config: Config, bus: ev.EventBus, redactor: Redactor,
                  context: str | None = None, deploy: bool = True,
-                 services: list[str] | None = None, cache: DigestCache | None = None) -> None:
+                 services: list[str] | None = None, cache: DigestCache | None = None,
+                 ui: Any = None) -> None:
         self.config = config
         self.bus = bus
         self.redactor = redactor
@@ -60,6 +61,7 @@ class App:
         self.deploy = deploy
         self.services = services
         self.cache = cache
+        self.ui = ui  # devloop.dashboard.UiOptions for `watch`; None: no dashboard
         self.engine: Engine | None = None
         self.deployer: Any = None
         self._interrupted = False  # set by a signal handler: a plain flag, never a lock
@@ -118,6 +120,19 @@ class App:
             on_error=lambda name, text: self.bus.publish(ev.WARNING, name, message=text))
         watch.start()
         return watch
+
+    def _dashboard(self, engine: Engine) -> Any:
+        """The browser dashboard (devloop.dashboard): a bus subscriber with its own server."""
+        if self.ui is None:
+            return None
+        from devloop import dashboard
+        from devloop.status import collect_status
+
+        def status() -> list[dict[str, Any]]:
+            return collect_status(engine.config, self.cache, self.services, self.context)[0]
+
+        return dashboard.start(self.bus, self.redactor, engine.post, status,
+                               sorted(engine.states), self.ui)
 
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None
@@ -181,9 +196,12 @@ class App:
             self.bus.subscribe(CrashWatch(self.bus, lambda: engine.config))
             self.deployer.start_logs(list(engine.states))
         containers = self._container_watch(engine)
+        ui = self._dashboard(engine)
         try:
             reason = engine.run()
         finally:
+            if ui is not None:
+                ui.close()
             if containers is not None:
                 containers.stop()
             if self.deployer is not None:

@@ -56,11 +56,18 @@ def _parser() -> argparse.ArgumentParser:
                     "stream its logs.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("watch", parents=[common], help="watch sources and reload continuously",
-                   description="Build and deploy what is out of date, then watch the sources: "
-                               "each save rebuilds only its service, patches its Deployment, "
-                               "waits for the rollout and streams logs. Ctrl-C stops devloop "
-                               "and leaves the workloads running.")
+    watch = sub.add_parser(
+        "watch", parents=[common], help="watch sources and reload continuously",
+        description="Build and deploy what is out of date, then watch the sources: each save "
+                    "rebuilds only its service, patches its Deployment, waits for the rollout "
+                    "and streams logs; a dashboard is served in the browser. Ctrl-C stops "
+                    "devloop and leaves the workloads running.")
+    watch.add_argument("--ui-port", type=int, default=10350, metavar="PORT",
+                       help="serve the browser dashboard on this port (default 10350; 0: any)")
+    watch.add_argument("--ui-address", default="127.0.0.1", metavar="ADDR",
+                       help="address the dashboard binds (default 127.0.0.1; any other is "
+                            "reachable from other machines and prints a warning)")
+    watch.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")
     sub.add_parser("sync", parents=[common], help="build and deploy what is out of date, once",
                    description="One shot: build and deploy whatever is out of date, wait for "
                                "the rollouts, exit with a code that says what happened.",
@@ -115,8 +122,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
 
     from devloop.app import App  # wiring of Docker and the cluster; imported late for --help
 
+    ui = None
+    if args.command == "watch" and not args.no_ui:
+        from devloop.dashboard import UiOptions
+
+        ui = UiOptions(port=args.ui_port, address=args.ui_address)
     app = App(config, bus, redactor, context=args.context, deploy=not args.no_deploy,
-              services=args.service or None, cache=DigestCache(default_cache_path(config.path)))
+              services=args.service or None, cache=DigestCache(default_cache_path(config.path)),
+              ui=ui)
     if args.command == "status":
         return app.status(out, json_output)
     _install_signal_handlers(app)
