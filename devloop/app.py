@@ -121,6 +121,18 @@ class App:
         watch.start()
         return watch
 
+    def _forwards(self, engine: Engine) -> Any:
+        """The services' port forwards (devloop.forward), following their pods on their own."""
+        if self.deployer is None:
+            return None
+        from devloop.forward import ForwardManager
+
+        services = [s.digest.service for s in engine.states.values()]
+        manager = ForwardManager(self.deployer.cluster, services, self.bus,
+                                 config_path=self.config.path.name)
+        manager.start()
+        return manager
+
     def _dashboard(self, engine: Engine) -> Any:
         """The browser dashboard (devloop.dashboard): a bus subscriber with its own server."""
         if self.ui is None:
@@ -196,6 +208,7 @@ class App:
             self.bus.subscribe(CrashWatch(self.bus, lambda: engine.config))
             self.deployer.start_logs(list(engine.states))
         containers = self._container_watch(engine)
+        forwards = self._forwards(engine)
         ui = self._dashboard(engine)
         try:
             reason = engine.run()
@@ -204,6 +217,8 @@ class App:
                 ui.close()
             if containers is not None:
                 containers.stop()
+            if forwards is not None:
+                forwards.stop()
             if self.deployer is not None:
                 self.deployer.close()
         self.bus.publish(ev.SHUTDOWN, None, reason=reason)

@@ -8,6 +8,7 @@ problem. Line numbers come from PyYAML's composed node tree, so they point at th
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import posixpath
 import re
@@ -78,6 +79,16 @@ class LiveUpdateConfig:
 
 
 @dataclass(frozen=True)
+class PortForward:
+    """devloop.yaml `port_forwards` item: `address:local_port` on this machine reaches
+    `remote_port` of a Ready pod of the service's current revision."""
+
+    local_port: int
+    remote_port: int
+    address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """One image built from a context and the Deployment container it feeds."""
 
@@ -93,6 +104,7 @@ class ServiceConfig:
     ignore: tuple[str, ...] = ()
     path_map: dict[str, Path] = field(default_factory=dict)
     live_update: LiveUpdateConfig = LiveUpdateConfig()
+    port_forwards: tuple[PortForward, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,12 +146,13 @@ _TOP_KEYS = {
 }
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
-    "ignore", "path_map", "live_update",
+    "ignore", "path_map", "live_update", "port_forwards",
 }
 _LIVE_KEYS = {"sync", "fall_back_on", "run"}
 _SYNC_KEYS = {"src", "dest"}
 _RUN_KEYS = {"cmd", "trigger"}
 _CHART_KEYS = {"path", "release", "values_files", "set"}
+_FORWARD_KEYS = {"port", "address"}
 
 
 class _Checker:
@@ -346,6 +359,7 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
             if svc is not None:
                 services[name] = svc
         _check_unique(c, top["services"], services)
+        _check_forwards(c, top["services"], services)
     if c.problems:
         return None
     return Config(path=c.path, root=c.root, namespace=namespace, services=services, **opts)
@@ -401,14 +415,56 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
             path_map[cpath.rstrip("/") or "/"] = (c.root / local).resolve()
     live_update = (_live_update(c, fields["live_update"], f"{key}.live_update", context)
                    if "live_update" in fields else LiveUpdateConfig())
+    port_forwards = (_port_forwards(c, fields["port_forwards"], f"{key}.port_forwards")
+                     if "port_forwards" in fields else ())
     if None in (context, dockerfile, image):
         return None
     assert context is not None and dockerfile is not None and image is not None
     return ServiceConfig(
         name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
         container=container, build_args=build_args, target=target, watch=tuple(watch),
-        ignore=ignore, path_map=path_map, live_update=live_update,
+        ignore=ignore, path_map=path_map, live_update=live_update, port_forwards=port_forwards,
     )
+
+
+def _port_forwards(c: _Checker, node: yaml.Node, key: str) -> tuple[PortForward, ...]:
+    """`[3000, "8080:8000", {port: "8080:8000", address: 0.0.0.0}]`: local[:remote] ports."""
+    out: list[PortForward] = []
+    for i, item in enumerate(_items(c, node, key)):
+        where, port_node, address = f"{key}[{i}]", item, "127.0.0.1"
+        if isinstance(item, yaml.MappingNode):
+            fields = c.mapping(item, where, _FORWARD_KEYS)
+            if "port" not in fields:
+                c.problem(item, f"{where}.port", "is required (LOCAL:REMOTE or one port)")
+                continue
+            port_node = fields["port"]
+            where_port = f"{where}.port"
+            if "address" in fields:
+                raw = c.string(fields["address"], f"{where}.address")
+                try:
+                    address = str(ipaddress.ip_address(raw or ""))
+                except ValueError:
+                    c.problem(fields["address"], f"{where}.address",
+                              f"'{raw}' is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)")
+                    continue
+        else:
+            where_port = where
+        value = c.scalar(port_node, where_port)
+        if value is None:
+            continue
+        parts = str(value).split(":")
+        ports = [int(p) if p.isdigit() else -1 for p in parts]
+        if len(parts) > 2 or any(not 0 < p < 65536 for p in ports):
+            c.problem(port_node, where_port, f"'{value}' is not PORT or LOCAL:REMOTE"
+                      " (ports 1-65535)")
+            continue
+        forward = PortForward(ports[0], ports[-1], address)
+        if any((f.local_port, f.address) == (forward.local_port, address) for f in out):
+            c.problem(port_node, where_port, f"local port {forward.local_port} is forwarded"
+                      " twice")
+            continue
+        out.append(forward)
+    return tuple(out)
 
 
 def _live_update(c: _Checker, node: yaml.Node, key: str, context: Path | None
@@ -543,3 +599,16 @@ def _check_unique(c: _Checker, node: yaml.Node, services: dict[str, ServiceConfi
                       f"Deployment {svc.deployment} container {svc.container} is already fed by "
                       f"service {seen[key]}")
         seen[key] = svc.name
+
+
+def _check_forwards(c: _Checker, node: yaml.Node, services: dict[str, ServiceConfig]) -> None:
+    """One local address:port serves one service only."""
+    seen: dict[tuple[str, int], str] = {}
+    for svc in services.values():
+        for forward in svc.port_forwards:
+            local = (forward.address, forward.local_port)
+            if local in seen:
+                c.problem(node, f"services.{svc.name}.port_forwards",
+                          f"local port {forward.local_port} is already forwarded for service"
+                          f" {seen[local]}")
+            seen.setdefault(local, svc.name)

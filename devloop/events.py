@@ -49,6 +49,12 @@ LIVE_SYNC_FAILED = "live.sync.failed"  # the copy failed; a full reload follows
 SERVICE_PAUSED = "service.paused"  # a person paused reloads of this service (dashboard)
 SERVICE_RESUMED = "service.resumed"
 LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a full reload
+FORWARD_READY = "forward.ready"  # a local port forwards to a Ready pod of the service
+FORWARD_MOVED = "forward.moved"  # ... now to the new pod after a rollout (same local port)
+FORWARD_FAILED = "forward.failed"  # a local port cannot be bound, or a pod refused a stream
+DOWN_DELETED = "down.deleted"  # `devloop down` removed an object devloop installed or patched
+DOWN_KEPT = "down.kept"  # ... left an object in place (a claim, or one devloop did not create)
+DOWN_FINISHED = "down.finished"
 
 
 @dataclass(frozen=True)

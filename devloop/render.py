@@ -119,6 +119,20 @@ def describe(event: ev.Event) -> str:
         return f"removed old images: {', '.join(d['removed'])}"
     if t == ev.SHUTDOWN:
         return f"stopped ({d.get('reason', 'interrupted')}); workloads keep running"
+    if t == ev.FORWARD_READY:
+        return f"forwarding {d['url']} -> pod {d['pod']} port {d['remote_port']}"
+    if t == ev.FORWARD_MOVED:
+        return f"forward {d['url']} moved to pod {d['pod']} (was {d['previous']})"
+    if t == ev.FORWARD_FAILED:
+        return d["message"]
+    if t == ev.DOWN_DELETED:
+        return f"deleted {d['object']} ({d['reason']})"
+    if t == ev.DOWN_KEPT:
+        return f"kept {d['object']}: {d['reason']}" + \
+            (f"; to delete it: {d['command']}" if d.get("command") else "")
+    if t == ev.DOWN_FINISHED:
+        return (f"down finished with exit code {d['exit_code']}: {len(d['deleted'])} deleted,"
+                f" {len(d['kept'])} kept")
     rest = " ".join(f"{k}={v}" for k, v in d.items())
     return f"{t} {rest}".strip()
 
@@ -162,11 +176,12 @@ class ConsoleRenderer:
             return prefix + text
         tint = ""
         if event.type in (ev.BUILD_FAILED, ev.ROLLOUT_FAILED, ev.ERROR, ev.CONFIG_INVALID,
-                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED):
+                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED, ev.FORWARD_FAILED):
             tint = _RED + _BOLD
         elif event.type == ev.WARNING:
             tint = _YELLOW
-        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED, ev.LIVE_SYNC_FINISHED):
+        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED, ev.LIVE_SYNC_FINISHED,
+                            ev.FORWARD_READY, ev.FORWARD_MOVED):
             tint = _GREEN
         elif event.type == ev.BUILD_OUTPUT:
             tint = _DIM

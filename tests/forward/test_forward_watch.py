@@ -1,0 +1,181 @@
+"""Port forwards (issue 13) with real `devloop watch` processes on the stand-in cluster.
+
+Pods run on Docker network `none`, so the only way in is the Kubernetes API's port-forward:
+an answer on 127.0.0.1 proves the forward works. Each service is busybox `httpd` serving
+/app/index.html; a change to it (live update off) builds a new image and a new pod, so the
+page's content says which pod answered.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.conftest import scratch_dockerfile
+from tests.kube_standin.fixtures import wait_for
+from tests.watchproc import Watch
+
+NS = "lumina"
+HTTPD = '["/bin/httpd","-f","-p","8080","-h","/app"]'
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str) -> None:
+    """A service `name` (httpd on 8080, RollingUpdate, readiness on the port) and its
+    Deployment; `forwards` is its port_forwards YAML value."""
+    ctx = root / "services" / name
+    (ctx / "src").mkdir(parents=True)
+    shutil.copy("/bin/busybox", ctx / "busybox")
+    (ctx / "src/index.html").write_text(f"{name} v1\n")
+    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=HTTPD))
+    config = root / "devloop.yaml"
+    if not config.exists():
+        config.write_text(f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 90\n"
+                          "quiet_period_ms: 50\nservices:\n")
+        standin.create_namespace(NS)
+    with config.open("a") as handle:
+        handle.write(f"  {name}:\n    context: services/{name}\n    image: {image_prefix}-{name}\n"
+                     f"    live_update: false\n    port_forwards: {forwards}\n")
+    container = {"name": name, "image": "none:none",
+                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}
+    standin.apps().create_namespaced_deployment(NS, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "strategy": {"type": "RollingUpdate",
+                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [container]}}}})
+
+
+def get(port: int, timeout: float = 5) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=timeout) as r:
+        return r.read().decode()
+
+
+def pods(standin, app: str) -> list[k8s.V1Pod]:
+    return standin.core().list_namespaced_pod(NS, label_selector=f"app={app}").items
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    return tmp_path / "repo"
+
+
+def test_the_app_answers_through_the_forward_and_a_reload_moves_it(standin, root,
+                                                                    image_prefix):
+    port = free_port()
+    make_web(standin, root, "web", image_prefix, f'["{port}:8080"]')
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        ready = watch.wait("forward.ready", timeout=180, service="web")
+        first = ready["pod"]
+        assert ready["url"] == f"http://127.0.0.1:{port}" and ready["remote_port"] == 8080
+        assert wait_for(lambda: _answer(port), 30, what="page through the forward") == "web v1\n"
+        # a connection to the old pod, open across the reload (like a browser's keep-alive)
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+        mark = watch.mark()
+        (root / "services/web/src/index.html").write_text("web v2\n")
+        moved = watch.wait("forward.moved", after=mark, timeout=180, service="web")
+        assert moved["previous"] == first and moved["pod"] != first
+        assert moved["local_port"] == port
+        # every connection after the move reaches the new pod, none hangs
+        answers = {get(port) for _ in range(20)}
+        assert answers == {"web v2\n"}
+        # the connection to the old pod was closed at the move, not left talking to it
+        assert b"web v1" not in _request_on(held)
+        # the old pod was still there when the forward moved (RollingUpdate): it was skipped
+        # because the new one was Ready, not because the old one was gone
+        assert moved["pod"] in {p.metadata.name for p in pods(standin, "web")}
+        watch.wait("rollout.ready", after=mark, timeout=60, service="web")
+    finally:
+        assert watch.stop() in (0, 130)
+    console = [e for e in watch.events if e.get("type") == "forward.failed"]
+    assert console == []
+
+
+def _request_on(sock: socket.socket) -> bytes:
+    """What a request on an already open connection gets back (b"" when it was closed)."""
+    reply = b""
+    try:
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        while chunk := sock.recv(4096):
+            reply += chunk
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    return reply
+
+
+def _answer(port: int) -> str | None:
+    try:
+        return get(port, timeout=3)
+    except OSError:
+        return None
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_other_services_keep_working(
+        standin, root, image_prefix):
+    taken, free = free_port(), free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", taken))
+    holder.listen(1)
+    make_web(standin, root, "busy", image_prefix, f"[{{port: '{taken}:8080'}}]")
+    make_web(standin, root, "web", image_prefix, f'["{free}:8080"]')
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        failed = watch.wait("forward.failed", timeout=120, service="busy")
+        message = failed["message"]
+        assert "\n" not in message and failed["local_port"] == taken
+        assert f"127.0.0.1:{taken}" in message and "already in use" in message
+        assert f"pid {os.getpid()}" in message, message  # the test process holds it
+        # the rest of devloop keeps running: the other forward serves, both services deploy
+        watch.wait("forward.ready", timeout=180, service="web")
+        assert wait_for(lambda: _answer(free), 30, what="the other service") == "web v1\n"
+        watch.wait("rollout.ready", timeout=120, service="busy")
+        assert watch.proc.poll() is None
+        assert [e for e in watch.events if e.get("type") == "forward.ready"
+                and e.get("service") == "busy"] == []
+    finally:
+        holder.close()
+        assert watch.stop() in (0, 130)
+
+
+def test_connections_wait_for_a_first_ready_pod_and_never_hang(standin, root, image_prefix):
+    """A request made before any pod is Ready is answered once one is (or closed), and
+    the forward reports where it points."""
+    port = free_port()
+    make_web(standin, root, "web", image_prefix, f"['{port}:8080']")
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        began = time.monotonic()
+        wait_for(lambda: _listening(port), 60, what="the local port")
+        result = _answer(port)  # before the first deploy finished: waits, then closes or answers
+        assert time.monotonic() - began < 60
+        assert result in (None, "web v1\n")
+        watch.wait("forward.ready", timeout=180, service="web")
+        assert wait_for(lambda: _answer(port), 30, what="page") == "web v1\n"
+    finally:
+        watch.stop()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
