@@ -24,7 +24,8 @@ REAL_CONTEXT = os.environ.get("DEVLOOP_E2E_CONTEXT")
 def lumina_env(request: pytest.FixtureRequest) -> Iterator[LuminaCluster]:
     if request.param == "real-cluster" and not REAL_CONTEXT:
         pytest.skip("real-cluster suite is opt-in: set DEVLOOP_E2E_CONTEXT=<kube context> "
-                    "(namespace lumina will be installed there)")
+                    "(namespace lumina is deleted, then installed there; "
+                    "DEVLOOP_E2E_NO_TRAFFIC=1 when its pods run no containers)")
     docker_client = docker.from_env()
     prepare_images(docker_client)
     work = Path(tempfile.mkdtemp(prefix="devloop-e2e-"))
@@ -40,6 +41,8 @@ def lumina_env(request: pytest.FixtureRequest) -> Iterator[LuminaCluster]:
     env = stack_env(kubeconfig, work / "cache", offline=True)
     cluster = LuminaCluster(repo, kubeconfig, context, env, docker_client,
                             standin=server is not None)
+    if server is None:
+        cluster.reset_namespace()
     try:
         yield cluster
     finally:

@@ -23,7 +23,16 @@ from kubernetes import config as k8s_config
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "lumina"
+SERVICES = ("backend", "chatbot", "frontend")
 Event = dict[str, Any]
+
+
+def settled(event: Event, service: str) -> bool:
+    """The event says `service` is deployed and ready: rolled out now, or already current."""
+    if event.get("service") != service:
+        return False
+    return event.get("type") in ("rollout.ready", "build.skipped") or (
+        event.get("type") == "reload.finished" and bool(event.get("ok")))
 
 
 def replace_text(path: Path, old: str, new: str, count: int = -1) -> None:
@@ -75,6 +84,10 @@ class DevloopProcess:
 
     def mark(self) -> int:
         return len(self.events)
+
+    def drain(self, timeout: float = 10) -> None:
+        """After the process ended: wait until its last lines have been read."""
+        self._reader.join(timeout)
 
     def since(self, mark: int, type: str) -> list[Event]:
         return [e for e in self.events[mark:] if e.get("type") == type]
@@ -141,6 +154,7 @@ class LuminaCluster:
         self.docker = docker_client
         self.watch: DevloopProcess | None = None  # type: ignore[assignment]
         self.outputs: list[DevloopProcess | SyncResult] = []
+        self._traffic: tuple[bool, str] | None = None
         api = k8s_config.new_client_from_config(str(kubeconfig), context=context,
                                                 persist_config=False)
         self._kubeconfig_ctx = (str(kubeconfig), context)
@@ -158,13 +172,54 @@ class LuminaCluster:
         self.outputs.append(self.watch)
         return self.watch
 
-    def stop(self) -> None:
-        if self.watch is not None and self.watch.proc.poll() is None:
-            self.watch.proc.send_signal(2)
-            try:
-                self.watch.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.watch.proc.kill()
+    def watching(self) -> bool:
+        return self.watch is not None and self.watch.proc.poll() is None
+
+    def ensure_watch(self, timeout: float = 900) -> DevloopProcess:
+        """A running `devloop watch` with every service deployed and ready: the current one,
+        else a new one, waited for (so a scenario never depends on what ran before it)."""
+        if self.watching():
+            return self.watch
+        watch = self.start_watch()
+        for svc in SERVICES:
+            watch.wait(lambda e, s=svc: settled(e, s), timeout=timeout, what=f"{svc} settled")
+        self.wait_ready(SERVICES)
+        return watch
+
+    def wait_ready(self, services: tuple[str, ...], timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(self.deployment_ready(s) for s in services):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not all of {services} ready after {timeout:.0f}s")
+            time.sleep(0.5)
+
+    def stop(self) -> int | None:
+        """Ctrl-C the watch if it runs (it leaves the workloads running); its exit code."""
+        if self.watch is None or self.watch.proc.poll() is not None:
+            return None
+        self.watch.proc.send_signal(2)
+        try:
+            return self.watch.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.watch.proc.kill()
+            return self.watch.proc.wait(10)
+
+    def traffic(self) -> tuple[bool, str]:
+        """Whether pods run containers reachable through the API server (exec, logs, HTTP from
+        inside): not on a control plane whose node is simulated. Why not, when not."""
+        if self._traffic is None:
+            if os.environ.get("DEVLOOP_E2E_NO_TRAFFIC") == "1":
+                self._traffic = (False, "DEVLOOP_E2E_NO_TRAFFIC=1")
+            elif self.standin:
+                self._traffic = (True, "")
+            else:
+                try:
+                    self.exec_in("backend", ["true"])
+                    self._traffic = (True, "")
+                except Exception as exc:
+                    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                    self._traffic = (False, f"exec into the backend pod failed: {detail}")
+        return self._traffic
 
     def all_output_lines(self) -> list[str]:
         out: list[str] = []
@@ -173,6 +228,32 @@ class LuminaCluster:
         return [line for line in out if line.strip()]
 
     # --- looking inside the cluster --------------------------------------------------------------
+
+    def reset_namespace(self, timeout: float = 300) -> None:
+        """Delete namespace lumina if it exists and wait until it is gone, so the first
+        scenario really is a first deploy (a real cluster may keep one from an earlier run)."""
+        try:
+            self.core.delete_namespace(NAMESPACE)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(NAMESPACE)
+            except k8s.ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            time.sleep(1)
+        raise AssertionError(f"namespace {NAMESPACE} still terminating after {timeout:.0f}s")
+
+    def image(self, service: str) -> str:
+        """The image of `service`'s container in its Deployment's pod template."""
+        dep = self.apps.read_namespaced_deployment(service, NAMESPACE)
+        (container,) = [c for c in dep.spec.template.spec.containers if c.name == service]
+        return str(container.image)
 
     def pods(self, service: str) -> list[Any]:
         pods = self.core.list_namespaced_pod(
@@ -206,7 +287,7 @@ class LuminaCluster:
             api = k8s_config.new_client_from_config(*self._kubeconfig_ctx, persist_config=False)
             return stream(k8s.CoreV1Api(api).connect_get_namespaced_pod_exec, pod.metadata.name,
                           NAMESPACE, container=service, command=cmd, stderr=True, stdin=False,
-                          stdout=True, tty=False)
+                          stdout=True, tty=False, _request_timeout=30)
         containers = self.docker.containers.list(filters={"label": [
             f"io.devloop.standin.pod-uid={pod.metadata.uid}",
             f"io.devloop.standin.container={service}"]})
@@ -246,9 +327,11 @@ class LuminaCluster:
         return self.backend_login(email, password)
 
 
-def run_sync(lumina: LuminaCluster, *args: str, timeout: float = 900) -> SyncResult:
+def run_sync(lumina: LuminaCluster, *args: str, timeout: float = 900,
+             command: str = "sync") -> SyncResult:
+    """`devloop sync` (or another one-shot command) to its end, its JSON lines parsed."""
     started = time.monotonic()
-    proc = lumina.devloop("sync", *args)
+    proc = lumina.devloop(command, *args)
     out, _ = proc.communicate(timeout=timeout)
     seconds = time.monotonic() - started
     events = []
