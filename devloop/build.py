@@ -229,12 +229,15 @@ class Builder:
         step = f"step {step_no} ({step_text})" if step_no is not None else None
         return BuildFailed(svc.name, reason, step, svc.dockerfile, line, list(last_lines))
 
-    def prune(self, service: str, keep: set[str], image: str | None = None) -> list[str]:
+    def prune(self, service: str, keep: set[str], image: str | None = None,
+              referenced: Callable[[], set[str] | None] | None = None) -> list[str]:
         """Remove this service's `dl-` images (of repository `image`: another project may have
         a service of the same name) beyond the newest `keep_images`, never one whose
-        `dl-` tag is in `keep` (the deployed one, and every image a Deployment or ReplicaSet
-        still names: `rollout undo` needs it; refs may carry a registry prefix, so tags are
-        compared); images still used by a container are left alone. Best effort."""
+        `dl-` tag is in `keep` (e.g. the deployed one) or in `referenced()` (every image a
+        Deployment or ReplicaSet still names: `rollout undo` needs it; asked only when there is
+        something to remove, since it costs API calls; None: unknown, remove nothing). Refs may
+        carry a registry prefix, so `dl-` tags are compared. Images still used by a container
+        are left alone. Best effort."""
         kept = {hex12 for ref in keep if (hex12 := dl_tag_hex(ref))}
         try:
             images = self.client.images.list(filters={"label": f"{LABEL_SERVICE}={service}"})
@@ -244,10 +247,16 @@ class Builder:
                   if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)
                   and (image is None or t.rsplit(":", 1)[0] == image)]
         tagged.sort(reverse=True)
+        candidates = [t for _, t in tagged[self.keep_images:]
+                      if t not in keep and dl_tag_hex(t) not in kept]
+        if candidates and referenced is not None:
+            refs = referenced()
+            if refs is None:
+                return []
+            named = {hex12 for ref in refs if (hex12 := dl_tag_hex(ref))}
+            candidates = [t for t in candidates if t not in refs and dl_tag_hex(t) not in named]
         removed = []
-        for _, tag in tagged[self.keep_images:]:
-            if tag in keep or dl_tag_hex(tag) in kept:
-                continue
+        for tag in candidates:
             try:
                 self.client.images.remove(tag, noprune=False)
                 removed.append(tag)

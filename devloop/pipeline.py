@@ -235,9 +235,9 @@ class Pipeline:
             except DeployFailed as exc:
                 return finish(exc.outcome, str(exc))
         keep = {tag} | ({image_tag(svc.image, known)} if known else set())
-        referenced = self.deployer.referenced_images() if self.deployer is not None else set()
-        removed = ([] if referenced is None  # unknown: rollout undo may need any of them
-                   else self.builder.prune(svc.name, keep=keep | referenced, image=svc.image))
+        removed = self.builder.prune(
+            svc.name, keep=keep, image=svc.image,
+            referenced=self.deployer.referenced_images if self.deployer is not None else None)
         if removed:
             self.bus.publish(ev.IMAGES_PRUNED, svc.name, removed=removed)
         return finish(OK)

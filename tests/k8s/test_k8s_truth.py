@@ -24,6 +24,7 @@ from devloop.cluster import Cluster
 from devloop.config import Config, load_config
 from devloop.deploy import ClusterDeployer
 from devloop.digest import ServiceDigest, image_tag
+from devloop.patch import DIGEST_ANNOTATION
 from devloop.redact import Redactor
 from devloop.rollout import wait_rollout
 from devloop.status import collect_status, render_status
@@ -146,7 +147,9 @@ def test_an_image_changed_behind_devlops_back_is_stale_and_sync_puts_the_local_o
 
     # `kubectl rollout undo`: the previous ReplicaSet's template, annotations included, comes back
     sets = project.cluster.apps.list_namespaced_replica_set(ns, label_selector="app=box").items
-    previous = next(rs for rs in sets if rs.spec.template.spec.containers[0].image == old)
+    previous = next(rs for rs in sets if rs.spec.template.spec.containers[0].image == old
+                    and rs.spec.template.metadata.annotations[DIGEST_ANNOTATION][:12]
+                    == old.rsplit("-", 1)[-1])  # revision 1 (set image made one more)
     template = project.cluster.apps.api_client.sanitize_for_serialization(previous.spec.template)
     template["metadata"]["labels"].pop("pod-template-hash", None)
     project.cluster.apps.patch_namespaced_deployment("box", ns, {"spec": {"template": template}})
