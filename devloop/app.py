@@ -224,6 +224,30 @@ class App:
         self.bus.publish(ev.SHUTDOWN, None, reason=reason)
         return exitcodes.INTERRUPTED if reason == "interrupted" else exitcodes.OK
 
+    def down(self, namespace: bool = False) -> int:
+        """`devloop down`: remove what devloop installed or patched for the selected services
+        (never a PersistentVolumeClaim); the namespace too with `namespace`, when it is empty
+        of anything else. Exit codes as for sync."""
+        import os
+
+        from devloop.cluster import ClusterUnreachable, check_reachable
+        from devloop.deploy import connect_config, find_helm
+        from devloop.down import run_down
+
+        try:
+            cluster = connect_config(self.config, self.context)
+            check_reachable(cluster)
+        except ValueError as exc:
+            self.bus.publish(ev.ERROR, None, message=str(exc))
+            return exitcodes.CLUSTER_UNREACHABLE
+        except ClusterUnreachable as exc:
+            self.bus.publish(ev.CLUSTER_UNREACHABLE, None, message=str(exc),
+                             context=cluster.context, server=cluster.server)
+            return exitcodes.CLUSTER_UNREACHABLE
+        names = self.services or sorted(self.config.services)
+        return run_down(cluster, self.config, [self.config.services[n] for n in names],
+                        self.bus, os.environ, find_helm(), namespace=namespace)
+
     def status(self, out: TextIO, json_output: bool) -> int:
         from devloop.status import collect_status, render_status
 

@@ -1,4 +1,4 @@
-"""Command line: `devloop watch`, `devloop sync`, `devloop status`.
+"""Command line: `devloop watch`, `devloop sync`, `devloop status`, `devloop down`.
 
 Wires the pieces together explicitly (config -> bus + renderers -> builder -> deployer ->
 engine); nothing here is global except the process's signal handlers and stdlib logging set-up,
@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="deployed digests, staleness and pods",
                    description="For each service: the deployed digest, whether local sources "
                                "differ, and the pods' state.")
+    down = sub.add_parser(
+        "down", parents=[common], help="remove what devloop installed (never a claim's data)",
+        description="Delete the Deployments, Services, ConfigMaps and Secrets devloop installed "
+                    "or patched for the selected services. PersistentVolumeClaims are never "
+                    "deleted: devloop names the claims it kept and the command that deletes "
+                    "them.", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    down.add_argument("--namespace", action="store_true",
+                      help="also delete the namespace, when nothing devloop did not create is "
+                           "left in it (a kept claim keeps it)")
     return parser
 
 
@@ -135,6 +144,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     _install_signal_handlers(app)
     if args.command == "sync":
         return app.sync()
+    if args.command == "down":
+        return app.down(namespace=args.namespace)
     return app.watch()
 
 
