@@ -12,8 +12,10 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -158,6 +160,9 @@ def test_down_keeps_the_claim_and_its_data_and_what_it_did_not_create(standin, p
     assert "PersistentVolumeClaim/data-claim" in kept["Namespace/lumina"]["reason"]
     finished = next(e for e in events if e["type"] == "down.finished")
     assert finished["exit_code"] == 0
+    schema = json.loads(resources.files("devloop").joinpath("schemas/event-v1.json").read_text())
+    for event in events:
+        jsonschema.validate(event, schema)
     assert not exists(apps.read_namespaced_deployment, "data")
     assert not exists(core.read_namespaced_service, "data")
     for read, name in ((core.read_namespaced_config_map, "data-config"),

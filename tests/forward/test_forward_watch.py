@@ -8,13 +8,16 @@ page's content says which pod answered.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import time
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import pytest
 from kubernetes import client as k8s
 
@@ -102,8 +105,11 @@ def test_the_app_answers_through_the_forward_and_a_reload_moves_it(standin, root
         watch.wait("rollout.ready", after=mark, timeout=60, service="web")
     finally:
         assert watch.stop() in (0, 130)
-    console = [e for e in watch.events if e.get("type") == "forward.failed"]
-    assert console == []
+    assert [e for e in watch.events if e.get("type") == "forward.failed"] == []
+    schema = json.loads(resources.files("devloop").joinpath("schemas/event-v1.json").read_text())
+    for event in watch.events:
+        if str(event.get("type")).startswith("forward."):
+            jsonschema.validate(event, schema)
 
 
 def _request_on(sock: socket.socket) -> bytes:
