@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,11 +28,10 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop import selectors
 from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.podwatch import PodWatch
+from devloop.podwatch import PodWatch, iter_lines
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 64 * 1024
 # The body is plain text, but the API server negotiates the log endpoint like any other: an
 # Accept that allows none of JSON, YAML or protobuf (e.g. `text/plain`) gets 406 Not Acceptable.
 # This is what client-go (kubectl logs) sends.
@@ -59,35 +58,6 @@ def parse_timestamp(text: str) -> Timestamp | None:
     except ValueError:
         return None
     return int(when.timestamp()), nanos
-
-
-def iter_lines(resp: Any, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
-    """Lines from a streaming response as soon as they arrive (read1 returns what is there).
-
-    A line longer than max_line is cut into pieces so one runaway writer cannot grow memory.
-    """
-    buffer = bytearray()
-    while True:
-        chunk = resp.read1(65536)
-        if not chunk:
-            break
-        buffer.extend(chunk)
-        while True:
-            cut = buffer.find(b"\n")
-            if cut == -1:
-                if len(buffer) >= max_line:
-                    yield buffer[:max_line].decode("utf-8", errors="replace")
-                    del buffer[:max_line]
-                    continue
-                break
-            yield buffer[:cut].decode("utf-8", errors="replace").rstrip("\r")
-            del buffer[: cut + 1]
-    if buffer:
-        yield buffer.decode("utf-8", errors="replace")
-
-
-def selector_query(selector: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
 def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
@@ -155,7 +125,7 @@ class LogFollower:
     """
 
     def __init__(self, api_client_factory: Callable[[], k8s.ApiClient], namespace: str,
-                 service: str, selector: dict[str, str],
+                 service: str, selector: k8s.V1LabelSelector | Mapping[str, str],
                  on_line: Callable[[str, str, str, str], None],
                  on_error: Callable[[str], None], *, existing_tail: int | None = None,
                  watch_timeout_s: int = 30, read_timeout_s: float = 30) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubernetes import client as k8s
@@ -40,6 +40,34 @@ def container_ids(pod: Pod) -> dict[str, str]:
         if "running" in (status.get("state") or {}) and status.get("containerID"):
             ids[status["name"]] = status["containerID"]
     return ids
+
+
+MAX_LINE_BYTES = 64 * 1024
+
+
+def iter_lines(resp: Any, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Lines from a streaming response as soon as they arrive (read1 returns what is there).
+
+    A line longer than max_line is cut into pieces so one runaway writer cannot grow memory.
+    """
+    buffer = bytearray()
+    while True:
+        chunk = resp.read1(65536)
+        if not chunk:
+            break
+        buffer.extend(chunk)
+        while True:
+            cut = buffer.find(b"\n")
+            if cut == -1:
+                if len(buffer) >= max_line:
+                    yield buffer[:max_line].decode("utf-8", errors="replace")
+                    del buffer[:max_line]
+                    continue
+                break
+            yield buffer[:cut].decode("utf-8", errors="replace").rstrip("\r")
+            del buffer[: cut + 1]
+    if buffer:
+        yield buffer.decode("utf-8", errors="replace")
 
 
 class PodWatch:
@@ -171,7 +199,6 @@ class PodWatch:
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch_once(self, core: k8s.CoreV1Api, version: str) -> tuple[str, int]:
-        from devloop.podlogs import iter_lines  # podlogs imports this module
 
         resp = core.list_namespaced_pod(
             self._namespace, label_selector=self._selector, watch=True,

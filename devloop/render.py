@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
@@ -86,7 +85,8 @@ def describe(event: ev.Event) -> str:
     if t == ev.ROLLOUT_READY:
         return f"rollout ready: deployment/{d['deployment']} in {d['seconds']:.2f}s"
     if t == ev.ROLLOUT_FAILED:
-        return f"rollout failed: {d['reason']}: {d['message']}"
+        tail = "".join(f"\n    | {line}" for line in d.get("log_tail", [])[-10:])
+        return f"rollout failed: {d['reason']}: {d['message']}{tail}"
     if t == ev.POD_LOG:
         return d["line"]
     if t == ev.CONFIG_LOADED:
@@ -259,6 +259,3 @@ def route_warnings(emit: Callable[[str], None] | None = None) -> None:
 
     warnings.showwarning = show
 
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

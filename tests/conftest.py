@@ -35,11 +35,14 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique image-name prefix; every image under it is removed after the test."""
     prefix = f"dltest-{uuid.uuid4().hex[:8]}"
     yield prefix
-    for img in docker_client.images.list():
-        for tag in img.tags:
-            if tag.startswith(prefix):
-                with contextlib.suppress(docker.errors.DockerException):
-                    docker_client.images.remove(tag, force=True)
+    try:
+        tags = [t for img in docker_client.api.images() for t in img.get("RepoTags") or []]
+    except docker.errors.DockerException:
+        return  # the engine is gone (a test stopped it): nothing to clean
+    for tag in tags:
+        if tag.startswith(prefix):
+            with contextlib.suppress(docker.errors.DockerException):
+                docker_client.images.remove(tag, force=True)
 
 
 def scratch_dockerfile(src: str, extra: str = "", cmd: str = '["/bin/sh","-c","cat /app/*"]'

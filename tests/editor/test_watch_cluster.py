@@ -76,7 +76,10 @@ def box_project(standin, tmp_path, image_prefix):
         'i=$((i+1)); sleep 0.2; done"]')))
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 60\nservices:\n  box:\n"
-        f"    context: services/box\n    image: {image_prefix}-box\n")
+        f"    context: services/box\n    image: {image_prefix}-box\n"
+        # these scenarios are about the full reload path (rollouts, crash loops): live update
+        # has its own tests in tests/live
+        "    live_update: false\n")
     api = k8s_config.new_client_from_config(str(standin.kubeconfig), context=CONTEXT,
                                             persist_config=False)
     k8s.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})

@@ -50,12 +50,12 @@ def test_deployed_digest_round_trips_through_the_annotation(
         cluster: Cluster, deploy: Callable[..., int], test_images: dict[str, str]) -> None:
     ns = cluster.namespace
     first = deploy("web", test_images["sleeper"])
-    assert read_deployed(cluster.apps, ns, "web", "web").digest is None  # never patched
+    assert read_deployed(cluster.apps, ns, "web", "web").annotation is None  # never patched
 
     generation = patch_image(cluster.apps, ns, "web", "web", test_images["ticker"], "dl-abc123")
     assert generation > first
     deployed = read_deployed(cluster.apps, ns, "web", "web")
-    assert (deployed.image, deployed.digest, deployed.generation) == (
+    assert (deployed.image, deployed.annotation, deployed.generation) == (
         test_images["ticker"], "dl-abc123", generation)
     template = cluster.apps.read_namespaced_deployment("web", ns).spec.template
     assert template.metadata.annotations[DIGEST_ANNOTATION] == "dl-abc123"
