@@ -18,6 +18,7 @@ as medians:
 from __future__ import annotations
 
 import argparse
+import http.client
 import shutil
 import socket
 import statistics
@@ -90,7 +91,7 @@ class Asker:
             try:
                 with urllib.request.urlopen(self.url, timeout=15) as resp:
                     answer: str | None = resp.read().decode().strip()
-            except OSError:
+            except (OSError, http.client.HTTPException):  # cut at the switch
                 answer = None
             self.answers.append((began, answer, time.time() - began))
             time.sleep(0.01)
