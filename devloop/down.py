@@ -135,12 +135,13 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
     # a ConfigMap, Secret or Service another Deployment still uses stays
     leaving = {f"Deployment/{s.deployment}" for s in selected}
     used_by: dict[str, str] = {}
+    services = _list(cluster, "Service")
     for dep in _list(cluster, "Deployment"):
         if _ident(dep) in leaving:
             continue
         for ref in references(dep):
             used_by.setdefault(ref, _ident(dep).lower())
-        for svc_obj in _list(cluster, "Service"):
+        for svc_obj in services:
             if _selects(svc_obj, dep):
                 used_by.setdefault(_ident(svc_obj), _ident(dep).lower())
     result = Plan()

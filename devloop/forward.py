@@ -318,7 +318,7 @@ class ServiceForwards:
             data = {"url": listener.url, "address": listener.spec.address,
                     "local_port": listener.port, "remote_port": listener.spec.remote_port,
                     "pod": new}
-            if last is None:
+            if last in (None, new):  # first pod, or the same pod Ready again (restart)
                 self.bus.publish(ev.FORWARD_READY, self.service.name, **data)
             else:
                 self.bus.publish(ev.FORWARD_MOVED, self.service.name, previous=last, **data)
@@ -481,8 +481,15 @@ class ForwardManager:
         for forwards in self.services.values():
             forwards.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop every service's forwards at once: Ctrl-C must end `watch` within two seconds,
+        and each pod watch may take up to a second to notice."""
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for forwards in self.services.values():
-            forwards.stop()
+        threads = [threading.Thread(target=f.stop, daemon=True, name=f"forward-stop:{name}")
+                   for name, f in self.services.items()]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
