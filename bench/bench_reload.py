@@ -153,7 +153,7 @@ def plain_round(lumina: LuminaCluster, n: int) -> dict[str, float]:
     """What a user would script: docker build, patch the image, poll the rollout."""
     t0 = edit(lumina.repo, 1000 + n)
     tag = f"lumina-backend:plain-{n}-{secrets.token_hex(3)}"
-    subprocess.run(["docker", "build", "-q", "--build-arg", "PIP_NO_INDEX=1", "-t", tag,
+    subprocess.run(["docker", "build", "-q", "--target", "dev", "-t", tag,
                     str(lumina.repo / "services/backend")], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     built = time.time()
