@@ -6,7 +6,13 @@ first redeploy (sk#4518). Here the local socket belongs to devloop and every acc
 opens its own port-forward stream to whichever pod is the target *now*; a PodWatch moves the
 target to the new pod as soon as it is Ready (and closes the connections still open to the old
 pod, so a keep-alive client never talks to the old pod after the move). A connection accepted
-while no pod is Ready waits for one (up to CONNECT_WAIT_S), then is closed: it never hangs.
+while no pod is Ready (a Recreate rollout) waits for one (up to CONNECT_WAIT_S), then is
+closed: it never hangs.
+
+The local ports are bound when the first pod is Ready, not before: a pod on this machine's
+network (the stand-in's host networking, podIP 127.0.0.1) listens on the same port itself, and
+a port taken by devloop first would make it fail. When such a pod already holds the port, the
+app is on localhost without a forward and `forward.ready` says so (`direct`).
 
 The manager owns its state and is fed only by its pod watches (and, to learn that a Deployment
 now exists, by bus events): it is not a step of the reload pipeline.
@@ -195,6 +201,7 @@ class ServiceForwards:
         self.bus = bus
         self._config_path = config_path
         self.listeners = [_Listener(spec, self._serve) for spec in service.port_forwards]
+        self._bound = False  # listeners are bound at the first Ready pod
         self._lock = threading.Condition()
         self._pods: dict[str, Pod] = {}  # uid -> pod
         self._template_image: str | None = None
@@ -213,24 +220,37 @@ class ServiceForwards:
             return self._target
 
     def start(self) -> None:
-        bound = []
+        threading.Thread(target=self._attach, name=f"forward:{self.service.name}",
+                         daemon=True).start()
+
+    def _bind(self, pod: Pod | None) -> list[_Listener]:
+        """Bind every listener (at the first Ready pod); the ones that failed are reported and
+        dropped, and so are ports a pod on this machine's network already serves."""
+        direct = ((pod or {}).get("status") or {}).get("podIP", "").startswith("127.")
+        bound, name = [], (pod or {}).get("metadata", {}).get("name")
         for listener in self.listeners:
             try:
                 listener.bind()
                 bound.append(listener)
             except OSError as exc:
-                self._failed(listener, None, self._bind_error(listener, exc))
-        self.listeners = bound
-        if bound:
-            threading.Thread(target=self._attach, name=f"forward:{self.service.name}",
-                             daemon=True).start()
+                if direct and exc.errno == errno.EADDRINUSE and \
+                        listener.spec.local_port == listener.spec.remote_port:
+                    self.bus.publish(ev.FORWARD_READY, self.service.name, url=listener.url,
+                                     address=listener.spec.address,
+                                     local_port=listener.spec.local_port,
+                                     remote_port=listener.spec.remote_port, pod=name,
+                                     direct=True)
+                else:
+                    self._failed(listener, None, self._bind_error(listener, exc))
+        return bound
 
     def wake(self) -> None:
         """The Deployment may exist now (installed or patched): look again at once."""
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
         self._wake.set()
         for listener in self.listeners:
             listener.close()
@@ -306,10 +326,23 @@ class ServiceForwards:
                                 self._template_image, old)
             if new == old:
                 return
-            self._target = new
-            last, self._last = self._last, new or self._last
-            stale = self._conns.pop(old, set()) if old else set()
-            self._lock.notify_all()
+            first = not self._bound and new is not None
+            self._bound = self._bound or first
+            target_pod = next((p for p in self._pods.values()
+                               if p["metadata"]["name"] == new), None)
+        if first:  # on the watch thread, before anyone can connect
+            self.listeners = self._bind(target_pod)
+        with self._lock:
+            stopped = self._stop.is_set()
+            if not stopped:
+                self._target = new
+                last, self._last = self._last, new or self._last
+                stale = self._conns.pop(old, set()) if old else set()
+                self._lock.notify_all()
+        if stopped:  # stop() ran while binding: close what it may have missed
+            for listener in self.listeners:
+                listener.close()
+            return
         for conn in stale:  # the old pod is never used after the move
             conn.close()
         if new is None:

@@ -120,6 +120,8 @@ def describe(event: ev.Event) -> str:
     if t == ev.SHUTDOWN:
         return f"stopped ({d.get('reason', 'interrupted')}); workloads keep running"
     if t == ev.FORWARD_READY:
+        if d.get("direct"):
+            return f"{d['url']} is served by pod {d['pod']} itself (it runs on this machine)"
         return f"forwarding {d['url']} -> pod {d['pod']} port {d['remote_port']}"
     if t == ev.FORWARD_MOVED:
         return f"forward {d['url']} moved to pod {d['pod']} (was {d['previous']})"

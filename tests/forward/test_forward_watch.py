@@ -26,7 +26,8 @@ from tests.kube_standin.fixtures import wait_for
 from tests.watchproc import Watch
 
 NS = "lumina"
-HTTPD = '["/bin/httpd","-f","-p","8080","-h","/app"]'
+HTTPD = '["/bin/httpd","-f","-p","{port}","-h","/app"]'
+ROLLING = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
 def free_port() -> int:
@@ -35,14 +36,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str) -> None:
-    """A service `name` (httpd on 8080, RollingUpdate, readiness on the port) and its
-    Deployment; `forwards` is its port_forwards YAML value."""
+def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str,
+             port: int = 8080, strategy: dict | None = None) -> None:
+    """A service `name` (httpd on `port`, RollingUpdate unless `strategy`, readiness on the
+    port) and its Deployment; `forwards` is its port_forwards YAML value."""
     ctx = root / "services" / name
     (ctx / "src").mkdir(parents=True)
     shutil.copy("/bin/busybox", ctx / "busybox")
     (ctx / "src/index.html").write_text(f"{name} v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=HTTPD))
+    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=HTTPD.format(port=port)))
     config = root / "devloop.yaml"
     if not config.exists():
         config.write_text(f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 90\n"
@@ -52,12 +54,11 @@ def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str) -
         handle.write(f"  {name}:\n    context: services/{name}\n    image: {image_prefix}-{name}\n"
                      f"    live_update: false\n    port_forwards: {forwards}\n")
     container = {"name": name, "image": "none:none",
-                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}
+                 "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1}}
     standin.apps().create_namespaced_deployment(NS, {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "strategy": {"type": "RollingUpdate",
-                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                 "strategy": strategy or ROLLING,
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [container]}}}})
 
@@ -126,9 +127,9 @@ def _request_on(sock: socket.socket) -> bytes:
     return reply
 
 
-def _answer(port: int) -> str | None:
+def _answer(port: int, timeout: float = 3) -> str | None:
     try:
-        return get(port, timeout=3)
+        return get(port, timeout=timeout)
     except OSError:
         return None
 
@@ -161,27 +162,56 @@ def test_a_port_in_use_is_one_line_naming_it_and_the_other_services_keep_working
         assert watch.stop() in (0, 130)
 
 
-def test_connections_wait_for_a_first_ready_pod_and_never_hang(standin, root, image_prefix):
-    """A request made before any pod is Ready is answered once one is (or closed), and
-    the forward reports where it points."""
+def test_during_a_recreate_gap_new_connections_wait_for_the_new_pod_and_never_hang(
+        standin, root, image_prefix):
+    """Recreate stops the old pod before the new one starts: a request made in between waits
+    for the new pod (or is closed after 10 s), it never hangs."""
     port = free_port()
-    make_web(standin, root, "web", image_prefix, f"['{port}:8080']")
+    make_web(standin, root, "web", image_prefix, f"['{port}:8080']",
+             strategy={"type": "Recreate"})
     watch = Watch(root, standin.kubeconfig)
     try:
-        began = time.monotonic()
-        wait_for(lambda: _listening(port), 60, what="the local port")
-        result = _answer(port)  # before the first deploy finished: waits, then closes or answers
-        assert time.monotonic() - began < 60
-        assert result in (None, "web v1\n")
         watch.wait("forward.ready", timeout=180, service="web")
         assert wait_for(lambda: _answer(port), 30, what="page") == "web v1\n"
+        mark = watch.mark()
+        (root / "services/web/src/index.html").write_text("web v2\n")
+        watch.wait("deploy.patched", after=mark, timeout=120, service="web")
+        answers, slowest = [], 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "web v2\n" not in answers:
+            began = time.monotonic()
+            answers.append(_answer(port, timeout=20))
+            slowest = max(slowest, time.monotonic() - began)
+        assert answers[-1] == "web v2\n", answers
+        assert slowest < 15, slowest  # waiting for the new pod, bounded by 10 s
+        moved = watch.wait("forward.moved", after=mark, timeout=30, service="web")
+        assert moved["local_port"] == port
     finally:
         watch.stop()
 
 
-def _listening(port: int) -> bool:
+@pytest.fixture
+def host_standin(standin_factory):
+    return standin_factory(pod_network="host")
+
+
+def test_a_pod_on_this_machines_network_serves_its_port_itself(host_standin, root,
+                                                                image_prefix):
+    """Host networking (scripts/dev's stand-in): the pod listens on the forwarded port of this
+    machine; devloop must not take that port first, and says the app is there directly."""
+    port, other = free_port(), free_port()
+    make_web(host_standin, root, "web", image_prefix, f"[{port}, '{other}:{port}']", port=port)
+    watch = Watch(root, host_standin.kubeconfig)
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+        direct = watch.wait("forward.ready", timeout=180, service="web", local_port=port)
+        assert direct["direct"] is True
+        # the pod owns the port (it would have crashed had devloop bound it first)
+        watch.wait("rollout.ready", timeout=120, service="web")
+        assert _answer(port) == "web v1\n"
+        # positive control: a different local port is still a real forward to the pod
+        forwarded = watch.wait("forward.ready", timeout=30, service="web", local_port=other)
+        assert "direct" not in forwarded
+        assert wait_for(lambda: _answer(other), 30, what="forwarded page") == "web v1\n"
+        assert [e for e in watch.events if e.get("type") == "forward.failed"] == []
+    finally:
+        watch.stop()
