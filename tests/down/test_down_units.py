@@ -1,0 +1,54 @@
+"""Which chart objects belong to a service, for `devloop down` (no cluster needed)."""
+
+from __future__ import annotations
+
+from devloop.down import chart_objects_of, references
+
+
+def _deployment(name: str, labels: dict, spec: dict) -> dict:
+    return {"kind": "Deployment", "metadata": {"name": name},
+            "spec": {"template": {"metadata": {"labels": labels}, "spec": spec}}}
+
+
+def test_every_kind_of_reference_of_a_pod_template_is_found():
+    spec = {
+        "volumes": [{"name": "a", "configMap": {"name": "cm-vol"}},
+                    {"name": "b", "secret": {"secretName": "s-vol"}},
+                    {"name": "c", "persistentVolumeClaim": {"claimName": "data"}},
+                    {"name": "d", "projected": {"sources": [{"configMap": {"name": "cm-proj"}},
+                                                            {"secret": {"name": "s-proj"}}]}},
+                    {"name": "e", "emptyDir": {}}],
+        "containers": [{"name": "app", "env": [
+            {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm-env", "key": "k"}}},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s-env", "key": "k"}}},
+            {"name": "C", "value": "plain"}],
+            "envFrom": [{"configMapRef": {"name": "cm-from"}}, {"secretRef": {"name": "s-from"}}]}],
+        "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "s-init"}}]}],
+        "imagePullSecrets": [{"name": "pull"}],
+    }
+    assert references(_deployment("app", {}, spec)) == {
+        "ConfigMap/cm-vol", "Secret/s-vol", "PersistentVolumeClaim/data", "ConfigMap/cm-proj",
+        "Secret/s-proj", "ConfigMap/cm-env", "Secret/s-env", "ConfigMap/cm-from",
+        "Secret/s-from", "Secret/s-init", "Secret/pull"}
+
+
+def test_a_service_owns_its_deployment_what_it_uses_and_the_services_selecting_it():
+    backend = _deployment("backend", {"app": "backend", "tier": "api"}, {
+        "containers": [{"name": "backend", "envFrom": [{"configMapRef": {"name": "backend-cfg"}},
+                                                       {"secretRef": {"name": "outside"}}]}]})
+    frontend = _deployment("frontend", {"app": "frontend"}, {"containers": [{"name": "f"}]})
+    objects = [
+        backend, frontend,
+        {"kind": "ConfigMap", "metadata": {"name": "backend-cfg"}},
+        {"kind": "Service", "metadata": {"name": "backend-svc"},
+         "spec": {"selector": {"app": "backend"}}},
+        {"kind": "Service", "metadata": {"name": "frontend-svc"},
+         "spec": {"selector": {"app": "frontend"}}},
+        {"kind": "Service", "metadata": {"name": "headless"}, "spec": {}},
+    ]
+    # "outside" is not a chart object: devloop did not install it, so it is no candidate
+    assert chart_objects_of(objects, "backend") == {
+        "Deployment/backend", "ConfigMap/backend-cfg", "Service/backend-svc"}
+    assert chart_objects_of(objects, "frontend") == {"Deployment/frontend",
+                                                     "Service/frontend-svc"}
+    assert chart_objects_of(objects, "missing") == set()
