@@ -30,7 +30,13 @@ import docker
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.lumina import LuminaCluster, copy_stack, prepare_images, stack_env  # noqa: E402
+from tests.e2e.lumina import (  # noqa: E402
+    LuminaCluster,
+    copy_stack,
+    prepare_images,
+    set_live_update,
+    stack_env,
+)
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
 from tests.kube_standin.standin import StandIn  # noqa: E402
 
@@ -122,29 +128,6 @@ def med(rows: list[dict[str, float]], key: str) -> str:
     return f"{statistics.median(values) * 1000:6.0f} ms" if values else "     -   "
 
 
-def set_live(repo: Path, enabled: bool) -> None:
-    """Turn live update off (or back on) for every service in the copied devloop.yaml."""
-    config = repo / "devloop.yaml"
-    text = config.read_text()
-    marker = "    live_update: false  # bench: full reload path\n"
-    text = text.replace(marker, "")
-    if not enabled:
-        for svc in ("backend", "chatbot", "frontend"):
-            text = text.replace(f"  {svc}:\n", f"  {svc}:\n{marker}", 1)
-        # an explicit mapping later in the same service would be a duplicate key: drop it
-        lines, out, skipping = text.splitlines(keepends=True), [], False
-        for line in lines:
-            if line.startswith("    live_update:") and line != marker:
-                skipping = True
-                continue
-            if skipping and (line.startswith("      ") or not line.strip()):
-                continue
-            skipping = False
-            out.append(line)
-        text = "".join(out)
-    config.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,7 +156,7 @@ def main() -> None:
             live[change.service] = [one_round(lumina, change, n, originals)
                                     for n in range(args.rounds)]
         lumina.stop()
-        set_live(repo, enabled=False)
+        set_live_update(repo, enabled=False)
         lumina.ensure_watch(timeout=1800)
         for change in CHANGES:
             full[change.service] = [one_round(lumina, change, 1000 + n, originals, 900)

@@ -39,6 +39,7 @@ from tests.e2e.lumina import (  # noqa: E402
     copy_stack,
     prepare_images,
     run_sync,
+    set_live_update,
     stack_env,
 )
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
@@ -188,6 +189,7 @@ def main() -> None:
     prepare_images(client)
     work = Path(tempfile.mkdtemp(prefix="devloop-bench-"))
     repo = copy_stack(work / "repo")
+    set_live_update(repo, enabled=False)  # this bench is the full reload path (bench_live: live)
     standin = StandIn(work / "standin", docker_client=client,
                       volume_prefix=f"bench-{work.name[-6:]}-pvc")
     kubeconfig = standin.start()

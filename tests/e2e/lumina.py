@@ -31,7 +31,9 @@ def settled(event: Event, service: str) -> bool:
     """The event says `service` is deployed and ready: rolled out now, or already current."""
     if event.get("service") != service:
         return False
-    return event.get("type") in ("rollout.ready", "build.skipped") or (
+    if event.get("type") == "build.skipped":  # "image exists" is not deployed yet
+        return event.get("reason") != "image exists"
+    return event.get("type") == "rollout.ready" or (
         event.get("type") == "reload.finished" and bool(event.get("ok")))
 
 
@@ -108,9 +110,10 @@ class DevloopProcess:
             if self.proc.poll() is not None and seen == len(self.events):
                 break
             time.sleep(0.1)
+        news = [e for e in self.events if e.get("type") not in ("build.output", "log")]
         tail = [f"{e.get('type')} {e.get('service')} "
                 f"{e.get('message') or e.get('reason') or e.get('line') or ''}"[:200]
-                for e in self.events[-25:] if e.get("type") != "build.output"]
+                for e in news[-25:]]
         raise AssertionError(f"timed out waiting for {what} ({timeout:.0f}s); last events:\n"
                              + "\n".join(tail))
 
@@ -325,6 +328,36 @@ class LuminaCluster:
         self.backend_call("POST", "/api/auth/register", None,
                           {"email": email, "password": password, "name": "Ada"})
         return self.backend_login(email, password)
+
+
+_LIVE_OFF = "    live_update: false  # this run exercises the full reload path\n"
+
+
+def set_live_update(repo: Path, enabled: bool) -> None:
+    """Turn live update off for every service of the copied devloop.yaml (scenarios and
+    benchmarks of the full reload path: build, patch, rollout), or back to the repo's own."""
+    config = repo / "devloop.yaml"
+    saved = repo / ".devloop.yaml.live"  # the original, kept while live update is off
+    if enabled:
+        if saved.exists():
+            config.write_text(saved.read_text())
+            saved.unlink()
+        return
+    if not saved.exists():
+        saved.write_text(config.read_text())
+    out: list[str] = []
+    skipping = False
+    for line in saved.read_text().splitlines(keepends=True):
+        if skipping and (line.startswith("      ") or not line.strip()):
+            continue  # the body of the live_update mapping being replaced
+        skipping = False
+        if line.startswith("    live_update:"):
+            skipping = True
+            continue
+        out.append(line)
+        if line.rstrip("\n") in {f"  {s}:" for s in SERVICES}:
+            out.append(_LIVE_OFF)
+    config.write_text("".join(out))
 
 
 def run_sync(lumina: LuminaCluster, *args: str, timeout: float = 900,

@@ -31,6 +31,7 @@ from tests.e2e.lumina import (
     LuminaCluster,
     replace_text,
     run_sync,
+    set_live_update,
 )
 
 # The first run builds three real images: longer than pytest's default 600 s on a loaded machine,
@@ -40,6 +41,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 @pytest.fixture(scope="module")
 def lumina(lumina_env: LuminaCluster) -> LuminaCluster:
+    # these scenarios are the full reload path; live update has its own (test_live_lumina.py)
+    set_live_update(lumina_env.repo, enabled=False)
     return lumina_env
 
 

@@ -1,0 +1,133 @@
+"""Live update on the Lumina stack (issue 12): the repo's devloop.yaml as it is (`target: dev`,
+gunicorn reloaded by `kill -HUP 1` for the Python services, `next dev` for the frontend).
+
+Real `devloop watch` / `devloop sync` processes on a copy of the repo, real images, the
+stand-in whose pods are Docker containers (network none: the backend is asked from inside its
+own pod). A saved backend file must be served by the same pod (same UID, same container ID);
+a syntax error synced in is a problem at the repository path, and the fix recovers with the
+data intact; `devloop sync` afterwards deploys a real image holding exactly the synced sources.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from tests.e2e.lumina import DevloopProcess, LuminaCluster, replace_text, run_sync
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+HEALTH = "services/backend/app/routes/health.py"
+
+
+@pytest.fixture(scope="module")
+def lumina(lumina_env: LuminaCluster) -> LuminaCluster:
+    return lumina_env
+
+
+@pytest.fixture
+def watch(lumina: LuminaCluster) -> DevloopProcess:
+    running = lumina.ensure_watch()
+    running.settle(3)
+    return running
+
+
+def needs_traffic(lumina: LuminaCluster) -> None:
+    serves, why = lumina.traffic()
+    if not serves:
+        pytest.skip(f"the pods of this cluster run no containers ({why})")
+
+
+def backend_container(lumina: LuminaCluster) -> tuple[str, str]:
+    pods = [p for p in lumina.pods("backend") if p.metadata.deletion_timestamp is None]
+    assert len(pods) == 1
+    return pods[0].metadata.uid, pods[0].status.container_statuses[0].container_id
+
+
+def wait_health(lumina: LuminaCluster, key: str, value: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            last = lumina.backend_call("GET", "/api/health") or {}
+        except AssertionError:
+            last = {}
+        if last.get(key) == value:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"/api/health never had {key}={value!r} (last: {last})")
+
+
+def test_a_backend_edit_is_served_by_the_same_container_with_the_data_kept(lumina, watch):
+    needs_traffic(lumina)
+    email = f"lin-{secrets.token_hex(3)}@example.com"
+    token = lumina.backend_register_and_login(email, "correct horse 3")
+    lumina.backend_call("POST", "/api/todos", token, {"title": "stay"})
+    before = backend_container(lumina)
+    others = {s: lumina.pod_uids(s) for s in ("chatbot", "frontend")}
+    mark = watch.mark()
+    marker = f"live-{secrets.token_hex(4)}"
+    replace_text(lumina.repo / HEALTH, '"status": "ok"', f'"status": "ok", "live": "{marker}"')
+    synced = watch.wait(lambda e: e["type"] == "live.sync.finished"
+                        and e["service"] == "backend", after=mark, timeout=120,
+                        what="backend live sync")
+    assert synced["files"] == 1
+    wait_health(lumina, "live", marker)
+    assert backend_container(lumina) == before  # no new pod, no new container
+    watch.settle(2)
+    assert watch.since(mark, "build.started") == [] and watch.since(mark, "deploy.patched") == []
+    for svc, uids in others.items():
+        assert lumina.pod_uids(svc) == uids
+    token = lumina.backend_login(email, "correct horse 3")
+    assert [t["title"] for t in lumina.backend_call("GET", "/api/todos", token)] == ["stay"]
+
+
+def test_a_synced_syntax_error_is_a_problem_and_the_fix_recovers_with_data_intact(
+        lumina, watch):
+    needs_traffic(lumina)
+    email = f"kay-{secrets.token_hex(3)}@example.com"
+    token = lumina.backend_register_and_login(email, "correct horse 4")
+    lumina.backend_call("POST", "/api/todos", token, {"title": "survive the typo"})
+    path = lumina.repo / HEALTH
+    good = path.read_text()
+    mark = watch.mark()
+    path.write_text(good + "\ndef broken(:\n    pass\n")
+    try:
+        problem = watch.wait(lambda e: e["type"] == "problem" and e["service"] == "backend",
+                             after=mark, timeout=120, what="problem from the synced file")
+        assert problem["file"] == HEALTH and problem["kind"] == "crash"
+        assert problem["line"] == len((good + "\ndef broken(:\n").splitlines())
+        assert "SyntaxError" in problem["message"]
+        assert watch.since(mark, "build.started") == []  # reported without a rebuild
+    finally:
+        mark = watch.mark()
+        marker = f"fixed-{secrets.token_hex(4)}"
+        path.write_text(good.replace('"status": "ok"', f'"status": "ok", "live": "{marker}"',
+                                     1))
+    watch.wait(lambda e: e["type"] == "live.sync.finished" and e["service"] == "backend",
+               after=mark, timeout=120, what="the fix synced")
+    wait_health(lumina, "live", marker)
+    token = lumina.backend_login(email, "correct horse 4")
+    assert [t["title"] for t in lumina.backend_call("GET", "/api/todos", token)] == [
+        "survive the typo"]
+
+
+def test_sync_after_live_updates_deploys_an_image_of_exactly_the_synced_sources(lumina, watch):
+    mark = watch.mark()
+    marker = f"img-{secrets.token_hex(4)}"
+    replace_text(lumina.repo / HEALTH, '"status": "ok"', f'"status": "ok", "img": "{marker}"')
+    watch.wait(lambda e: e["type"] == "live.sync.finished" and e["service"] == "backend",
+               after=mark, timeout=120, what="backend live sync")
+    watch.settle(2)
+    assert lumina.stop() == 130
+    result = run_sync(lumina)
+    assert result.code == 0, result.text[-3000:]
+    assert any(e["type"] == "deploy.patched" and e["service"] == "backend"
+               for e in result.events)
+    assert not any(e["type"].startswith("live.sync") for e in result.events)
+    image = lumina.image("backend")
+    inside = lumina.docker.containers.run(image, ["cat", "/app/app/routes/health.py"],
+                                          remove=True, network_mode="none", user="10001")
+    assert inside.decode() == (lumina.repo / HEALTH).read_text()
