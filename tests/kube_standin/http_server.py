@@ -321,7 +321,7 @@ class Router:
     # -- logs ----------------------------------------------------------------------------------
 
     def _logs(self, req: Handler, ns: str, name: str, query: dict[str, list[str]]) -> int:
-        negotiation.check_accept(req.headers.get("Accept", ""))
+        negotiation.check_log_accept(req.headers.get("Accept", ""))
         request = LogRequest(
             container=(query.get("container") or [None])[0] or None,
             follow=_flag(query, "follow"),
