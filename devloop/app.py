@@ -144,7 +144,7 @@ class App:
             return collect_status(engine.config, self.cache, self.services, self.context)[0]
 
         return dashboard.start(self.bus, self.redactor, engine.post, status,
-                               sorted(engine.states), self.ui)
+                               sorted(engine.states), self.ui, only=self.services)
 
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None

@@ -30,14 +30,15 @@ class UiOptions:
 
 def start(bus: ev.EventBus, redactor: Redactor, post: Callable[[object], None],
           status: Callable[[], list[dict[str, Any]]], services: list[str],
-          options: UiOptions) -> Dashboard | None:
+          options: UiOptions, only: list[str] | None = None) -> Dashboard | None:
     """Serve the dashboard and announce its address; a port that cannot be bound is a warning
     (watch runs on without the page) rather than a reason to stop the dev loop."""
     if not is_loopback(options.address):
         bus.publish(ev.WARNING, None, message=(
             f"dashboard: listening on {options.address}, not loopback: anyone who can reach "
             "this address sees the logs and can trigger reloads"))
-    dashboard = Dashboard(bus, redactor, post, status, services, options.address, options.port)
+    dashboard = Dashboard(bus, redactor, post, status, services, options.address, options.port,
+                          only)
     try:
         dashboard.start()
     except OSError as exc:

@@ -50,11 +50,12 @@ class Dashboard:
 
     def __init__(self, bus: ev.EventBus, redactor: Redactor, post: Callable[[object], None],
                  status: Callable[[], list[dict[str, Any]]], services: list[str],
-                 address: str = "127.0.0.1", port: int = 10350) -> None:
+                 address: str = "127.0.0.1", port: int = 10350,
+                 only: list[str] | None = None) -> None:
         self.bus = bus
         self.redactor = redactor
         self.post = post
-        self.state = DashboardState(services)
+        self.state = DashboardState(services, only)
         self.status = StatusCache(status, redactor.value)
         self.token = secrets.token_urlsafe(32)
         self.address = address
@@ -254,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"services": self.dash.state.cards()})
         elif url.path == "/api/logs":
             service = query.get("service", [None])[0]
-            limit = int(query.get("limit", ["2000"])[0] or 2000)
+            limit = int(query["limit"][0]) if query.get("limit", [""])[0].isdigit() else 2000
             self._json(200, {"lines": self.dash.state.logs(service, limit)})
         elif url.path == "/api/events":
             self.dash.stream(self, cards=query.get("cards", ["0"])[0] == "1")

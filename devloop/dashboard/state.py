@@ -39,8 +39,9 @@ class DashboardState:
     dict operations). `listen` registers a sink that sees each change in the same order, with
     a consistent snapshot first, so a page that connects mid-reload misses nothing."""
 
-    def __init__(self, services: Iterable[str] = ()) -> None:
+    def __init__(self, services: Iterable[str] = (), only: Iterable[str] | None = None) -> None:
         self._lock = threading.Lock()
+        self._only = set(only) if only else None  # `watch --service`: the others are not shown
         self._cards: dict[str, dict[str, Any]] = {n: _new_card(n) for n in services}
         # service -> OrderedDict(source key -> deque of lines); key "build" or the pod name
         self._logs: dict[str, OrderedDict[str, deque[dict[str, Any]]]] = {}
@@ -116,9 +117,13 @@ class DashboardState:
 
     def _fold(self, event: ev.Event, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         t, d, name = event.type, event.data, event.service
-        if t == ev.CONFIG_LOADED and name is None:
-            for service in d.get("services", []):
+        if t == ev.CONFIG_LOADED and name is None:  # devloop.yaml changed: services come and go
+            listed = [n for n in d.get("services", []) if self._only is None or n in self._only]
+            for service in listed:
                 self._cards.setdefault(service, _new_card(service))
+            for gone in set(self._cards) - set(listed):
+                del self._cards[gone]
+                self._logs.pop(gone, None)
             return None
         if name is None:
             return None
