@@ -46,6 +46,7 @@ RELOAD_QUEUED = "reload.queued"  # waiting for a build slot (max_parallel)
 LIVE_SYNC_STARTED = "live.sync.started"  # live update: copying files into running containers
 LIVE_SYNC_FINISHED = "live.sync.finished"
 LIVE_SYNC_FAILED = "live.sync.failed"  # the copy failed; a full reload follows
+DASHBOARD_READY = "dashboard.ready"  # the dashboard serves the page at `url`
 SERVICE_PAUSED = "service.paused"  # a person paused reloads of this service (dashboard)
 SERVICE_RESUMED = "service.resumed"
 LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a full reload

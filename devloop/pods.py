@@ -37,6 +37,7 @@ class PodState:
     deleting: bool
     containers: tuple[ContainerState, ...]  # init containers first
     probed: frozenset[str]  # containers with a readiness probe
+    created: datetime | None = None
 
     @property
     def main(self) -> tuple[ContainerState, ...]:
@@ -62,7 +63,8 @@ class PodState:
         """The JSON form `devloop status` prints."""
         return {"name": self.name, "phase": self.phase, "ready": self.ready,
                 "restarts": self.restarts, "reason": self.reason,
-                "image": self.main[0].image if self.main else None}
+                "image": self.main[0].image if self.main else None,
+                "created": self.created.isoformat() if self.created else None}
 
 
 def _container(cs: k8s.V1ContainerStatus, init: bool) -> ContainerState:
@@ -92,4 +94,5 @@ def pod_state(pod: k8s.V1Pod) -> PodState:
     return PodState(name=pod.metadata.name, namespace=pod.metadata.namespace or "",
                     phase=status.phase or "Pending",
                     deleting=pod.metadata.deletion_timestamp is not None,
-                    containers=containers, probed=probed)
+                    containers=containers, probed=probed,
+                    created=pod.metadata.creation_timestamp)

@@ -113,6 +113,8 @@ def describe(event: ev.Event) -> str:
         return f"live update failed on {d['pod']}: {d['reason']}; rebuilding"
     if t == ev.LIVE_REBUILD:
         return f"full reload: {d['reason']}"
+    if t == ev.DASHBOARD_READY:
+        return f"dashboard: {d['url']}"
     if t == ev.RELOAD_QUEUED:
         return f"queued for a build slot (position {d['position']})"
     if t == ev.IMAGES_PRUNED:

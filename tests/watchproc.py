@@ -20,6 +20,8 @@ class Watch:
                  args: tuple[str, ...] = ()) -> None:
         env = devloop_env(KUBECONFIG=str(kubeconfig), XDG_CACHE_HOME=str(root.parent / "cache"),
                           HOME=str(root.parent), **(extra_env or {}))
+        if not any(a.startswith("--ui") or a == "--no-ui" for a in args):
+            args = ("--ui-port", "0", *args)  # a free port: tests run side by side
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devloop.cli", "watch", "-o", "json", *args], cwd=root,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -15,7 +15,7 @@ from devloop.dashboard.server import Dashboard, is_loopback
 from devloop.dashboard.state import LOG_LINES_PER_POD
 from devloop.redact import Redactor
 
-DASHBOARD_READY = "dashboard.ready"  # `url`: where the page is served
+DASHBOARD_READY = ev.DASHBOARD_READY
 DEFAULT_PORT = 10350
 
 __all__ = ["DASHBOARD_READY", "DEFAULT_PORT", "LOG_LINES_PER_POD", "Dashboard", "UiOptions",

@@ -104,11 +104,11 @@ def test_a_synced_syntax_error_is_a_problem_and_the_fix_recovers_with_data_intac
     finally:
         mark = watch.mark()
         marker = f"fixed-{secrets.token_hex(4)}"
-        path.write_text(good.replace('"status": "ok"', f'"status": "ok", "live": "{marker}"',
+        path.write_text(good.replace('"status": "ok"', f'"status": "ok", "fix": "{marker}"',
                                      1))
     watch.wait(lambda e: e["type"] == "live.sync.finished" and e["service"] == "backend",
                after=mark, timeout=120, what="the fix synced")
-    wait_health(lumina, "live", marker)
+    wait_health(lumina, "fix", marker)
     token = lumina.backend_login(email, "correct horse 4")
     assert [t["title"] for t in lumina.backend_call("GET", "/api/todos", token)] == [
         "survive the typo"]
