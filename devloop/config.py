@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from docker.utils.build import PatternMatcher  # .dockerignore syntax
 
+from devloop.logfilter import LogFilter
+
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
 _IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -105,6 +107,7 @@ class ServiceConfig:
     path_map: dict[str, Path] = field(default_factory=dict)
     live_update: LiveUpdateConfig = LiveUpdateConfig()
     port_forwards: tuple[PortForward, ...] = ()
+    logs: LogFilter = field(default_factory=LogFilter)
 
 
 @dataclass(frozen=True)
@@ -146,13 +149,14 @@ _TOP_KEYS = {
 }
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
-    "ignore", "path_map", "live_update", "port_forwards",
+    "ignore", "path_map", "live_update", "port_forwards", "logs",
 }
 _LIVE_KEYS = {"sync", "fall_back_on", "run"}
 _SYNC_KEYS = {"src", "dest"}
 _RUN_KEYS = {"cmd", "trigger"}
 _CHART_KEYS = {"path", "release", "values_files", "set"}
 _FORWARD_KEYS = {"port", "address"}
+_LOGS_KEYS = {"include", "exclude"}
 
 
 class _Checker:
@@ -417,6 +421,7 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
                    if "live_update" in fields else LiveUpdateConfig())
     port_forwards = (_port_forwards(c, fields["port_forwards"], f"{key}.port_forwards")
                      if "port_forwards" in fields else ())
+    logs = _logs(c, fields["logs"], f"{key}.logs") if "logs" in fields else LogFilter()
     if None in (context, dockerfile, image):
         return None
     assert context is not None and dockerfile is not None and image is not None
@@ -424,6 +429,7 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
         name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
         container=container, build_args=build_args, target=target, watch=tuple(watch),
         ignore=ignore, path_map=path_map, live_update=live_update, port_forwards=port_forwards,
+        logs=logs,
     )
 
 
@@ -465,6 +471,26 @@ def _port_forwards(c: _Checker, node: yaml.Node, key: str) -> tuple[PortForward,
             continue
         out.append(forward)
     return tuple(out)
+
+
+def _logs(c: _Checker, node: yaml.Node, key: str) -> LogFilter:
+    """`{include: [regex, ...], exclude: [regex, ...]}` (or one regex each), each compiled."""
+    fields = c.mapping(node, key, _LOGS_KEYS)
+    compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for name, vnode in fields.items():
+        where = f"{key}.{name}"
+        items = [(vnode, c.string(vnode, where))] if isinstance(vnode, yaml.ScalarNode) \
+            else c.string_list(vnode, where)
+        out = []
+        for item, text in items:
+            if not text:
+                continue
+            try:
+                out.append(re.compile(text))
+            except re.error as exc:
+                c.problem(item, where, f"'{text}' is not a valid regular expression ({exc.msg})")
+        compiled[name] = tuple(out)
+    return LogFilter(include=compiled.get("include", ()), exclude=compiled.get("exclude", ()))
 
 
 def _live_update(c: _Checker, node: yaml.Node, key: str, context: Path | None
