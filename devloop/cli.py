@@ -46,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="kube context (default: devloop.yaml's context, else the current)")
     common.add_argument("--no-deploy", action="store_true",
                         help="build images only; do not touch the cluster")
-    common.add_argument("--quiet-build", action="store_true",
-                        help="hide docker build output (errors are still shown)")
+    build_output = common.add_mutually_exclusive_group()
+    build_output.add_argument("--quiet-build", action="store_true",
+                              help="hide docker build output (errors are still shown)")
+    build_output.add_argument("--verbose-build", action="store_true",
+                              help="print docker build output as it comes (default: one summary"
+                                   " line on success, all of it on failure)")
 
     parser = argparse.ArgumentParser(
         prog="devloop",
@@ -106,7 +110,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     if json_output:
         bus.subscribe(JsonRenderer(out, redactor))
     else:
-        bus.subscribe(ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build))
+        bus.subscribe(ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build,
+                                      verbose_build=args.verbose_build))
     # status's stdout is its report: its warnings go to stderr with the library logs.
     route_warnings(None if args.command == "status" else
                    lambda text: bus.publish(ev.WARNING, None, message=text))

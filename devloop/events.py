@@ -56,6 +56,7 @@ FORWARD_FAILED = "forward.failed"  # a local port cannot be bound, or a pod refu
 DOWN_DELETED = "down.deleted"  # `devloop down` removed an object devloop installed or patched
 DOWN_KEPT = "down.kept"  # ... left an object in place (a claim, or one devloop did not create)
 DOWN_FINISHED = "down.finished"
+LOG_SKIPPED = "log.skipped"  # a pod's log stream fell behind and skipped to the present
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ resumed with sinceTime = the last timestamp seen, and the lines at that boundary
 (timestamp, text), so nothing is lost or printed twice. Only the lines sharing the latest
 timestamp are remembered, and lines are passed on as they arrive, so memory stays bounded.
 
+A follower that falls behind (a pod logging faster than devloop can pass lines on) skips to
+the present: see _Stream.behind and MAX_BEHIND_S. Lines matching a probe path of the container
+(logfilter) go to on_probe when one is given, so the console can fold them.
+
 Stopping shuts down the sockets of the open streams (urllib3's HTTPResponse.shutdown), which
 wakes every blocked reader at once; daemon threads alone would leave connections hanging.
 """
@@ -16,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -28,6 +33,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop import selectors
 from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.logfilter import probe_matcher, probe_paths
 from devloop.podwatch import PodWatch, iter_lines
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,16 @@ log = logging.getLogger(__name__)
 # This is what client-go (kubectl logs) sends.
 LOG_ACCEPT = "application/json, */*"
 Timestamp = tuple[int, int]  # (unix seconds, nanoseconds)
+# A stream whose newest line is this many seconds older than it was at its freshest (on this
+# connection) skips to the present. Measured against the freshest lag, not against zero, so a
+# tail of old lines at start-up, a resume after an outage or a kubelet clock that differs from
+# ours does not count as falling behind. Seconds, not lines: what makes a stream useless is how
+# old its lines are, whatever the pod's rate.
+MAX_BEHIND_S = 5.0
+_LAG_CHECK_S = 0.25  # how often (monotonic) a busy stream compares its lines with the clock
+LineCallback = Callable[[str, str, str, str], None]  # (service, pod, container, line)
+# (service, pod, container, lines skipped (estimate), seconds behind)
+SkipCallback = Callable[[str, str, str, int, float], None]
 
 
 def parse_timestamp(text: str) -> Timestamp | None:
@@ -58,6 +74,12 @@ def parse_timestamp(text: str) -> Timestamp | None:
     except ValueError:
         return None
     return int(when.timestamp()), nanos
+
+
+def format_timestamp(ts: Timestamp) -> str:
+    """RFC3339Nano, as the kubelet writes it (and sinceTime accepts)."""
+    base = datetime.fromtimestamp(ts[0], UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{ts[1]:09d}Z"
 
 
 def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
@@ -96,6 +118,47 @@ class _Stream:
         self.last_ts_text: str | None = None
         self.at_last: Counter[str] = Counter()  # texts already passed on at last_ts
         self.failing = False  # an open error was reported; stay quiet until one succeeds
+        self.resume_now = False  # skipped to the present: re-open at once, no back-off
+        self._fresh: float | None = None  # smallest lag seen on this connection (s)
+        self._first: Timestamp | None = None  # first line on this connection
+        self._lines = 0  # lines on this connection
+
+    def opened(self) -> None:
+        """A new connection: the lag baseline and the rate estimate start again."""
+        self._fresh, self._first, self._lines = None, None, 0
+
+    def counted(self) -> None:
+        """One more line of this connection (for the rate estimate)."""
+        self._lines += 1
+        if self._first is None and self.last_ts is not None:
+            self._first = self.last_ts
+            self.behind(time.time())  # the first line sets the lag baseline
+
+    def behind(self, now: float) -> float:
+        """How much further behind the newest line is than at its freshest on this
+        connection: wall clock minus kubelet timestamp, minus the smallest such lag seen."""
+        if self.last_ts is None:
+            return 0.0
+        lag = now - (self.last_ts[0] + self.last_ts[1] / 1e9)
+        if self._fresh is None or lag < self._fresh:
+            self._fresh = lag
+        return lag - self._fresh
+
+    def skip(self, now: float) -> tuple[int, float]:
+        """Move past everything logged until about now (the kubelet's clock: ours minus the
+        freshest lag), so the re-opened stream starts at the present; returns (an estimate of
+        the lines skipped: this connection's log rate times the time skipped, seconds)."""
+        assert self.last_ts is not None and self._fresh is not None
+        last = self.last_ts[0] + self.last_ts[1] / 1e9
+        target = max(now - self._fresh, last)
+        span = (last - (self._first[0] + self._first[1] / 1e9)) if self._first else 0.0
+        rate = self._lines / span if span > 0 else 0.0
+        whole = int(target)
+        self.last_ts = (whole, int((target - whole) * 1e9))
+        self.last_ts_text = format_timestamp(self.last_ts)
+        self.at_last = Counter()
+        self.resume_now = True
+        return round(rate * (target - last)), target - last
 
     def accept(self, raw: str, replay: Counter[str]) -> str | None:
         """The line's text if it is new; None for a line already passed on before a resume."""
@@ -128,12 +191,20 @@ class LogFollower:
                  service: str, selector: k8s.V1LabelSelector | Mapping[str, str],
                  on_line: Callable[[str, str, str, str], None],
                  on_error: Callable[[str], None], *, existing_tail: int | None = None,
-                 watch_timeout_s: int = 30, read_timeout_s: float = 30) -> None:
+                 watch_timeout_s: int = 30, read_timeout_s: float = 30,
+                 keep: Callable[[str], bool] | None = None, on_probe: LineCallback | None = None,
+                 on_skipped: SkipCallback | None = None,
+                 max_behind_s: float = MAX_BEHIND_S) -> None:
         """existing_tail: how many earlier lines to show of pods already running at start()
         (None: all). Pods that appear later are always followed from their first line.
 
         read_timeout_s: a log stream silent this long is re-opened (sinceTime makes that
         free of duplicates); it bounds how long a silently dead connection goes unnoticed.
+        keep: devloop.yaml's `logs` filter (called per line; lines it refuses go nowhere).
+        on_probe: gets the lines that match a probe path of the container (logfilter) instead
+        of on_line; None: probe lines are ordinary lines.
+        on_skipped: told when a stream fell more than max_behind_s behind and skipped to the
+        present; None: a warning through on_error.
         watch_timeout_s: the server ends each pod watch after this long and it is renewed.
         """
         self._factory = api_client_factory
@@ -143,6 +214,10 @@ class LogFollower:
         self._on_line = on_line
         self._on_error = on_error
         self._existing_tail = existing_tail
+        self._keep = keep
+        self._on_probe = on_probe
+        self._on_skipped = on_skipped
+        self._max_behind = max_behind_s
         self._read_timeout = read_timeout_s
         self._stop = threading.Event()
         self._cond = threading.Condition()
@@ -291,14 +366,21 @@ class LogFollower:
         core = k8s.CoreV1Api(api_client)
         with self._cond:
             pod_name = self._pods[uid]["metadata"]["name"]
+            paths = probe_paths(self._pods[uid], container)
         stream = _Stream()
+        probes = probe_matcher(paths) if self._on_probe is not None else None
         tail = self._existing_tail if initial else None
         backoff = 0.2
         try:
             while not self._stop.is_set():
-                passed = self._read_stream(api_client, pod_name, container, stream, tail)
+                passed = self._read_stream(api_client, pod_name, container, stream, tail,
+                                           probes=probes)
                 if self._stop.is_set():
                     return
+                if stream.resume_now:  # skipped to the present: straight back in
+                    stream.resume_now = False
+                    tail = None
+                    continue
                 if passed >= 0:
                     tail = None
                 if passed > 0:
@@ -318,7 +400,7 @@ class LogFollower:
                     # dedupes) in case the stream dropped just before the end, then done.
                     stream.failing = True  # a pod being removed may refuse: not news
                     self._read_stream(api_client, pod_name, container, stream, None,
-                                      follow=False)
+                                      follow=False, probes=probes)
                     return
                 if not self._wait_restart(uid, container, pod):
                     return
@@ -331,8 +413,10 @@ class LogFollower:
             self._release_client(api_client)
 
     def _read_stream(self, api_client: k8s.ApiClient, pod_name: str, container: str,
-                     stream: _Stream, tail: int | None, follow: bool = True) -> int:
-        """Pass on new lines until the stream ends or drops; how many (-1: could not open)."""
+                     stream: _Stream, tail: int | None, follow: bool = True,
+                     probes: re.Pattern[str] | None = None) -> int:
+        """Pass on new lines until the stream ends, drops or falls behind (then
+        stream.resume_now is set); how many lines were read (-1: could not open)."""
         query: list[tuple[str, Any]] = [("container", container), ("timestamps", "true")]
         if follow:
             query.append(("follow", "true"))
@@ -364,14 +448,30 @@ class LogFollower:
         if not self._open(resp):
             return 0
         stream.failing = False
+        stream.opened()
         passed = 0
         replay = Counter(stream.at_last) if stream.last_ts_text is not None else Counter()
+        keep, on_line, on_probe = self._keep, self._on_line, self._on_probe
+        service = self._service
+        check_at = time.monotonic() + _LAG_CHECK_S
         try:
             for raw in iter_lines(resp):
                 text = stream.accept(raw, replay)
-                if text is not None:
-                    passed += 1
-                    self._on_line(self._service, pod_name, container, text)
+                if text is None:
+                    continue
+                passed += 1
+                stream.counted()
+                if keep is None or keep(text):
+                    if probes is not None and probes.search(text):
+                        on_probe(service, pod_name, container, text)  # type: ignore[misc]
+                    else:
+                        on_line(service, pod_name, container, text)
+                if follow and time.monotonic() >= check_at:
+                    check_at = time.monotonic() + _LAG_CHECK_S
+                    now = time.time()
+                    if stream.behind(now) > self._max_behind:
+                        self._skipped(pod_name, container, *stream.skip(now))
+                        break
         except Exception as exc:
             if not is_connection_error(exc) and not self._stop.is_set():
                 raise
@@ -381,6 +481,15 @@ class LogFollower:
             self._close(resp)
         log.debug("log %s/%s ended after %d lines", pod_name, container, passed)
         return passed
+
+    def _skipped(self, pod_name: str, container: str, lines: int, seconds: float) -> None:
+        log.debug("log %s/%s: %.1f s behind, skipping ~%d lines", pod_name, container,
+                  seconds, lines)
+        if self._on_skipped is not None:
+            self._on_skipped(self._service, pod_name, container, lines, seconds)
+        else:
+            self._on_error(f"logs for {self._service} {pod_name}/{container}: skipped about "
+                           f"{lines} lines ({seconds:.1f} s) to keep up")
 
     def _fresh_pod(self, core: k8s.CoreV1Api, pod_name: str, uid: str) -> dict[str, Any] | None:
         """The pod as the API server sees it now (the watch may lag); None once it is gone."""

@@ -18,12 +18,14 @@ import threading
 import time
 import warnings
 import zlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
 
 from devloop import events as ev
+from devloop.logfilter import BuildTally
 from devloop.redact import Redactor
 
 _RESET = "\x1b[0m"
@@ -67,7 +69,8 @@ def describe(event: ev.Event) -> str:
     if t == ev.BUILD_STARTED:
         return f"build started: {d['image']}"
     if t == ev.BUILD_FINISHED:
-        return f"build finished: {d['image']} in {d['seconds']:.2f}s"
+        summary = f" ({d['summary']})" if d.get("summary") else ""
+        return f"build finished: {d['image']} in {d['seconds']:.2f}s{summary}"
     if t == ev.BUILD_SKIPPED:
         return f"build skipped: {d['image']} ({d['reason']})"
     if t == ev.BUILD_FAILED:
@@ -89,6 +92,12 @@ def describe(event: ev.Event) -> str:
         return f"rollout failed: {d['reason']}: {d['message']}{tail}"
     if t == ev.POD_LOG:
         return d["line"]
+    if t == ev.LOG_SKIPPED:
+        return (f"log of {d['pod']}/{d['container']} fell {d['seconds_behind']:.1f} s behind:"
+                f" skipped {'about ' if d.get('estimate') else ''}{d['lines']} lines to show the"
+                " present")
+    if t == _NOTE:
+        return d["message"]
     if t == ev.CONFIG_LOADED:
         return f"config loaded: {d['path']} ({len(d['services'])} services)"
     if t == ev.CONFIG_INVALID:
@@ -141,13 +150,27 @@ def describe(event: ev.Event) -> str:
     return f"{t} {rest}".strip()
 
 
+_NOTE = "console.note"  # a line only the console prints (never published on the bus)
+_BUILD_KEEP = 2000  # build output lines kept per service until the build ends
+
+
 class ConsoleRenderer:
-    """Human output: one line per event, service-coloured prefixes on a terminal."""
+    """Human output: one line per event, service-coloured prefixes on a terminal.
+
+    Build output is held per service and, on success, summed up on the `build finished` line
+    (steps, cache hits); a failed build prints all of it first (verbose_build: as it comes;
+    show_build_output=False: never). Pod log lines flagged `probe` are folded: the first of
+    each pod prints one note, the rest nothing (`devloop status` counts them). A periodic
+    "(n folded)" line would itself be the noise folding removes.
+    """
 
     def __init__(self, stream: TextIO, redactor: Redactor, colour: bool | None = None,
-                 show_build_output: bool = True) -> None:
+                 show_build_output: bool = True, verbose_build: bool = False) -> None:
         self.colour = stream.isatty() if colour is None else colour
         self.show_build_output = show_build_output
+        self.verbose_build = verbose_build
+        self._builds: dict[str | None, tuple[BuildTally, deque[ev.Event]]] = {}
+        self._folded: set[tuple[str | None, str]] = set()  # (service, pod) with a note shown
         self._lock = threading.Lock()
         self._width = 8
         self._log = structlog.wrap_logger(
@@ -160,7 +183,39 @@ class ConsoleRenderer:
         if event.type == ev.BUILD_OUTPUT and not self.show_build_output:
             return
         with self._lock:
-            self._log.info(event.type, ev=event)
+            for shown in self._shown(event):
+                self._log.info(shown.type, ev=shown)
+
+    def _shown(self, event: ev.Event) -> list[ev.Event]:
+        """The events to print for this one (under the lock: it updates the folds)."""
+        t, service = event.type, event.service
+        if t == ev.POD_LOG and event.data.get("probe"):
+            key = (service, str(event.data.get("pod")))
+            if key in self._folded:
+                return []
+            self._folded.add(key)
+            return [ev.Event(_NOTE, service, {"message": (
+                f"probe requests in the log of {event.data.get('pod')} are folded from here"
+                " on (`devloop status` counts them; --output json shows them)")}, event.ts)]
+        if self.verbose_build or not self.show_build_output:
+            return [event]
+        if t == ev.BUILD_STARTED:
+            self._builds[service] = (BuildTally(), deque(maxlen=_BUILD_KEEP))
+        elif t == ev.BUILD_OUTPUT:
+            tally, held = self._builds.setdefault(service,
+                                                  (BuildTally(), deque(maxlen=_BUILD_KEEP)))
+            tally.add(str(event.data.get("line", "")))
+            held.append(event)
+            return []
+        elif t == ev.BUILD_FINISHED and service in self._builds:
+            tally, _ = self._builds.pop(service)
+            if tally.summary():
+                return [ev.Event(t, service, {**event.data, "summary": tally.summary()},
+                                 event.ts)]
+        elif t in (ev.BUILD_FAILED, ev.ERROR, ev.RELOAD_FINISHED) and service in self._builds:
+            _, held = self._builds.pop(service)  # failed (or engine lost): all of it
+            return [*held, event]
+        return [event]
 
     def _format(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
         event: ev.Event = event_dict["ev"]
