@@ -4,12 +4,19 @@ For editor status bars and scripts: the deployed identity is the container image
 trusted when it agrees with the digest devloop recorded (see patch.Deployed), compared with the
 digest of the local inputs (using the persisted hash cache, so it is quick); then the rollout's
 health right now (the same rule `sync` uses) and the Deployment's pods.
+
+Probe lines per pod (the ones the console folds) are counted here, from a bounded read of the
+last PROBE_WINDOW_S of each pod's log, rather than kept by `watch`: status is a separate
+process, so a count kept in watch would need a file or an annotation to reach it, and would be
+missing whenever watch is not running. Reading the log is one request per pod and is true for
+any pod, whoever started it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop import exitcodes
@@ -19,12 +26,15 @@ from devloop.deploy import connect_config
 from devloop.digest import DigestCache, ServiceDigest
 from devloop.errors_k8s import api_message, is_connection_error
 from devloop.livesync import pod_live
+from devloop.logfilter import count_probe_lines, probe_matcher, probe_paths
 from devloop.patch import PatchError, deployed_of
 from devloop.pods import pod_state
 from devloop.rollout import rollout_health
 from devloop.selectors import selector_query
 
 _TIMEOUT = (5, 15)
+PROBE_WINDOW_S = 300
+_PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a lower bound
 
 
 def collect_status(config: Config, cache: DigestCache | None = None,
@@ -80,7 +90,31 @@ def collect_status(config: Config, cache: DigestCache | None = None,
                    log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
         _live(row, [pod_live(p, svc.container) for p in pods
                     if p.metadata.deletion_timestamp is None])
+        for pod_row, pod in zip(row["pods"], pods, strict=True):
+            pod_row["probe_lines"] = probe_lines(cluster.core, pod, svc.container)
     return rows, exitcodes.OK
+
+
+def probe_lines(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str
+                ) -> dict[str, Any] | None:
+    """`{count, window_s, complete}`: lines of the container's log in the last PROBE_WINDOW_S
+    that are probe requests (logfilter's rule, the console's fold); complete is false when the
+    window held more than the bounded read. None when the log cannot be read."""
+    spec = core.api_client.sanitize_for_serialization(pod)
+    matcher = probe_matcher(probe_paths(spec, container))
+    try:
+        text = core.read_namespaced_pod_log(
+            pod.metadata.name, pod.metadata.namespace, container=container,
+            since_seconds=PROBE_WINDOW_S, limit_bytes=_PROBE_LOG_BYTES, _request_timeout=_TIMEOUT)
+    except ApiException:
+        return None  # not started yet, or gone
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        return None
+    text = text or ""
+    return {"count": count_probe_lines(text.splitlines(), matcher), "window_s": PROBE_WINDOW_S,
+            "complete": len(text.encode()) < _PROBE_LOG_BYTES}
 
 
 def _identity(verified: str | None, tag_hex: str | None, local: str) -> dict[str, Any]:
@@ -124,8 +158,12 @@ def render_status(rows: list[dict[str, Any]]) -> str:
             lines.extend(f"    | {line}" for line in row["log_tail"][-5:])
         for pod in row["pods"]:
             ready = "ready" if pod["ready"] else (pod["reason"] or "not ready")
+            probes = pod.get("probe_lines")
+            folded = "" if not probes else (
+                f"  probe lines {probes['count']}{'' if probes['complete'] else '+'}"
+                f" in {probes['window_s'] // 60} min")
             lines.append(f"    {pod['name']:<40} {pod['phase']:<9} {ready:<18} "
-                         f"restarts {pod['restarts']}")
+                         f"restarts {pod['restarts']}{folded}")
         if row["error"]:
             lines.append(f"    {row['error']}")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from .accesslog import quiet_probes
 from .chat_client import ChatbotClient, new_http_client
 from .db import Database, DatabaseUnavailable
 from .logging_setup import configure_logging
@@ -53,6 +54,7 @@ def _startup_report(state: AppState) -> None:
 def create_app(settings: Settings) -> FastAPI:
     """Build the FastAPI application for these settings (tests and uvicorn both use this)."""
     configure_logging()
+    quiet_probes("/api/health")  # the chart's probe path (k8s/templates/backend-deployment)
     state = AppState(
         settings=settings,
         db=Database(settings.database_path),

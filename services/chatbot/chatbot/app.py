@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from chatbot import interpreter
+from chatbot.accesslog import quiet_probes
 from chatbot.actions import ChatReply, ToolSession
 from chatbot.auth import bearer_token
 from chatbot.backend_client import TodoBackend, new_http_client
@@ -41,6 +42,7 @@ class ChatRequest(BaseModel):
 
 def create_app(settings: Settings, today: Callable[[], date] = date.today) -> Starlette:
     """Wire the app from `settings`; `today` is injectable so dates are testable."""
+    quiet_probes("/health")  # the chart's probe path (k8s/templates/chatbot-deployment)
     http = new_http_client(settings.backend_url)
     mcp_server = build_mcp_server(http)
     # Stateless: any chatbot replica can serve any MCP request (the Deployment may scale).
