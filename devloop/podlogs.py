@@ -127,12 +127,12 @@ class _Stream:
         """A new connection: the lag baseline and the rate estimate start again."""
         self._fresh, self._first, self._lines = None, None, 0
 
-    def counted(self) -> None:
+    def counted(self, clock: Callable[[], float] = time.time) -> None:
         """One more line of this connection (for the rate estimate)."""
         self._lines += 1
         if self._first is None and self.last_ts is not None:
             self._first = self.last_ts
-            self.behind(time.time())  # the first line sets the lag baseline
+            self.behind(clock())  # the first line sets the lag baseline
 
     def behind(self, now: float) -> float:
         """How much further behind the newest line is than at its freshest on this
