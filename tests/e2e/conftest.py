@@ -32,7 +32,9 @@ def lumina_env(request: pytest.FixtureRequest) -> Iterator[LuminaCluster]:
     repo = copy_stack(work / "repo")
     server = None
     if request.param == "standin":
-        server = StandIn(work / "standin", docker_client=docker_client,
+        # The chart's real probe timings: `next dev` (the frontend's dev stage) compiles its
+        # first page for 10-40 s, which probes scaled 10x faster would take for a hung server.
+        server = StandIn(work / "standin", docker_client=docker_client, probe_time_scale=1.0,
                          volume_prefix=f"e2e-{work.name[-6:]}-pvc")
         kubeconfig, context = server.start(), STANDIN_CONTEXT
     else:
