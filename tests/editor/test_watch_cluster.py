@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,46 +15,12 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.conftest import devloop_env, scratch_dockerfile
+from tests.conftest import scratch_dockerfile
 from tests.kube_standin.kubeconfig import CONTEXT
+from tests.watchproc import Watch
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "lumina"
-
-
-class Watch:
-    def __init__(self, root: Path, kubeconfig: Path, extra_env: dict[str, str] | None = None
-                 ) -> None:
-        env = devloop_env(KUBECONFIG=str(kubeconfig), XDG_CACHE_HOME=str(root.parent / "cache"),
-                          HOME=str(root.parent), **(extra_env or {}))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devloop.cli", "watch", "-o", "json"], cwd=root, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.events: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.events.append(json.loads(line))
-            except ValueError:
-                self.events.append({"type": "unparsed", "line": line})
-
-    def wait(self, type: str, after: int = 0, timeout: float = 120, **match) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for e in self.events[after:]:
-                if e.get("type") == type and all(e.get(k) == v for k, v in match.items()):
-                    return e
-            time.sleep(0.05)
-        raise AssertionError(f"no {type} {match} in {timeout}s; last: "
-                             f"{[(e.get('type'), e.get('message')) for e in self.events[-15:]]}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(15)
 
 
 @pytest.fixture

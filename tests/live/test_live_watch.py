@@ -12,6 +12,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -79,15 +81,20 @@ def box(standin, tmp_path, image_prefix):
     return make_box(standin, tmp_path, image_prefix)
 
 
-def started(watch: Watch) -> None:
-    watch.wait("rollout.ready", timeout=180)
-    watch.wait("log", timeout=60, line="v1 0")
+@contextmanager
+def watching(root: Path, standin) -> Iterator[Watch]:
+    """A `devloop watch` on `root`, once its first rollout serves v1; stopped afterwards."""
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        watch.wait("rollout.ready", timeout=180)
+        watch.wait("log", timeout=60, line="v1 0")
+        yield watch
+    finally:
+        watch.stop()
 
 
 def test_a_change_is_synced_into_the_running_container_without_a_new_pod(standin, box):
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         before = the_pod(standin)
         mark = watch.mark()
         (box / "services/box/src/message.txt").write_text("v2\n")
@@ -106,14 +113,10 @@ def test_a_change_is_synced_into_the_running_container_without_a_new_pod(standin
         # the truth is recorded on the pod for `devloop status`
         note = json.loads(after.metadata.annotations["devloop.dev/live"])
         assert note["files"] == 1 and note["containers"]["box"] == container_id(after)
-    finally:
-        watch.stop()
 
 
 def test_a_deleted_file_disappears_in_the_container(standin, box):
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         mark = watch.mark()
         (box / "services/box/src/extra.txt").write_text("extra\n")
         watch.wait("live.sync.finished", after=mark, timeout=60, files=1)
@@ -125,14 +128,10 @@ def test_a_deleted_file_disappears_in_the_container(standin, box):
         assert done["deletes"] == 1 and done["ahead"] == 0
         listing = exec_in(standin, pod, ["ls", "/app"])
         assert "extra.txt" not in listing and "message.txt" in listing
-    finally:
-        watch.stop()
 
 
 def test_a_dependency_manifest_change_falls_back_to_a_rebuild(standin, box):
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         before = the_pod(standin)
         mark = watch.mark()
         (box / "services/box/requirements.txt").write_text("nothing==2\n")
@@ -146,15 +145,11 @@ def test_a_dependency_manifest_change_falls_back_to_a_rebuild(standin, box):
         mark = watch.mark()
         (box / "services/box/src/message.txt").write_text("v3\n")
         watch.wait("live.sync.finished", after=mark, timeout=60)
-    finally:
-        watch.stop()
 
 
 def test_a_sync_into_a_volume_mount_is_refused_and_rebuilt(standin, tmp_path, image_prefix):
     root = make_box(standin, tmp_path, image_prefix, data_mount=True)
-    watch = Watch(root, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(root, standin) as watch:
         mark = watch.mark()
         (root / "services/box/src/data").mkdir()
         (root / "services/box/src/data/seed.txt").write_text("seed\n")
@@ -163,14 +158,10 @@ def test_a_sync_into_a_volume_mount_is_refused_and_rebuilt(standin, tmp_path, im
         watch.wait("build.started", after=mark, timeout=60)
         watch.wait("rollout.ready", after=mark, timeout=120)
         assert watch.since(mark, "live.sync.started") == []
-    finally:
-        watch.stop()
 
 
 def test_a_restarted_container_gets_the_synced_files_again(standin, box):
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         mark = watch.mark()
         (box / "services/box/src/message.txt").write_text("v2\n")
         watch.wait("live.sync.finished", after=mark, timeout=60)
@@ -190,19 +181,13 @@ def test_a_restarted_container_gets_the_synced_files_again(standin, box):
                  what="the new container serving the synced content")
         note = json.loads(the_pod(standin).metadata.annotations["devloop.dev/live"])
         assert note["containers"]["box"] == container_id(now)
-    finally:
-        watch.stop()
 
 
 def test_sync_after_live_updates_deploys_an_image_of_the_synced_sources(standin, box):
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         mark = watch.mark()
         (box / "services/box/src/message.txt").write_text("v2\n")
         watch.wait("live.sync.finished", after=mark, timeout=60)
-    finally:
-        watch.stop()
     before = the_pod(standin)
     env = devloop_env(KUBECONFIG=str(standin.kubeconfig), XDG_CACHE_HOME=str(box.parent / "cache"),
                       HOME=str(box.parent))
@@ -229,9 +214,7 @@ def test_a_destination_the_container_user_cannot_write_says_which_line_and_rebui
     # the container runs as uid 1000 while COPY left /app owned by root
     standin.apps().patch_namespaced_deployment("box", NS, {"spec": {"template": {"spec": {
         "securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}}}})
-    watch = Watch(box, standin.kubeconfig)
-    try:
-        started(watch)
+    with watching(box, standin) as watch:
         before = the_pod(standin)
         mark = watch.mark()
         (box / "services/box/src/message.txt").write_text("v2\n")
@@ -244,5 +227,3 @@ def test_a_destination_the_container_user_cannot_write_says_which_line_and_rebui
         watch.wait("log", after=mark, timeout=60, line="v2 0")
         assert the_pod(standin).metadata.uid != before.metadata.uid
         assert len(watch.since(mark, "reload.started")) == 1
-    finally:
-        watch.stop()
