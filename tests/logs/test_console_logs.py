@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from pathlib import Path
+
+import jsonschema
 
 from devloop import events as ev
 from devloop.cli import _parser
@@ -123,3 +126,20 @@ def test_lag_is_measured_from_the_freshest_line_not_from_zero() -> None:
 
 def _empty() -> Counter[str]:
     return Counter()
+
+
+def test_new_log_events_match_the_documented_schema() -> None:
+    schema = json.loads((Path(ev.__file__).parent / "schemas" / "event-v1.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    out = io.StringIO()
+    render = JsonRenderer(out, Redactor())
+    render(ev.Event(ev.LOG_SKIPPED, "api", {"pod": "api-1", "container": "api", "lines": 900,
+                                            "estimate": True, "seconds_behind": 5.2}))
+    render(ev.Event(ev.POD_LOG, "api", {"pod": "api-1", "container": "api", "source": "pod",
+                                        "line": "GET /health 200", "probe": True}))
+    for line in out.getvalue().splitlines():
+        assert not list(validator.iter_errors(json.loads(line))), line
+    bad = {"schema": "devloop.event/v1", "ts": 1.0, "type": "log.skipped", "service": "api",
+           "pod": "api-1", "container": "api", "lines": -1, "estimate": True,
+           "seconds_behind": 5}
+    assert list(validator.iter_errors(bad))

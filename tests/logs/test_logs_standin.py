@@ -12,6 +12,7 @@ from typing import Any
 from devloop.cluster import Cluster, new_api_client
 from devloop.logfilter import LogFilter
 from devloop.podlogs import LogFollower
+from devloop.status import probe_lines, render_status
 from tests.logs.conftest import deployment
 
 CHATTY = """i=0
@@ -127,3 +128,31 @@ def test_a_follower_that_falls_behind_skips_to_the_present_and_says_how_much(
     print(f"skip: estimate {estimate}, actual {skipped}, {seconds:.1f} s behind")
     assert skipped / 3 <= estimate <= skipped * 3, (estimate, skipped, seconds, numbers[:3])
     assert not got.errors
+
+
+def test_status_counts_each_pods_probe_lines_from_its_recent_log(cluster: Cluster,
+                                                                 busybox: str) -> None:
+    cluster.apps.create_namespaced_deployment(cluster.namespace, deployment(
+        "counted", busybox, CHATTY,
+        livenessProbe={"httpGet": {"path": "/healthz", "port": 8080},
+                       "initialDelaySeconds": 600}))
+    deadline = time.monotonic() + 60
+    while True:
+        pods = [p for p in cluster.core.list_namespaced_pod(
+            cluster.namespace, label_selector="app=counted").items
+            if p.status.container_statuses and p.status.container_statuses[0].state.running]
+        counted = probe_lines(cluster.core, pods[0], "counted") if pods else None
+        if counted and counted["count"] >= 6:
+            break
+        assert time.monotonic() < deadline, counted
+        time.sleep(0.5)
+    # Two probe lines and two others per round: the count is about half of the lines.
+    log = cluster.core.read_namespaced_pod_log(pods[0].metadata.name, cluster.namespace)
+    rounds = log.count("work item")
+    assert counted["complete"] and counted["window_s"] == 300
+    assert 2 * (rounds - 2) <= counted["count"] <= 2 * (rounds + 2), (counted, rounds)
+    row = {"service": "counted", "local_digest": "0" * 12, "deployed_digest": None,
+           "state": "up to date", "health": None, "error": None,
+           "pods": [{"name": pods[0].metadata.name, "phase": "Running", "ready": True,
+                     "reason": None, "restarts": 0, "probe_lines": counted}]}
+    assert f"probe lines {counted['count']} in 5 min" in render_status([row])
