@@ -214,6 +214,8 @@ class ConsoleRenderer:
                                  event.ts)]
         elif t in (ev.BUILD_FAILED, ev.ERROR, ev.RELOAD_FINISHED) and service in self._builds:
             _, held = self._builds.pop(service)  # failed (or engine lost): all of it
+            if event.data.get("outcome") == "cancelled":
+                return [event]  # stopped by the user: the output is not news
             return [*held, event]
         return [event]
 
