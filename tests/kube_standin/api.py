@@ -146,8 +146,8 @@ class Api:
                       "generation"):
             meta.pop(field, None)
         if res.has_status and res.kind not in ("Pod", "Namespace", "Node"):
-            # ReplicaSetStatus.replicas is required (clients reject a status without it).
-            obj["status"] = {"replicas": 0} if res.kind == "ReplicaSet" else {}
+            # e.g. ReplicaSetStatus.replicas is required (clients reject a status without it).
+            obj["status"] = defaults.initial_status(res.kind)
         if res.kind == "Pod":
             obj.pop("status", None)
         self._validate_raw(res, obj)
@@ -408,6 +408,29 @@ class Api:
                 if exc.code != 404:
                     raise
         return listing
+
+    # -- pod binding (what a scheduler posts) -------------------------------------------------
+
+    def bind(self, namespace: str, body: Any) -> Obj:
+        """Binding: assigns a pod to the node; 409 when the pod already has one."""
+        if not isinstance(body, dict) or not (body.get("target") or {}).get("name"):
+            raise errors.invalid("Binding", "", "", [("target.name", "Required value")])
+        name = (body.get("metadata") or {}).get("name", "")
+        node = body["target"]["name"]
+        pods = self.table.by_plural("pods")
+
+        def assign(pod: Obj) -> Obj:
+            current = (pod.get("spec") or {}).get("nodeName")
+            if current:
+                raise errors.ApiError(409, "Conflict", f'Operation cannot be fulfilled on '
+                                      f'pods/binding "{name}": pod {name} is already assigned '
+                                      f'to node "{current}"')
+            pod["spec"]["nodeName"] = node
+            return pod
+
+        self.store.update(pods, namespace, name, assign)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "code": 201}
 
     # -- scale subresource ---------------------------------------------------------------------
 

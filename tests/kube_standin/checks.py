@@ -89,14 +89,37 @@ def workload_causes(obj: Obj) -> Causes:
     return causes
 
 
+def job_causes(spec: Obj, prefix: str) -> Causes:
+    """A Job's pods must not restart in place forever: Never or OnFailure only."""
+    pod = (spec.get("template") or {}).get("spec") or {}
+    causes = pod_spec_causes(pod, f"{prefix}.template.spec")
+    policy = pod.get("restartPolicy")
+    if policy not in ("Never", "OnFailure"):
+        causes.append((f"{prefix}.template.spec.restartPolicy",
+                       f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'))
+    return causes
+
+
 def object_causes(obj: Obj) -> Causes:
     """Validation of a new or replaced object (after defaulting)."""
     kind = obj.get("kind", "")
     causes = name_causes(kind, (obj.get("metadata") or {}).get("name", ""))
     if kind == "Pod":
         causes.extend(pod_spec_causes(obj.get("spec") or {}, "spec"))
-    elif kind in ("Deployment", "ReplicaSet"):
+    elif kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"):
         causes.extend(workload_causes(obj))
+    elif kind in ("Job", "CronJob"):
+        spec = obj.get("spec") or {}
+        prefix = "spec"
+        if kind == "CronJob":
+            spec, prefix = (spec.get("jobTemplate") or {}).get("spec") or {}, \
+                "spec.jobTemplate.spec"
+        causes.extend(job_causes(spec, prefix))
+    elif kind in ("ReplicationController", "PodTemplate"):
+        template = (obj.get("spec") if kind != "PodTemplate" else obj) or {}
+        prefix = "spec.template.spec" if kind != "PodTemplate" else "template.spec"
+        causes.extend(pod_spec_causes((template.get("template") or {}).get("spec") or {},
+                                      prefix))
     elif kind == "Service":
         for index, port in enumerate((obj.get("spec") or {}).get("ports") or []):
             node_port = port.get("nodePort")

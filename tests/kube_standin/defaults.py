@@ -64,6 +64,93 @@ def _template(spec: Obj) -> None:
     pod_spec(template.setdefault("spec", {}))
 
 
+def _statefulset(spec: Obj) -> None:
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    spec.setdefault("revisionHistoryLimit", 10)
+    strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+    if strategy.get("type") == "RollingUpdate":
+        strategy.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+    spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                    {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    _template(spec)
+
+
+def _daemonset(spec: Obj) -> None:
+    spec.setdefault("revisionHistoryLimit", 10)
+    strategy = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+    if strategy.get("type") == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
+    _template(spec)
+
+
+def _job(spec: Obj) -> None:
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completions", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    _template(spec)
+
+
+def _cronjob(spec: Obj) -> None:
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    _job(spec.setdefault("jobTemplate", {}).setdefault("spec", {}))
+
+
+def _replication_controller(spec: Obj) -> None:
+    spec.setdefault("replicas", 1)
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if labels and not spec.get("selector"):
+        spec["selector"] = dict(labels)
+    _template(spec)
+
+
+def _persistent_volume(spec: Obj) -> None:
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+
+
+def _network_policy(spec: Obj) -> None:
+    spec.setdefault("policyTypes", ["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
+
+
+_MORE = {
+    "StatefulSet": _statefulset,
+    "DaemonSet": _daemonset,
+    "Job": _job,
+    "CronJob": _cronjob,
+    "ReplicationController": _replication_controller,
+    "PersistentVolume": _persistent_volume,
+    "NetworkPolicy": _network_policy,
+}
+
+# The status a new object starts with (the fields clients require, at zero), for kinds with a
+# status subresource; what clients send as status on create is dropped, as the real server does.
+_INITIAL_STATUS: dict[str, Obj] = {
+    "ReplicaSet": {"replicas": 0},
+    "ReplicationController": {"replicas": 0},
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "DaemonSet": {"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                  "numberMisscheduled": 0, "numberReady": 0},
+    "HorizontalPodAutoscaler": {"currentReplicas": 0, "desiredReplicas": 0},
+    "PodDisruptionBudget": {"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0,
+                            "expectedPods": 0},
+    "PersistentVolume": {"phase": "Available"},
+    "Ingress": {"loadBalancer": {}},
+}
+
+
+def initial_status(kind: str) -> Obj:
+    return copy.deepcopy(_INITIAL_STATUS.get(kind, {}))
+
+
 def apply(kind: str, obj: Obj) -> Obj:
     """Returns `obj` with defaults filled in (mutates and returns it)."""
     meta = obj.setdefault("metadata", {})
@@ -106,6 +193,10 @@ def apply(kind: str, obj: Obj) -> Obj:
             port.setdefault("targetPort", port.get("port"))
     elif kind == "PersistentVolumeClaim" and isinstance(spec, dict):
         spec.setdefault("volumeMode", "Filesystem")
+    elif kind == "PodTemplate":
+        _template(obj)
+    elif kind in _MORE and isinstance(spec, dict):
+        _MORE[kind](spec)
     elif kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")

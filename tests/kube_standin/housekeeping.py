@@ -1,5 +1,5 @@
 """The small controllers: garbage collection by ownerReferences, namespace termination, and
-PVC binding/protection."""
+PVC provisioning (a PersistentVolume per claim), binding and protection."""
 
 from __future__ import annotations
 
@@ -13,15 +13,20 @@ from .pod_state import Obj
 
 log = logging.getLogger("kube_standin.housekeeping")
 
+# The provisioner named on PersistentVolumes: the kubelet backs each claim with a Docker volume.
+DRIVER = "standin.devloop.io/docker-volume"
+
 
 class Housekeeping:
     def __init__(
         self,
         api: Api,
         release_claim: Callable[[str, str], None] = lambda ns, name: None,
+        volume_name: Callable[[str, str], str] = lambda ns, name: f"standin-pvc-{ns}-{name}",
     ) -> None:
         self._api = api
         self._release_claim = release_claim
+        self._volume_name = volume_name
 
     def reconcile(self) -> None:
         self._collect_garbage()
@@ -80,6 +85,7 @@ class Housekeeping:
         store = self._api.store
         res = self._api.table.by_plural("persistentvolumeclaims")
         claims, _ = store.list_raw("persistentvolumeclaims")
+        self._reclaim_volumes(claims)
         if not claims:
             return
         pods, _ = store.list_raw("pods")
@@ -105,19 +111,64 @@ class Housekeeping:
                     return obj
 
                 store.update(res, meta["namespace"], meta["name"], unprotect)
-            elif (claim.get("status") or {}).get("phase") != "Bound":
-                def bind(obj: Obj) -> Obj:
-                    spec = obj.get("spec") or {}
-                    storage = ((spec.get("resources") or {}).get("requests") or {}).get(
-                        "storage", "1Gi")
-                    spec["volumeName"] = f"pvc-{obj['metadata']['uid']}"
-                    obj["status"] = {
-                        "phase": "Bound",
-                        "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-                        "capacity": {"storage": storage},
-                    }
-                    annotations = obj["metadata"].setdefault("annotations", {})
-                    annotations["pv.kubernetes.io/bind-completed"] = "yes"
-                    return obj
+            else:
+                volume = self._provision(claim)
+                if (claim.get("status") or {}).get("phase") != "Bound":
+                    store.update(res, meta["namespace"], meta["name"],
+                                 lambda obj, volume=volume: _bind(obj, volume))
 
-                store.update(res, meta["namespace"], meta["name"], bind)
+    def _provision(self, claim: Obj) -> str:
+        """The PersistentVolume of a claim (created on first sight, like a dynamic provisioner
+        whose volumes are the kubelet's Docker volumes); returns its name."""
+        meta, spec = claim["metadata"], claim.get("spec") or {}
+        name = spec.get("volumeName") or f"pvc-{meta['uid']}"
+        volumes = self._api.table.by_plural("persistentvolumes")
+        if self._api.store.get("persistentvolumes", "", name) is not None:
+            return name
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        self._api.create(volumes, "", {
+            "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": DRIVER}},
+            "spec": {
+                "capacity": {"storage": storage},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Delete",
+                "storageClassName": spec.get("storageClassName", ""),
+                "volumeMode": spec.get("volumeMode", "Filesystem"),
+                "csi": {"driver": DRIVER,
+                        "volumeHandle": self._volume_name(meta["namespace"], meta["name"])},
+                "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                             "namespace": meta["namespace"], "name": meta["name"],
+                             "uid": meta["uid"]},
+            },
+        })
+        self._api.replace(volumes, "", name, {"metadata": {"name": name},
+                                              "status": {"phase": "Bound"}}, "status")
+        return name
+
+    def _reclaim_volumes(self, claims: list[Obj]) -> None:
+        """Deletes provisioned volumes whose claim is gone (reclaim policy Delete)."""
+        volumes, _ = self._api.store.list_raw("persistentvolumes")
+        live = {c["metadata"]["uid"] for c in claims}
+        res = self._api.table.by_plural("persistentvolumes")
+        for volume in volumes:
+            spec = volume.get("spec") or {}
+            uid = (spec.get("claimRef") or {}).get("uid")
+            if uid and uid not in live and spec.get("persistentVolumeReclaimPolicy") == "Delete":
+                with contextlib.suppress(errors.ApiError):
+                    self._api.delete(res, "", volume["metadata"]["name"])
+
+
+def _bind(claim: Obj, volume: str) -> Obj:
+    spec = claim.setdefault("spec", {})
+    storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+    spec["volumeName"] = volume
+    claim["status"] = {
+        "phase": "Bound",
+        "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+        "capacity": {"storage": storage},
+    }
+    annotations = claim["metadata"].setdefault("annotations", {})
+    annotations["pv.kubernetes.io/bind-completed"] = "yes"
+    annotations["pv.kubernetes.io/bound-by-controller"] = "yes"
+    annotations["volume.kubernetes.io/storage-provisioner"] = DRIVER
+    return claim

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import errors, negotiation, protobuf, tables
+from . import errors, negotiation, protobuf, reviews, tables
 from .api import Api, Query
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
@@ -179,6 +179,15 @@ class Router:
         ns = namespace or ""
         dry_run = "All" in (query.get("dryRun") or [])
         verb = req.command
+        if sub is None and _verb(verb, name, watch) not in res.verbs:
+            raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this "
+                                  "method on the requested resource")
+        if not res.stored:
+            if res.namespaced and namespace is None:
+                raise errors.method_not_allowed("create", res.plural)
+            if res.kind == "Binding":
+                return req.send_json(201, self.api.bind(ns, req.body()))
+            return req.send_json(201, reviews.answer(res, ns, req.body(), self.api.schemas))
         if name is None:
             q = Query(
                 (query.get("labelSelector") or [None])[0],
@@ -348,6 +357,15 @@ class Router:
                 close()
             req.end_stream()
         return 200
+
+
+def _verb(method: str, name: str | None, watch: bool) -> str:
+    """The Kubernetes verb of a request on a collection (no name) or an object."""
+    if method == "GET":
+        return "watch" if watch else ("get" if name else "list")
+    if name is None:
+        return {"POST": "create", "DELETE": "deletecollection"}.get(method, method.lower())
+    return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
 
 
 def _version() -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Decodes the Kubernetes protobuf request bodies that client-go's typed clients send (helm stores
 releases as Secrets that way). Only the kinds such clients write are known: Secret, ConfigMap,
-Namespace, DeleteOptions; anything else is answered with 415 so the client knows to send JSON."""
+Namespace, DeleteOptions and the reviews of `kubectl auth`; anything else is answered with 415
+so the client knows to send JSON."""
 
 from __future__ import annotations
 
@@ -42,7 +43,23 @@ SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
                       5: ("dryRun", "list_str")},
     "Preconditions": {1: ("uid", "str"), 2: ("resourceVersion", "str")},
     "MapEntry": {1: ("key", "str"), 2: ("value", "bytes")},
+    # kubectl auth can-i / can-i --list / whoami
+    "SelfSubjectAccessReview": {1: ("metadata", "msg:ObjectMeta"),
+                                2: ("spec", "msg:SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "msg:ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "msg:NonResourceAttributes")},
+    "ResourceAttributes": {1: ("namespace", "str"), 2: ("verb", "str"), 3: ("group", "str"),
+                           4: ("version", "str"), 5: ("resource", "str"),
+                           6: ("subresource", "str"), 7: ("name", "str")},
+    "NonResourceAttributes": {1: ("path", "str"), 2: ("verb", "str")},
+    "SelfSubjectRulesReview": {1: ("metadata", "msg:ObjectMeta"),
+                               2: ("spec", "msg:SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "str")},
+    "SelfSubjectReview": {1: ("metadata", "msg:ObjectMeta")},
 }
+# Top-level kinds a body may carry (the rest of SCHEMAS are nested messages).
+KINDS = ("Secret", "ConfigMap", "Namespace", "DeleteOptions", "SelfSubjectAccessReview",
+         "SelfSubjectRulesReview", "SelfSubjectReview")
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -114,10 +131,10 @@ def decode(body: bytes) -> dict[str, Any]:
         envelope = _message(body[len(MAGIC):], "Unknown")
         type_meta = envelope.get("typeMeta") or {}
         kind = type_meta.get("kind", "")
-        if kind not in ("Secret", "ConfigMap", "Namespace", "DeleteOptions"):
+        if kind not in KINDS:
             raise errors.ApiError(
                 415, "UnsupportedMediaType",
-                f"the stand-in decodes protobuf only for Secret, ConfigMap and Namespace, not "
+                f"the stand-in decodes protobuf only for {', '.join(KINDS)}, not "
                 f"{kind or 'this object'}; send JSON")
         obj = _message(envelope.get("raw", b""), kind)
     except (IndexError, ValueError, UnicodeDecodeError) as exc:

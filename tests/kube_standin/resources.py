@@ -25,6 +25,12 @@ class Resource:
     graceful_delete: bool = False
     singular: str = field(default="")
     categories: tuple[str, ...] = ()
+    # What discovery advertises and the router accepts; reviews are create-only, not stored.
+    verbs: tuple[str, ...] = tuple(STORAGE_VERBS)
+
+    @property
+    def stored(self) -> bool:
+        return "get" in self.verbs
 
     @property
     def api_version(self) -> str:
@@ -35,7 +41,21 @@ class Resource:
         return "status" in self.subresources
 
 
-RESOURCES: tuple[Resource, ...] = (
+REVIEW_VERBS = ("create",)
+WORKLOAD = ("status", "scale")
+
+
+def _stored(group: str, version: str, kind: str, plural: str, namespaced: bool = True,
+            short: tuple[str, ...] = (), subresources: tuple[str, ...] = (),
+            workload: bool = False, **extra: Any) -> Resource:
+    """A kind the stand-in stores; `workload`: generation-tracked and in `kubectl get all`."""
+    if workload:
+        extra.setdefault("has_generation", True)
+        extra.setdefault("categories", ("all",))
+    return Resource(group, version, kind, plural, namespaced, short, subresources, **extra)
+
+
+CORE: tuple[Resource, ...] = (
     Resource("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
     Resource("", "v1", "Node", "nodes", False, ("no",), ("status",)),
     Resource("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
@@ -45,11 +65,24 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",),
              ("status",)),
+    Resource("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",)),
     Resource(
         "", "v1", "Pod", "pods", True, ("po",), ("status", "log", "exec", "portforward"),
         has_generation=True, graceful_delete=True, categories=("all",),
     ),
     Resource("", "v1", "Event", "events", True, ("ev",)),
+    _stored("", "v1", "PodTemplate", "podtemplates"),
+    _stored("", "v1", "ReplicationController", "replicationcontrollers", short=("rc",),
+            subresources=WORKLOAD, workload=True),
+    _stored("", "v1", "LimitRange", "limitranges", short=("limits",)),
+    _stored("", "v1", "ResourceQuota", "resourcequotas", short=("quota",),
+            subresources=("status",)),
+    _stored("", "v1", "ComponentStatus", "componentstatuses", False, ("cs",),
+            verbs=("get", "list")),
+    Resource("", "v1", "Binding", "bindings", True, verbs=REVIEW_VERBS),
+)
+
+APPS: tuple[Resource, ...] = (
     Resource(
         "apps", "v1", "Deployment", "deployments", True, ("deploy",), ("status", "scale"),
         has_generation=True, categories=("all",),
@@ -58,7 +91,47 @@ RESOURCES: tuple[Resource, ...] = (
         "apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
         has_generation=True, categories=("all",),
     ),
+    _stored("apps", "v1", "StatefulSet", "statefulsets", short=("sts",), subresources=WORKLOAD,
+            workload=True),
+    _stored("apps", "v1", "DaemonSet", "daemonsets", short=("ds",), subresources=("status",),
+            workload=True),
+    _stored("apps", "v1", "ControllerRevision", "controllerrevisions"),
 )
+
+OTHER_GROUPS: tuple[Resource, ...] = (
+    _stored("batch", "v1", "Job", "jobs", subresources=("status",), workload=True),
+    _stored("batch", "v1", "CronJob", "cronjobs", short=("cj",), subresources=("status",),
+            workload=True),
+    _stored("networking.k8s.io", "v1", "Ingress", "ingresses", short=("ing",),
+            subresources=("status",), has_generation=True),
+    _stored("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+    _stored("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", short=("netpol",),
+            has_generation=True),
+    _stored("networking.k8s.io", "v1", "IPAddress", "ipaddresses", False, ("ip",)),
+    _stored("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False,
+            subresources=("status",)),
+    _stored("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+            short=("hpa",), subresources=("status",), workload=True),
+    _stored("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=("pdb",),
+            subresources=("status",), has_generation=True),
+    _stored("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    _stored("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    _stored("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    _stored("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
+            False),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectAccessReview",
+             "selfsubjectaccessreviews", False, verbs=REVIEW_VERBS),
+    Resource("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+             False, verbs=REVIEW_VERBS),
+    Resource("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+             verbs=REVIEW_VERBS),
+    Resource("authorization.k8s.io", "v1", "LocalSubjectAccessReview",
+             "localsubjectaccessreviews", True, verbs=REVIEW_VERBS),
+    Resource("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
+             verbs=REVIEW_VERBS),
+)
+
+RESOURCES: tuple[Resource, ...] = CORE + APPS + OTHER_GROUPS
 
 
 class ResourceTable:
@@ -67,7 +140,9 @@ class ResourceTable:
     def __init__(self, resources: tuple[Resource, ...] = RESOURCES) -> None:
         self._by_path = {(r.group, r.version, r.plural): r for r in resources}
         self._by_kind = {(r.api_version, r.kind): r for r in resources}
-        self.all = resources
+        self.everything = resources
+        # What controllers, garbage collection and namespace termination walk: stored kinds.
+        self.all = tuple(r for r in resources if r.stored)
 
     def lookup(self, group: str, version: str, plural: str) -> Resource | None:
         return self._by_path.get((group, version, plural))
@@ -82,10 +157,10 @@ class ResourceTable:
         raise KeyError(plural)
 
     def groups(self) -> list[str]:
-        return sorted({r.group for r in self.all if r.group})
+        return sorted({r.group for r in self.everything if r.group})
 
     def versions(self, group: str) -> list[str]:
-        return sorted({r.version for r in self.all if r.group == group})
+        return sorted({r.version for r in self.everything if r.group == group})
 
     # -- discovery documents -------------------------------------------------------------------
 
@@ -158,7 +233,7 @@ class ResourceTable:
         }
 
     def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
-        members = [r for r in self.all if r.group == group and r.version == version]
+        members = [r for r in self.everything if r.group == group and r.version == version]
         if not members:
             return None
         entries: list[dict[str, Any]] = []
@@ -169,12 +244,16 @@ class ResourceTable:
                     "singularName": res.kind.lower(),
                     "namespaced": res.namespaced,
                     "kind": res.kind,
-                    "verbs": STORAGE_VERBS,
+                    "verbs": list(res.verbs),
                     "shortNames": list(res.short_names),
                     "categories": list(res.categories),
                     "storageVersionHash": "",
                 }
             )
+            if not res.short_names:
+                del entries[-1]["shortNames"]
+            if not res.categories:
+                del entries[-1]["categories"]
             for sub in res.subresources:
                 verbs = {"log": ["get"], "exec": ["create", "get"],
                          "portforward": ["create", "get"]}.get(sub, ["get", "patch", "update"])

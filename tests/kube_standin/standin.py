@@ -180,7 +180,8 @@ class StandIn:
             name="standin-http", daemon=True)
         self._serve_thread.start()
         housekeeping = Housekeeping(
-            self.api, self.runner.release_claim if self.runner else lambda ns, name: None)
+            self.api, self.runner.release_claim if self.runner else lambda ns, name: None,
+            self.claim_volume_name)
         self._loops = [
             ControlLoop("deployments", store, DeploymentController(
                 self.api, serialize_rollouts=self.pod_network == "host").reconcile),

@@ -69,8 +69,7 @@ def _claim(obj: Obj) -> list[Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     return [obj["metadata"]["name"], status.get("phase", "Pending"), spec.get("volumeName", ""),
             (status.get("capacity") or {}).get("storage", ""),
-            ",".join({"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX"}.get(
-                m, m) for m in status.get("accessModes") or []),
+            _modes(status.get("accessModes")),
             spec.get("storageClassName", ""), _age(obj)]
 
 
@@ -79,6 +78,79 @@ def _event(obj: Obj) -> list[Any]:
     return [_age(obj, "lastTimestamp"), obj.get("type", ""), obj.get("reason", ""),
             f"{involved.get('kind', '').lower()}/{involved.get('name', '')}",
             obj.get("message", "")]
+
+
+def _modes(modes: list[str] | None) -> str:
+    short = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
+             "ReadWriteOncePod": "RWOP"}
+    return ",".join(short.get(m, m) for m in modes or [])
+
+
+def _volume(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace')}/{ref.get('name')}" if ref else ""
+    return [obj["metadata"]["name"], (spec.get("capacity") or {}).get("storage", ""),
+            _modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy", ""),
+            status.get("phase", ""), claim, spec.get("storageClassName", ""), "<unset>",
+            status.get("reason", ""), _age(obj)]
+
+
+def _statefulset(obj: Obj) -> list[Any]:
+    status, spec = obj.get("status") or {}, obj.get("spec") or {}
+    return [obj["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+            _age(obj)]
+
+
+def _daemonset(obj: Obj) -> list[Any]:
+    status = obj.get("status") or {}
+    selector = ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "nodeSelector") or {}
+    return [obj["metadata"]["name"], status.get("desiredNumberScheduled", 0),
+            status.get("currentNumberScheduled", 0), status.get("numberReady", 0),
+            status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0),
+            ",".join(f"{k}={v}" for k, v in selector.items()) or "<none>", _age(obj)]
+
+
+def _job(obj: Obj) -> list[Any]:
+    status, spec = obj.get("status") or {}, obj.get("spec") or {}
+    conditions = {c.get("type") for c in status.get("conditions") or []
+                  if c.get("status") == "True"}
+    state = "Complete" if "Complete" in conditions else (
+        "Failed" if "Failed" in conditions else (
+            "Suspended" if spec.get("suspend") else "Running"))
+    return [obj["metadata"]["name"], state,
+            f"{status.get('succeeded', 0)}/{spec.get('completions', 1)}", "", _age(obj)]
+
+
+def _cronjob(obj: Obj) -> list[Any]:
+    status, spec = obj.get("status") or {}, obj.get("spec") or {}
+    last = status.get("lastScheduleTime")
+    return [obj["metadata"]["name"], spec.get("schedule", ""), spec.get("timeZone", "<none>"),
+            str(bool(spec.get("suspend"))), len(status.get("active") or []),
+            _age(status, "lastScheduleTime") if last else "<none>", _age(obj)]
+
+
+def _ingress(obj: Obj) -> list[Any]:
+    spec = obj.get("spec") or {}
+    hosts = ",".join(r["host"] for r in spec.get("rules") or [] if r.get("host")) or "*"
+    ports = "80, 443" if spec.get("tls") else "80"
+    return [obj["metadata"]["name"], spec.get("ingressClassName", "<none>"), hosts, "", ports,
+            _age(obj)]
+
+
+def _node(obj: Obj) -> list[Any]:
+    status = obj.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or [])
+    roles = ",".join(sorted(k.rsplit("/", 1)[1] for k in obj["metadata"].get("labels") or {}
+                            if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+    return [obj["metadata"]["name"], "Ready" if ready else "NotReady", roles, _age(obj),
+            (status.get("nodeInfo") or {}).get("kubeletVersion", "")]
+
+
+def _namespace(obj: Obj) -> list[Any]:
+    return [obj["metadata"]["name"], (obj.get("status") or {}).get("phase", "Active"), _age(obj)]
 
 
 def _default(obj: Obj) -> list[Any]:
@@ -93,6 +165,18 @@ COLUMNS: dict[str, tuple[list[str], Callable[[Obj], list[Any]]]] = {
     "PersistentVolumeClaim": (["Name", "Status", "Volume", "Capacity", "Access Modes",
                                "StorageClass", "Age"], _claim),
     "Event": (["Last Seen", "Type", "Reason", "Object", "Message"], _event),
+    "PersistentVolume": (["Name", "Capacity", "Access Modes", "Reclaim Policy", "Status",
+                          "Claim", "StorageClass", "VolumeAttributesClass", "Reason", "Age"],
+                         _volume),
+    "Node": (["Name", "Status", "Roles", "Age", "Version"], _node),
+    "Namespace": (["Name", "Status", "Age"], _namespace),
+    "StatefulSet": (["Name", "Ready", "Age"], _statefulset),
+    "DaemonSet": (["Name", "Desired", "Current", "Ready", "Up-to-date", "Available",
+                   "Node Selector", "Age"], _daemonset),
+    "Job": (["Name", "Status", "Completions", "Duration", "Age"], _job),
+    "CronJob": (["Name", "Schedule", "Timezone", "Suspend", "Active", "Last Schedule", "Age"],
+                _cronjob),
+    "Ingress": (["Name", "Class", "Hosts", "Address", "Ports", "Age"], _ingress),
 }
 
 

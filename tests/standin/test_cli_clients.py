@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from tests.kube_standin.fixtures import wait_for
+from tests.standin.clis import run, tool
 
 pytestmark = pytest.mark.docker
-
-TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name, path=f"{TOOLS}{os.pathsep}{os.environ.get('PATH', '')}")
-    if not found:
-        pytest.skip(f"{name} is not installed (scripts/install-helm puts helm and kubectl in "
-                    ".tools/bin)")
-    return found
-
-
-def run(standin, *args: str) -> str:
-    home = str(standin.standin.state_dir / "helm-home")
-    env = {**os.environ, "KUBECONFIG": str(standin.kubeconfig), "HELM_CACHE_HOME": home,
-           "HELM_CONFIG_HOME": home, "HELM_DATA_HOME": home}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 CHART = {
