@@ -329,7 +329,10 @@ class ClusterDeployer:
             dep.spec.selector,
             on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
                 ev.WARNING, n, message=text),
-            existing_tail=self._existing_tail)
+            existing_tail=self._existing_tail,
+            keep=lambda line, n=service.name: (s := self.config.services.get(n)) is None
+            or s.logs.keeps(line),
+            on_probe=self._on_probe_line, on_skipped=self._on_log_skipped)
         with self._logs_lock:
             if self._closed or service.name in self._followers:
                 return
@@ -339,6 +342,17 @@ class ClusterDeployer:
     def _on_line(self, service: str, pod: str, container: str, line: str) -> None:
         self.bus.publish(ev.POD_LOG, service, pod=pod, container=container, line=line,
                          source="pod")
+
+    def _on_probe_line(self, service: str, pod: str, container: str, line: str) -> None:
+        """A request to one of the container's probe paths: kept in JSON, folded on the
+        console (devloop.logfilter)."""
+        self.bus.publish(ev.POD_LOG, service, pod=pod, container=container, line=line,
+                         source="pod", probe=True)
+
+    def _on_log_skipped(self, service: str, pod: str, container: str, lines: int,
+                        seconds: float) -> None:
+        self.bus.publish(ev.LOG_SKIPPED, service, pod=pod, container=container, lines=lines,
+                         estimate=True, seconds_behind=round(seconds, 3))
 
     def close(self) -> None:
         """Stop log streams (within about a second); workloads keep running."""

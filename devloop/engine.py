@@ -324,6 +324,7 @@ class Engine:
         old = self.config
         self.config = msg.config
         self.pipeline.slots.set_limit(msg.config.max_parallel or default_limit())
+        self.pipeline.reconfigure(msg.config)
         old_watcher, self.watcher = self.watcher, msg.watcher
         if old_watcher is not None:
             self._spawn(old_watcher.stop)

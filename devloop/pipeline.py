@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from devloop import events as ev
 from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
 from devloop.buildslots import BuildSlots, default_limit
-from devloop.config import ServiceConfig
+from devloop.config import Config, ServiceConfig
 from devloop.digest import ServiceDigest, image_tag
 from devloop.problems import build_problem
 
@@ -110,6 +110,11 @@ class Pipeline:
         self.deployer = deployer
         self.live = live
         self.slots = slots or BuildSlots(default_limit())
+
+    def reconfigure(self, config: Config) -> None:
+        """devloop.yaml was reloaded: parts that read it per use (log filters) see the new one."""
+        if self.deployer is not None and hasattr(self.deployer, "config"):
+            self.deployer.config = config
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
             stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,

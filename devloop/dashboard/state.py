@@ -128,7 +128,8 @@ class DashboardState:
         if name is None:
             return None
         if t in (ev.POD_LOG, ev.BUILD_OUTPUT):
-            self._keep_line(event, doc)
+            if not event.data.get("probe"):  # probe requests are folded, as on the console
+                self._keep_line(event, doc)
             return None
         card = self._cards.setdefault(name, _new_card(name))
         if not _fold_card(card, event):

@@ -39,6 +39,9 @@ class FakePipeline:
         self.calls: list[Call] = []
         self.cond = threading.Condition()
 
+    def reconfigure(self, config) -> None:
+        self.config = config
+
     def run(self, digest, changed, known, stop, **_kw) -> PipelineResult:
         if changed is None:
             digest.scan()
