@@ -458,7 +458,9 @@ class Api:
 
 def _scale_of(obj: Obj) -> Obj:
     selector = (obj.get("spec") or {}).get("selector") or {}
-    labels = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
+    if obj.get("kind") != "ReplicationController":  # its selector is a plain label map
+        selector = selector.get("matchLabels") or {}
+    labels = ",".join(f"{k}={v}" for k, v in selector.items())
     meta = obj["metadata"]
     return {
         "kind": "Scale",

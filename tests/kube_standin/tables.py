@@ -153,6 +153,35 @@ def _namespace(obj: Obj) -> list[Any]:
     return [obj["metadata"]["name"], (obj.get("status") or {}).get("phase", "Active"), _age(obj)]
 
 
+def _autoscaler(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    targets = []
+    for metric in spec.get("metrics") or []:
+        source = metric.get(metric.get("type", "").lower()) or {}
+        target = source.get("target") or {}
+        wanted = f"{target['averageUtilization']}%" if "averageUtilization" in target else \
+            target.get("averageValue") or target.get("value") or ""
+        targets.append(f"{source.get('name') or metric.get('type', '').lower()}: "
+                       f"<unknown>/{wanted}")
+    return [obj["metadata"]["name"], f"{ref.get('kind')}/{ref.get('name')}",
+            ", ".join(targets) or "<none>", spec.get("minReplicas", 1), spec.get("maxReplicas"),
+            status.get("currentReplicas", 0), _age(obj)]
+
+
+def _disruption_budget(obj: Obj) -> list[Any]:
+    spec = obj.get("spec") or {}
+    return [obj["metadata"]["name"], spec.get("minAvailable", "N/A"),
+            spec.get("maxUnavailable", "N/A"),
+            (obj.get("status") or {}).get("disruptionsAllowed", 0), _age(obj)]
+
+
+def _network_policy(obj: Obj) -> list[Any]:
+    labels = ((obj.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return [obj["metadata"]["name"],
+            ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>", _age(obj)]
+
+
 def _default(obj: Obj) -> list[Any]:
     return [obj["metadata"]["name"], _age(obj)]
 
@@ -168,6 +197,12 @@ COLUMNS: dict[str, tuple[list[str], Callable[[Obj], list[Any]]]] = {
     "PersistentVolume": (["Name", "Capacity", "Access Modes", "Reclaim Policy", "Status",
                           "Claim", "StorageClass", "VolumeAttributesClass", "Reason", "Age"],
                          _volume),
+    "ReplicationController": (["Name", "Desired", "Current", "Ready", "Age"], _replicaset),
+    "HorizontalPodAutoscaler": (["Name", "Reference", "Targets", "MinPods", "MaxPods",
+                                 "Replicas", "Age"], _autoscaler),
+    "PodDisruptionBudget": (["Name", "Min Available", "Max Unavailable", "Allowed Disruptions",
+                             "Age"], _disruption_budget),
+    "NetworkPolicy": (["Name", "Pod-Selector", "Age"], _network_policy),
     "Node": (["Name", "Status", "Roles", "Age", "Version"], _node),
     "Namespace": (["Name", "Status", "Age"], _namespace),
     "StatefulSet": (["Name", "Ready", "Age"], _statefulset),

@@ -295,6 +295,14 @@ def test_create_get_and_delete_one_object_of_each_new_kind(standin, busybox_imag
         assert name in table, f"{name} missing from kubectl get:\n{table}"
     assert "*/5 * * * *" in table and "web.example" in table
 
+    run(standin, kubectl, "scale", "-n", ns, "statefulset/sts", "replicationcontroller/rc",
+        "--replicas=2")
+    assert run(standin, kubectl, "get", "-n", ns, "sts/sts", "rc/rc", "-o",
+               "jsonpath={.items[*].spec.replicas}") == "2 2"
+    scale = json.loads(run(standin, kubectl, "get", "--raw",
+                           f"/api/v1/namespaces/{ns}/replicationcontrollers/rc/scale"))
+    assert scale["status"]["selector"] == "app=rc"
+
     run(standin, kubectl, "delete", "-n", ns, "-f", str(manifest), "--wait=false")
     gone = attempt(standin, kubectl, "get", "-n", ns, "-f", str(manifest))
     assert gone.returncode != 0
@@ -337,6 +345,26 @@ def test_invalid_objects_of_new_kinds_are_rejected(standin, tmp_path):
     manifest.write_text(manifest.read_text().replace("{containers", "{restartPolicy: Never, "
                                                      "containers"))
     run(standin, kubectl, "create", "-n", ns, "-f", str(manifest))  # positive control
+
+
+def test_access_reviews_allow_the_standin_token(standin):
+    """AlwaysAllow: what `kubectl auth` and the Python client ask gets the real response shape."""
+    from kubernetes import client
+
+    kubectl = tool("kubectl")
+    assert run(standin, kubectl, "auth", "can-i", "delete", "statefulsets", "-n",
+               "kube-system").strip() == "yes"
+    assert "*.*" in run(standin, kubectl, "auth", "can-i", "--list")
+    assert "devloop-standin" in run(standin, kubectl, "auth", "whoami")
+    review = client.AuthorizationV1Api(standin.api_client()).create_self_subject_access_review(
+        client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb="get", resource="pods"))))
+    assert review.kind == "SelfSubjectAccessReview" and review.status.allowed is True
+    assert review.spec.resource_attributes.resource == "pods"
+    with pytest.raises(client.ApiException) as empty:
+        client.AuthorizationV1Api(standin.api_client()).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec()))
+    assert empty.value.status == 422
 
 
 def test_missing_object_is_not_found_while_unknown_resource_is_unknown(standin):
