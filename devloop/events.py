@@ -49,6 +49,7 @@ LIVE_SYNC_FAILED = "live.sync.failed"  # the copy failed; a full reload follows
 DASHBOARD_READY = "dashboard.ready"  # the dashboard serves the page at `url`
 SERVICE_PAUSED = "service.paused"  # a person paused reloads of this service (dashboard)
 SERVICE_RESUMED = "service.resumed"
+LIVE_RESET = "live.reset"  # pods running diverged synced files were replaced by image pods
 LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a full reload
 FORWARD_READY = "forward.ready"  # a local port forwards to a Ready pod of the service
 FORWARD_MOVED = "forward.moved"  # ... now to the new pod after a rollout (same local port)

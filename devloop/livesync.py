@@ -139,6 +139,26 @@ class LiveSyncer:
         ahead = _ahead(snap.files, current) if snap else 0
         return LiveState(value, image, current, frozenset(synced), ahead)
 
+    def replace_diverged(self, svc: ServiceConfig, value: str) -> list[str]:
+        """Delete the pods whose container still runs files synced earlier that differ from
+        sources of digest `value` (their Deployment starts pods of the image instead); the
+        names of the pods deleted. Deleting a pod touches no volume: claims stay bound."""
+        deleted = []
+        for t in self.targets(svc):
+            ann = t.annotation
+            if not ann or (ann.get("containers") or {}).get(svc.container) != \
+                    t.target.container_id or ann.get("digest") == value[:12]:
+                continue
+            try:
+                self.cluster.core.delete_namespaced_pod(t.target.pod, t.target.namespace,
+                                                        _request_timeout=_TIMEOUT)
+                deleted.append(t.target.pod)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise NeedRebuild(f"cannot replace pod {t.target.pod}: "
+                                      f"{api_message(exc)}") from None
+        return deleted
+
     # --- one sync --------------------------------------------------------------------------------
 
     def sync(self, svc: ServiceConfig, digest: ServiceDigest, value: str, image: str,

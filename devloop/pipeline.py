@@ -171,6 +171,14 @@ class Pipeline:
         if live is not None and not known_failed:
             known = live.digest  # the containers run the synced sources, not the image
         if value == known and not force and not (resync and live is not None):
+            if ask_cluster and self.live is not None and live is None:
+                # the image is current, but pods may still run files synced by an earlier
+                # watch that differ from it (edits since reverted): only a new pod is true
+                replaced = self.live.replace_diverged(svc, value)
+                if replaced:
+                    self.bus.publish(ev.LIVE_RESET, svc.name, pods=replaced, reason=(
+                        "ran live-synced files that differ from the sources; replaced by pods"
+                        " of the image"))
             if ask_cluster and self.deployer is not None and not known_failed:
                 try:  # unchanged is not "up to date" while the pods crash
                     self.deployer.check_health(svc, stop)

@@ -120,6 +120,8 @@ def describe(event: ev.Event) -> str:
                 f"{d['seconds'] * 1000:.0f} ms{ahead if d['ahead'] else ''}")
     if t == ev.LIVE_SYNC_FAILED:
         return f"live update failed on {d['pod']}: {d['reason']}; rebuilding"
+    if t == ev.LIVE_RESET:
+        return f"replaced {', '.join(d['pods'])}: {d['reason']}"
     if t == ev.LIVE_REBUILD:
         return f"full reload: {d['reason']}"
     if t == ev.DASHBOARD_READY:

@@ -227,3 +227,27 @@ def test_a_destination_the_container_user_cannot_write_says_which_line_and_rebui
         watch.wait("log", after=mark, timeout=60, line="v2 0")
         assert the_pod(standin).metadata.uid != before.metadata.uid
         assert len(watch.since(mark, "reload.started")) == 1
+
+
+def test_sync_replaces_a_pod_whose_synced_files_were_reverted_locally(standin, box):
+    with watching(box, standin) as watch:
+        mark = watch.mark()
+        (box / "services/box/src/message.txt").write_text("v2\n")
+        watch.wait("live.sync.finished", after=mark, timeout=60)
+    before = the_pod(standin)
+    # the edit is reverted while no watch runs: the image is current again, the pod is not
+    (box / "services/box/src/message.txt").write_text("v1\n")
+    env = devloop_env(KUBECONFIG=str(standin.kubeconfig), XDG_CACHE_HOME=str(box.parent / "cache"),
+                      HOME=str(box.parent))
+    done = subprocess.run([sys.executable, "-m", "devloop.cli", "sync", "-o", "json"], cwd=box,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    reset = [e for e in events if e["type"] == "live.reset"]
+    assert reset and reset[0]["pods"] == [before.metadata.name], events[-10:]
+    assert not any(e["type"] == "build.started" for e in events)  # the image was right
+    after = wait_for(lambda: (p := [q for q in standin.core().list_namespaced_pod(
+        NS, label_selector="app=box").items if q.metadata.deletion_timestamp is None
+        and q.metadata.uid != before.metadata.uid]) and p[0], 60, what="a pod of the image")
+    assert "devloop.dev/live" not in (after.metadata.annotations or {})
+    assert exec_in(standin, after.metadata.name, ["cat", "/app/message.txt"]) == "v1\n"
