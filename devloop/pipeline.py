@@ -174,7 +174,11 @@ class Pipeline:
             if ask_cluster and self.live is not None and live is None:
                 # the image is current, but pods may still run files synced by an earlier
                 # watch that differ from it (edits since reverted): only a new pod is true
-                replaced = self.live.replace_diverged(svc, value)
+                try:
+                    replaced = self.live.replace_diverged(svc, value)
+                except NeedRebuild as exc:
+                    self.bus.publish(ev.WARNING, svc.name, message=str(exc))
+                    replaced = []
                 if replaced:
                     self.bus.publish(ev.LIVE_RESET, svc.name, pods=replaced, reason=(
                         "ran live-synced files that differ from the sources; replaced by pods"
