@@ -241,8 +241,8 @@ def test_exit_codes_come_from_real_scenarios(project, tmp_path):
     deadline = time.monotonic() + 60
     assert env_proc.stdout is not None
     for line in env_proc.stdout:
-        if "sleep" in line or time.monotonic() > deadline:
-            break
+        if "build started" in line or time.monotonic() > deadline:
+            break  # the build (a 30 s sleep step) is running: its output is held until it ends
     started = time.monotonic()
     env_proc.send_signal(signal.SIGINT)
     assert env_proc.wait(timeout=10) == exitcodes.INTERRUPTED
