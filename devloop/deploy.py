@@ -117,6 +117,10 @@ class ClusterDeployer:
 
     # --- Deployer protocol -----------------------------------------------------------------------
 
+    def reconfigure(self, config: Config) -> None:
+        """Per-use settings (log filters, rollout deadline) follow a reloaded devloop.yaml."""
+        self.config = config
+
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:
             deployed = read_deployed(self.cluster.apps, self.cluster.namespace,

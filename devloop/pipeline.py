@@ -55,6 +55,9 @@ class NeedRebuild(Exception):
 class Deployer(Protocol):
     """The cluster side of a reload (see devloop.deploy for the Kubernetes implementation)."""
 
+    def reconfigure(self, config: Config) -> None:
+        """devloop.yaml was reloaded (the cluster connection stays as it was started)."""
+
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         """The digest recorded on the running Deployment, None when absent or not installed."""
 
@@ -113,8 +116,8 @@ class Pipeline:
 
     def reconfigure(self, config: Config) -> None:
         """devloop.yaml was reloaded: parts that read it per use (log filters) see the new one."""
-        if self.deployer is not None and hasattr(self.deployer, "config"):
-            self.deployer.config = config
+        if self.deployer is not None:
+            self.deployer.reconfigure(config)
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
             stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,
