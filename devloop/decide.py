@@ -79,25 +79,84 @@ class StartPlan:
     force: bool = False  # rebuild and redeploy even when the inputs are unchanged
 
 
+@dataclass
+class ConfigState:
+    """devloop.yaml (or a .dockerignore) changed. It is read again once its writes settle, as a
+    service's files are: an editor that truncates, then writes, must not be read half-written
+    (and reported invalid); one read runs at a time, so an older read never lands last."""
+
+    forced: set[str] = field(default_factory=set)  # services whose ignore rules changed
+    first_at: float | None = None
+    last_at: float | None = None
+    busy: bool = False
+
+
+def note_config_change(state: ConfigState, forced: frozenset[str], at: float) -> None:
+    """Record a write to devloop.yaml or to the .dockerignore of the `forced` services."""
+    state.forced |= forced
+    if state.first_at is None:
+        state.first_at = at
+    state.last_at = at
+
+
+def start_config_read(state: ConfigState, now: float, timing: Timing) -> frozenset[str] | None:
+    """The services whose ignore rules changed if a read is due now (and mark it running), else
+    None."""
+    d = _deadline(state.first_at, state.last_at, timing)
+    if state.busy or d is None or d > now:
+        return None
+    forced = frozenset(state.forced)
+    state.forced = set()
+    state.first_at = state.last_at = None
+    state.busy = True
+    return forced
+
+
+def config_read_done(state: ConfigState) -> None:
+    """A read finished (applied or invalid): writes that came meanwhile are due as usual."""
+    state.busy = False
+
+
+def _deadline(first_at: float | None, last_at: float | None, timing: Timing) -> float | None:
+    if first_at is None or last_at is None:
+        return None
+    return min(last_at + timing.quiet_s, first_at + timing.cap_s)
+
+
 def deadline(state: ServiceState, timing: Timing) -> float | None:
     """When the service's pending changes are due, None when nothing is pending."""
-    if state.first_at is None or state.last_at is None:
-        return None
-    return min(state.last_at + timing.quiet_s, state.first_at + timing.cap_s)
+    return _deadline(state.first_at, state.last_at, timing)
 
 
-def due(states: dict[str, ServiceState], now: float, timing: Timing) -> list[str]:
-    """Services to start now: idle, with a deadline that passed; oldest change first."""
+def config_pending(config: ConfigState | None) -> bool:
+    """A config read is due or running: services wait for it, since it can change any build
+    (a .dockerignore edit changes what is hashed; a build arg, the image)."""
+    return config is not None and (config.busy or config.first_at is not None)
+
+
+def due(states: dict[str, ServiceState], now: float, timing: Timing,
+        config: ConfigState | None = None) -> list[str]:
+    """Services to start now: idle, with a deadline that passed, no config read ahead of them;
+    oldest change first."""
+    if config_pending(config):
+        return []
     ready = [(state.first_at or 0.0, name) for name, state in states.items()
              if not state.busy and not state.removed and (state.forced or not state.paused)
              and (d := deadline(state, timing)) is not None and d <= now]
     return [name for _, name in sorted(ready)]
 
 
-def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing) -> float | None:
-    """Seconds until the next deadline of an idle service (None: wait for a message)."""
-    deadlines = [d for s in states.values() if not s.busy and (s.forced or not s.paused)
-                 and (d := deadline(s, timing)) is not None]
+def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing,
+                 config: ConfigState | None = None) -> float | None:
+    """Seconds until the next deadline of an idle service or of a config read (None: wait for a
+    message)."""
+    if config_pending(config):
+        assert config is not None
+        d = None if config.busy else _deadline(config.first_at, config.last_at, timing)
+        deadlines = [] if d is None else [d]  # services wait for the read
+    else:
+        deadlines = [d for s in states.values() if not s.busy and (s.forced or not s.paused)
+                     and (d := deadline(s, timing)) is not None]
     if not deadlines:
         return None
     return max(0.0, min(deadlines) - now)

@@ -107,6 +107,7 @@ class Engine:
         self.stop_event = threading.Event()
         self._stop_requested: str | None = None
         self.watcher: TreeWatcher | None = None
+        self.config_state = decide.ConfigState()
         cached = cache.load() if cache else {}
         self.states: dict[str, ServiceState] = {
             name: ServiceState(ServiceDigest(svc, cached))
@@ -167,7 +168,8 @@ class Engine:
         reason = "stopped"
         try:
             while True:
-                timeout = decide.next_timeout(self.states, self.clock(), self.timing)
+                timeout = decide.next_timeout(self.states, self.clock(), self.timing,
+                                              self.config_state)
                 try:
                     # wake at least twice a second so signals are handled promptly
                     msg = self.queue.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
@@ -189,7 +191,11 @@ class Engine:
                     self._container_started(msg)
                 elif isinstance(msg, TriggerReload | SetPaused):
                     self._command(msg)
-                for name in decide.due(self.states, self.clock(), self.timing):
+                forced = decide.start_config_read(self.config_state, self.clock(), self.timing)
+                if forced is not None:
+                    self._spawn(lambda f=forced: self._reload_config(f))
+                for name in decide.due(self.states, self.clock(), self.timing,
+                                       self.config_state):
                     self._start(name)
         finally:
             self.stop_event.set()
@@ -227,7 +233,7 @@ class Engine:
         forced = frozenset(ignores[p] for p in msg.paths if p in ignores)
         if config_path in msg.paths or forced:
             # devloop.yaml, or a .dockerignore (which changes what is watched and hashed)
-            self._spawn(lambda: self._reload_config(forced))
+            decide.note_config_change(self.config_state, forced, msg.at)
         for state in self.states.values():
             owned = [p for p in msg.paths if p != config_path and state.digest.owns(p)]
             if owned:
@@ -302,21 +308,28 @@ class Engine:
         return cache
 
     def _reload_config(self, forced: frozenset[str] = frozenset()) -> None:
-        """Worker: read devloop.yaml again; on success also prepare the new watcher."""
+        """Worker: read devloop.yaml again; on success also prepare the new watcher. Always
+        answers the loop, which runs one read at a time."""
+        try:
+            self.post(self._read_config(forced))
+        except Exception as exc:  # a bug must not stop config reloads for good: report it
+            self.post(ConfigReloaded(None, [f"{self.config.path}: internal error: {exc!r}"]))
+
+    def _read_config(self, forced: frozenset[str]) -> ConfigReloaded:
         try:
             config = load_config(self.config.path)
         except ConfigError as exc:
-            self.post(ConfigReloaded(None, [str(p) for p in exc.problems]))
-            return
+            return ConfigReloaded(None, [str(p) for p in exc.problems])
         cache = self._stat_cache()
         digests = {n: ServiceDigest(s, cache) for n, s in self._selected(config).items()}
         for d in digests.values():
             d.scan()
         watcher = default_watcher(config, digests, self._on_paths, self._on_warning)
         watcher.start()
-        self.post(ConfigReloaded(config, [], watcher, digests, forced))
+        return ConfigReloaded(config, [], watcher, digests, forced)
 
     def _apply_config(self, msg: ConfigReloaded) -> None:
+        decide.config_read_done(self.config_state)
         if msg.config is None:
             self.bus.publish(ev.CONFIG_INVALID, None, path=str(self.config.path),
                              problems=msg.problems)

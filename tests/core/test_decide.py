@@ -176,3 +176,45 @@ def test_a_trigger_is_due_at_once_even_when_paused_and_forces_a_full_reload(tmp_
     plan = decide.start_plan(s)
     assert plan.force and not plan.known_failed  # the same inputs are tried again
     assert not decide.start_plan(s).force  # once
+
+
+def test_a_config_write_is_read_once_its_writes_settle_one_read_at_a_time():
+    cfg = decide.ConfigState()
+    decide.note_config_change(cfg, frozenset(), at=10.0)  # the editor truncates ...
+    assert decide.start_config_read(cfg, 10.05, T) is None  # ... no read of a half-written file
+    decide.note_config_change(cfg, frozenset({"web"}), at=10.06)  # ... and writes
+    assert decide.next_timeout({}, 10.06, T, cfg) == pytest.approx(0.1)
+    assert decide.start_config_read(cfg, 10.16, T) == frozenset({"web"})
+    # a write during the read waits for it, then is due as usual (never two reads at once)
+    decide.note_config_change(cfg, frozenset(), at=10.2)
+    assert decide.start_config_read(cfg, 11.0, T) is None
+    assert decide.next_timeout({}, 11.0, T, cfg) is None
+    decide.config_read_done(cfg)
+    assert decide.start_config_read(cfg, 11.0, T) == frozenset()
+    decide.config_read_done(cfg)
+    assert decide.start_config_read(cfg, 20.0, T) is None  # nothing left
+
+
+def test_a_config_that_keeps_changing_is_read_by_the_cap():
+    cfg = decide.ConfigState()
+    for i in range(30):
+        decide.note_config_change(cfg, frozenset(), at=i * 0.09)
+        if decide.start_config_read(cfg, i * 0.09, T) is not None:
+            break
+    assert i * 0.09 >= T.cap_s and cfg.busy
+
+
+def test_services_wait_for_a_config_read_that_is_due_or_running(tmp_path):
+    api = state(tmp_path)
+    states = {"api": api}
+    cfg = decide.ConfigState()
+    decide.note_change(api, [tmp_path / ".dockerignore"], at=1.0)
+    decide.note_config_change(cfg, frozenset({"api"}), at=1.0)
+    # both due at 1.1: the read goes first, api waits (its ignore rules may have changed) ...
+    assert decide.due(states, 1.2, T, cfg) == []
+    assert decide.start_config_read(cfg, 1.2, T) == frozenset({"api"})
+    assert decide.due(states, 1.3, T, cfg) == []
+    assert decide.next_timeout(states, 1.3, T, cfg) is None  # no busy wake-ups meanwhile
+    decide.config_read_done(cfg)
+    # ... and starts once it is done
+    assert decide.due(states, 1.4, T, cfg) == ["api"]

@@ -246,6 +246,29 @@ def test_git_writes_build_nothing_and_a_checkout_rewrite_is_one_build(make_proje
         assert out == b"a2\nmain2\n"
 
 
+def test_a_config_saved_in_two_writes_is_read_once_settled_not_half_written(make_project,
+                                                                             docker_client):
+    """Editors that truncate, then write (and `open(..., "w")`): the empty file in between is
+    not reported invalid. The quiet period is long here so a loaded machine cannot split it."""
+    root = make_project({"api": {}}, top="quiet_period_ms: 1500\n")
+    config = root / "devloop.yaml"
+    good = config.read_text()
+    with running(root, docker_client) as h:
+        mark = h.mark()
+        with config.open("w") as f:
+            f.flush()
+            os.fsync(f.fileno())  # the watcher sees the truncated, empty file
+            time.sleep(0.3)
+            f.write(good + "    build_args:\n      FLAVOUR: mint\n")
+        h.wait(ev.CONFIG_LOADED, after=mark)
+        # positive control: the new config is applied (one rebuild with the build arg)
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        h.settle()
+        assert h.since(mark, ev.CONFIG_INVALID) == []
+        assert len(h.since(mark, ev.CONFIG_LOADED)) == 1
+        assert len(h.since(mark, ev.BUILD_STARTED, "api")) == 1
+
+
 def test_config_is_reread_on_change_and_an_invalid_one_is_not_used(make_project, docker_client):
     root = make_project({"api": {}})
     config = root / "devloop.yaml"
