@@ -9,7 +9,6 @@ base image carries busybox, and small variants differ only in what they run:
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
 import subprocess
@@ -22,10 +21,11 @@ from typing import Any
 import docker
 import pytest
 
-from devloop.cluster import Cluster, connect
+from devloop.cluster import Cluster
 from devloop.rollout import wait_rollout
 from tests.k8s import support
 from tests.kube_standin import StandIn
+from tests.kube_standin.fixtures import namespace_cluster, session_standin
 
 IMAGE_REPO = "devloop-k8s-test"
 
@@ -100,23 +100,13 @@ def busybox_image(test_images: dict[str, str]) -> str:
 def standin(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
             ) -> Iterator[StandIn]:
     """One API stand-in for the session; each test works in its own namespace."""
-    server = StandIn(tmp_path_factory.mktemp("standin"),
-                     volume_prefix=f"k8s-{secrets.token_hex(3)}-pvc")
-    server.start()
-    yield server
-    server.stop(remove_volumes=True)
+    yield from session_standin(tmp_path_factory.mktemp("standin"), "k8s")
 
 
 @pytest.fixture
 def cluster(standin: StandIn, test_images: dict[str, str]) -> Iterator[Cluster]:
     """A Cluster on the stand-in with a fresh namespace, deleted (with its pods) afterwards."""
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    conn = connect(StandIn.context, namespace, str(standin.kubeconfig))
-    conn.core.create_namespace({"metadata": {"name": namespace}})
-    yield conn
-    with contextlib.suppress(Exception):
-        conn.core.delete_namespace(namespace)
-    conn.api_client.close()
+    yield from namespace_cluster(standin, "t")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import docker
 import docker.errors
 import pytest
 from kubernetes import client, config
+
+from devloop.cluster import Cluster, connect
 
 from .kubeconfig import CONTEXT
 from .standin import StandIn
@@ -138,6 +141,31 @@ def reap_orphans(docker_client: docker.DockerClient) -> None:
         if ephemeral and not Path(labels[label]).exists():
             with contextlib.suppress(docker.errors.APIError):
                 volume.remove(force=True)
+
+
+def session_standin(state_dir: Path, prefix: str) -> Iterator[StandIn]:
+    """Body of a session-wide stand-in fixture (suites that share one and give each test its own
+    namespace, see `namespace_cluster`): started here, stopped with its volumes afterwards."""
+    server = StandIn(state_dir, volume_prefix=f"{prefix}-{secrets.token_hex(3)}-pvc")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(remove_volumes=True)
+
+
+def namespace_cluster(server: StandIn, prefix: str) -> Iterator[Cluster]:
+    """Body of a per-test fixture: devloop's Cluster on a fresh namespace of `server`, deleted
+    (with its pods) afterwards."""
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    conn = connect(CONTEXT, namespace, str(server.kubeconfig))
+    conn.core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.core.delete_namespace(namespace)
+        conn.api_client.close()
 
 
 @pytest.fixture(scope="session")

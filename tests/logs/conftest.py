@@ -6,8 +6,6 @@ test; the stand-in runs them as Docker containers on network none (nothing here 
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import shutil
 import subprocess
 import uuid
@@ -18,8 +16,9 @@ from typing import Any
 import docker
 import pytest
 
-from devloop.cluster import Cluster, connect
+from devloop.cluster import Cluster
 from tests.kube_standin import StandIn
+from tests.kube_standin.fixtures import namespace_cluster, session_standin
 
 IMAGE_REPO = "devloop-logs-test"
 
@@ -59,19 +58,9 @@ def busybox(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.Dock
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
             ) -> Iterator[StandIn]:
-    server = StandIn(tmp_path_factory.mktemp("standin"),
-                     volume_prefix=f"logs-{secrets.token_hex(3)}-pvc")
-    server.start()
-    yield server
-    server.stop(remove_volumes=True)
+    yield from session_standin(tmp_path_factory.mktemp("standin"), "logs")
 
 
 @pytest.fixture
 def cluster(standin: StandIn, busybox: str) -> Iterator[Cluster]:
-    namespace = f"logs-{uuid.uuid4().hex[:8]}"
-    conn = connect(StandIn.context, namespace, str(standin.kubeconfig))
-    conn.core.create_namespace({"metadata": {"name": namespace}})
-    yield conn
-    with contextlib.suppress(Exception):
-        conn.core.delete_namespace(namespace)
-    conn.api_client.close()
+    yield from namespace_cluster(standin, "logs")
