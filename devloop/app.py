@@ -129,7 +129,8 @@ class App:
 
         services = [s.digest.service for s in engine.states.values()]
         manager = ForwardManager(self.deployer.cluster, services, self.bus,
-                                 config_path=self.config.path.name)
+                                 config_path=self.config.path.name,
+                                 config=lambda: engine.config)
         manager.start()
         return manager
 

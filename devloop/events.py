@@ -54,6 +54,7 @@ LIVE_REBUILD = "live.rebuild"  # live update is not possible for this change; a 
 FORWARD_READY = "forward.ready"  # a local port forwards to a Ready pod of the service
 FORWARD_MOVED = "forward.moved"  # ... now to the new pod after a rollout (same local port)
 FORWARD_FAILED = "forward.failed"  # a local port cannot be bound, or a pod refused a stream
+FORWARD_STOPPED = "forward.stopped"  # devloop.yaml changed or dropped it: the local port is closed
 DOWN_DELETED = "down.deleted"  # `devloop down` removed an object devloop installed or patched
 DOWN_KEPT = "down.kept"  # ... left an object in place (a claim, or one devloop did not create)
 DOWN_FINISHED = "down.finished"

@@ -38,7 +38,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop import events as ev
 from devloop.cluster import Cluster, new_api_client
-from devloop.config import PortForward, ServiceConfig
+from devloop.config import Config, PortForward, ServiceConfig
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
 from devloop.podwatch import Pod, PodWatch
 from devloop.selectors import selector_query
@@ -248,12 +248,20 @@ class ServiceForwards:
         """The Deployment may exist now (installed or patched): look again at once."""
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str | None = None) -> None:
+        """Close the local ports and every connection; with a `reason` (devloop.yaml changed,
+        not a shutdown) each port that was open is reported closed."""
         with self._lock:
             self._stop.set()
+            open_ports = self.listeners if self._bound else []
         self._wake.set()
         for listener in self.listeners:
             listener.close()
+        if reason is not None:
+            for listener in open_ports:
+                self.bus.publish(ev.FORWARD_STOPPED, self.service.name, url=listener.url,
+                                 address=listener.spec.address, local_port=listener.port,
+                                 remote_port=listener.spec.remote_port, reason=reason)
         if self._watch is not None:
             self._watch.stop()
         with self._lock:
@@ -326,7 +334,7 @@ class ServiceForwards:
                                 self._template_image, old)
             if new == old:
                 return
-            first = not self._bound and new is not None
+            first = not self._bound and new is not None and not self._stop.is_set()
             self._bound = self._bound or first
             target_pod = next((p for p in self._pods.values()
                                if p["metadata"]["name"] == new), None)
@@ -461,6 +469,11 @@ class ServiceForwards:
                         f" {spec.remote_port}: {cause}; {hint}")
 
 
+def _forward_key(service: ServiceConfig) -> tuple[object, ...]:
+    """What a service's forwards depend on: a change restarts them."""
+    return (service.port_forwards, service.deployment, service.container)
+
+
 def _template_image(dep: k8s.V1Deployment, container: str) -> str | None:
     spec = dep.spec.template.spec if dep.spec and dep.spec.template else None
     for c in (spec.containers if spec else None) or []:
@@ -491,32 +504,73 @@ def _pipe(conn: _Conn) -> None:
 # --- all services ------------------------------------------------------------------------------
 
 class ForwardManager:
-    """Starts the port forwards of every service that has some; a bus subscriber only to learn
-    that a missing Deployment was installed or patched."""
+    """Starts the port forwards of every service that has some; a bus subscriber to learn that a
+    missing Deployment was installed or patched, and that devloop.yaml changed (`config` gives
+    the config now): the forwards of a service whose `port_forwards` (or Deployment or
+    container) changed are restarted, the others are not touched."""
 
     _WAKE_ON = (ev.DEPLOY_INSTALLED, ev.DEPLOY_PATCHED, ev.ROLLOUT_READY)
 
     def __init__(self, cluster: Cluster, services: list[ServiceConfig], bus: ev.EventBus,
-                 config_path: str = "devloop.yaml") -> None:
+                 config_path: str = "devloop.yaml",
+                 config: Callable[[], Config] | None = None) -> None:
         self.bus = bus
-        self.services = {s.name: ServiceForwards(cluster, s, bus, config_path)
-                         for s in services if s.port_forwards}
+        self.cluster = cluster
+        self._config_path = config_path
+        self._config = config
+        self.services = {s.name: self._make(s) for s in services if s.port_forwards}
         self._unsubscribe: Callable[[], None] | None = None
+        self._reconfigure_lock = threading.Lock()
+        self._closed = threading.Event()
+
+    def _make(self, service: ServiceConfig) -> ServiceForwards:
+        return ServiceForwards(self.cluster, service, self.bus, self._config_path)
 
     def __call__(self, event: ev.Event) -> None:
-        if event.type in self._WAKE_ON and event.service in self.services:
+        if event.type == ev.CONFIG_LOADED and self._config is not None:
+            # the bus calls on the engine's loop thread: stopping a pod watch may take a second
+            threading.Thread(target=self.reconfigure, args=(list(event.data["services"]),),
+                             name="forward-reconfigure", daemon=True).start()
+        elif event.type in self._WAKE_ON and event.service in self.services:
             self.services[event.service].wake()
 
     def start(self) -> None:
-        if not self.services:
+        if not self.services and self._config is None:
             return
         self._unsubscribe = self.bus.subscribe(self)
         for forwards in self.services.values():
             forwards.start()
 
+    def reconfigure(self, names: list[str]) -> None:
+        """Apply the current config's forwards of the services `names` (those watch runs)."""
+        assert self._config is not None
+        with self._reconfigure_lock:
+            config = self._config()
+            wanted = {n: config.services[n] for n in names
+                      if n in config.services and config.services[n].port_forwards}
+            services = dict(self.services)
+            for name in sorted(set(services) | set(wanted)):
+                old, new = services.get(name), wanted.get(name)
+                if old is not None and new is not None and _forward_key(old.service) == \
+                        _forward_key(new):
+                    continue
+                if old is not None:
+                    del services[name]
+                    old.stop(reason=f"port_forwards of {name} changed in {self._config_path}"
+                             if new is not None else
+                             f"{name} has no port_forwards in {self._config_path} any more")
+                if new is not None and not self._closed.is_set():
+                    services[name] = self._make(new)
+                    services[name].start()
+            self.services = services
+        if self._closed.is_set():  # stop() ran meanwhile and may have missed a new one
+            for forwards in services.values():
+                forwards.stop()
+
     def stop(self, timeout: float = 1.0) -> None:
         """Stop every service's forwards at once: Ctrl-C must end `watch` within two seconds,
         and each pod watch may take up to a second to notice."""
+        self._closed.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
         threads = [threading.Thread(target=f.stop, daemon=True, name=f"forward-stop:{name}")

@@ -140,6 +140,8 @@ def describe(event: ev.Event) -> str:
         return f"forward {d['url']} moved to pod {d['pod']} (was {d['previous']})"
     if t == ev.FORWARD_FAILED:
         return d["message"]
+    if t == ev.FORWARD_STOPPED:
+        return f"stopped forwarding {d['url']}: {d['reason']}"
     if t == ev.DOWN_DELETED:
         return f"deleted {d['object']} ({d['reason']})"
     if t == ev.DOWN_KEPT:

@@ -237,6 +237,8 @@ def _fold_card(card: dict[str, Any], event: ev.Event) -> bool:
         if d["url"] in card["urls"]:
             return False
         card["urls"] = [*card["urls"], d["url"]][-MAX_URLS:]
+    elif t == ev.FORWARD_STOPPED and d.get("url") in card["urls"]:
+        card["urls"] = [u for u in card["urls"] if u != d["url"]]
     else:
         return False
     return True

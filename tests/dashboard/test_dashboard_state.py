@@ -73,3 +73,18 @@ def test_a_config_reload_adds_and_removes_cards_within_the_selection():
     bus, dash = subscribed(("api", "web"), only=["api", "worker"])
     bus.publish(ev.CONFIG_LOADED, None, path="devloop.yaml", services=["api", "db", "worker"])
     assert [c["service"] for c in dash.state.cards()] == ["api", "worker"]
+
+
+def test_a_forward_link_is_shown_while_the_port_is_open_and_dropped_when_it_is_closed():
+    bus, dash = subscribed()
+    fwd = {"address": "127.0.0.1", "remote_port": 8000}
+    bus.publish(ev.FORWARD_READY, "api", url="http://127.0.0.1:8001", local_port=8001,
+                pod="api-1", **fwd)
+    bus.publish(ev.FORWARD_READY, "api", url="http://127.0.0.1:8002", local_port=8002,
+                pod="api-1", **fwd)
+    bus.publish(ev.FORWARD_MOVED, "api", url="http://127.0.0.1:8001", local_port=8001,
+                pod="api-2", previous="api-1", **fwd)
+    assert dash.state.card("api")["urls"] == ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
+    bus.publish(ev.FORWARD_STOPPED, "api", url="http://127.0.0.1:8001", local_port=8001,
+                reason="port_forwards of api changed in devloop.yaml", **fwd)
+    assert dash.state.card("api")["urls"] == ["http://127.0.0.1:8002"]

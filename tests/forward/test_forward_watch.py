@@ -215,3 +215,39 @@ def test_a_pod_on_this_machines_network_serves_its_port_itself(host_standin, roo
         assert [e for e in watch.events if e.get("type") == "forward.failed"] == []
     finally:
         watch.stop()
+
+
+def test_a_changed_forward_in_devloop_yaml_moves_to_the_new_port_during_watch(standin, root,
+                                                                            image_prefix):
+    old, new, other = free_port(), free_port(), free_port()
+    make_web(standin, root, "web", image_prefix, f"['{old}:8080']")
+    make_web(standin, root, "api", image_prefix, f"['{other}:8080']")
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        for service in ("web", "api"):
+            watch.wait("forward.ready", timeout=180, service=service)
+        assert wait_for(lambda: _answer(old), 30, what="page on the old port") == "web v1\n"
+        mark = watch.mark()
+        config = root / "devloop.yaml"
+        config.write_text(config.read_text().replace(f"'{old}:8080'", f"'{new}:8080'"))
+        stopped = watch.wait("forward.stopped", after=mark, timeout=60, service="web")
+        assert stopped["local_port"] == old and "devloop.yaml" in stopped["reason"]
+        ready = watch.wait("forward.ready", after=mark, timeout=60, service="web")
+        assert ready["local_port"] == new
+        assert wait_for(lambda: _answer(new), 30, what="page on the new port") == "web v1\n"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", old), timeout=5).close()
+        # the other service's forward was not touched: same port, never restarted, serving
+        assert _answer(other) == "api v1\n"
+        assert [e for e in watch.since(mark, "forward.stopped") if e["service"] == "api"] == []
+        assert [e for e in watch.since(mark, "forward.ready") if e["service"] == "api"] == []
+        # dropping the forward closes the port and says so
+        mark = watch.mark()
+        config.write_text(config.read_text().replace(f"['{new}:8080']", "[]"))
+        gone = watch.wait("forward.stopped", after=mark, timeout=60, service="web")
+        assert gone["local_port"] == new and "no port_forwards" in gone["reason"]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", new), timeout=5).close()
+        assert watch.proc.poll() is None
+    finally:
+        assert watch.stop() in (0, 130)
