@@ -45,8 +45,10 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
                 docker_client.images.remove(tag, force=True)
 
 
-def scratch_dockerfile(src: str, extra: str = "", cmd: str = '["/bin/sh","-c","cat /app/*"]'
-                       ) -> str:
+CAT_APP = '["/bin/sh","-c","cat /app/*"]'
+
+
+def scratch_dockerfile(src: str, extra: str = "", cmd: str = CAT_APP) -> str:
     """A Dockerfile that needs no registry: busybox copied into an empty image."""
     return (
         "FROM scratch\n"
@@ -58,6 +60,19 @@ def scratch_dockerfile(src: str, extra: str = "", cmd: str = '["/bin/sh","-c","c
     )
 
 
+def busybox_context(ctx: Path, files: dict[str, str], extra: str = "", cmd: str = CAT_APP
+                    ) -> Path:
+    """A service's build context that needs no registry: the host's busybox, `files` (relative
+    to `ctx`; its src/ is what the image serves under /app) and a scratch Dockerfile."""
+    (ctx / "src").mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, ctx / "busybox")
+    for rel, text in files.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", extra, cmd))
+    return ctx
+
+
 @pytest.fixture
 def make_project(tmp_path: Path, image_prefix: str):
     """Create a repo with services under services/<name> and a devloop.yaml; returns a
@@ -67,15 +82,11 @@ def make_project(tmp_path: Path, image_prefix: str):
         root = tmp_path / "repo"
         lines = ["version: 1", "namespace: lumina", *top.strip().splitlines(), "services:"]
         for name, spec in services.items():
-            ctx = root / "services" / name
-            (ctx / "src").mkdir(parents=True, exist_ok=True)
-            shutil.copy(BUSYBOX, ctx / "busybox")
-            files = spec.get("files", {"src/main.txt": f"hello from {name}\n"})
-            for rel, text in files.items():
-                (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
-                (ctx / rel).write_text(text)
-            (ctx / "Dockerfile").write_text(
-                spec.get("dockerfile") or scratch_dockerfile("src/", spec.get("extra", "")))
+            ctx = busybox_context(root / "services" / name,
+                                  spec.get("files", {"src/main.txt": f"hello from {name}\n"}),
+                                  spec.get("extra", ""))
+            if spec.get("dockerfile"):
+                (ctx / "Dockerfile").write_text(spec["dockerfile"])
             if "dockerignore" in spec:
                 (ctx / ".dockerignore").write_text(spec["dockerignore"])
             lines += [f"  {name}:", f"    context: services/{name}",

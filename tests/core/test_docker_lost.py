@@ -27,7 +27,7 @@ from devloop.app import App
 from devloop.config import load_config
 from devloop.pipeline import DOCKER_UNREACHABLE
 from devloop.redact import Redactor
-from tests.conftest import REPO, scratch_dockerfile
+from tests.conftest import REPO, busybox_context
 
 
 class PrivateEngine:
@@ -93,12 +93,8 @@ def engine() -> Iterator[PrivateEngine]:
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: PrivateEngine) -> Path:
     """One busybox service whose build prints `building` and then takes a few seconds."""
     root = tmp_path / "repo"
-    ctx = root / "services/slow"
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/main.txt").write_text("v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile(
-        "src/", extra='RUN ["/bin/sh","-c","echo building; sleep 4"]\n'))
+    busybox_context(root / "services/slow", {"src/main.txt": "v1\n"},
+                    extra='RUN ["/bin/sh","-c","echo building; sleep 4"]\n')
     (root / "devloop.yaml").write_text(
         "version: 1\nnamespace: lumina\nquiet_period_ms: 50\nservices:\n"
         "  slow:\n    context: services/slow\n    image: dl-lost-slow\n")

@@ -9,7 +9,6 @@ claim at /data, its ConfigMap, Secret and Service. Real `devloop` processes, rea
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from importlib import resources
@@ -21,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from tests.conftest import devloop_env, scratch_dockerfile
+from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
 from tests.watchproc import Watch
 
@@ -69,12 +68,8 @@ spec:
 
 
 def make_project(root: Path, image_prefix: str, claim: bool = True) -> Path:
-    ctx = root / "services/data"
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/app.txt").write_text("v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile(
-        "src/", cmd='["/bin/sh","-c","echo started; while true; do sleep 1; done"]'))
+    busybox_context(root / "services/data", {"src/app.txt": "v1\n"},
+                    cmd='["/bin/sh","-c","echo started; while true; do sleep 1; done"]')
     for name, text in CHART.items():
         (root / "chart" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "chart" / name).write_text(text)

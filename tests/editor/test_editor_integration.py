@@ -27,7 +27,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from devloop import exitcodes
-from tests.conftest import devloop_env, scratch_dockerfile
+from tests.conftest import busybox_context, devloop_env
 from tests.e2e.lumina import prepare_images
 from tests.kube_standin.kubeconfig import CONTEXT
 from tests.kube_standin.standin import StandIn
@@ -107,11 +107,8 @@ def project(cluster, tmp_path: Path, image_prefix: str):
         "COPY app/ /app/app/\n"
         'CMD ["python3", "/app/app/main.py"]\n')
     box = root / "services/box"
-    (box / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", box / "busybox")
-    (box / "src/message.txt").write_text("hello\n")
-    (box / "Dockerfile").write_text(scratch_dockerfile(
-        "src/", cmd='["/bin/sh","-c","cat /app/message.txt; while true; do sleep 1; done"]'))
+    busybox_context(box, {"src/message.txt": "hello\n"},
+                    cmd='["/bin/sh","-c","cat /app/message.txt; while true; do sleep 1; done"]')
     suffix = tmp_path.name[-6:].lower().replace("_", "")
     names = {"pyapp": f"pyapp-{suffix}", "box": f"box-{suffix}"}
     config = [

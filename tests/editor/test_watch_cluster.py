@@ -7,7 +7,6 @@ Real `devloop watch` processes (JSON output), the Kubernetes API stand-in with r
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.conftest import scratch_dockerfile
+from tests.conftest import busybox_context
 from tests.kube_standin.kubeconfig import CONTEXT
 from tests.watchproc import Watch
 
@@ -28,14 +27,10 @@ def box_project(standin, tmp_path, image_prefix):
     """One busybox service whose Deployment exists in the stand-in; it prints its message
     and a counter, or exits 3 when the message is 'crash'."""
     root = tmp_path / "repo"
-    ctx = root / "services/box"
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/message.txt").write_text("v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=(
+    busybox_context(root / "services/box", {"src/message.txt": "v1\n"}, cmd=(
         '["/bin/sh","-c","m=$(cat /app/message.txt); [ \\"$m\\" = crash ] && '
         'echo fatal: bad config && exit 3; i=0; while true; do echo \\"$m $i\\"; '
-        'i=$((i+1)); sleep 0.2; done"]')))
+        'i=$((i+1)); sleep 0.2; done"]'))
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 60\nservices:\n  box:\n"
         f"    context: services/box\n    image: {image_prefix}-box\n"

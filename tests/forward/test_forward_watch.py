@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 import urllib.request
@@ -21,7 +20,7 @@ import jsonschema
 import pytest
 from kubernetes import client as k8s
 
-from tests.conftest import scratch_dockerfile
+from tests.conftest import busybox_context
 from tests.kube_standin.fixtures import wait_for
 from tests.watchproc import Watch
 
@@ -40,11 +39,8 @@ def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str,
              port: int = 8080, strategy: dict | None = None) -> None:
     """A service `name` (httpd on `port`, RollingUpdate unless `strategy`, readiness on the
     port) and its Deployment; `forwards` is its port_forwards YAML value."""
-    ctx = root / "services" / name
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/index.html").write_text(f"{name} v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=HTTPD.format(port=port)))
+    busybox_context(root / "services" / name, {"src/index.html": f"{name} v1\n"},
+                    cmd=HTTPD.format(port=port))
     config = root / "devloop.yaml"
     if not config.exists():
         config.write_text(f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 90\n"

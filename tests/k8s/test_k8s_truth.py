@@ -7,7 +7,6 @@ In-process Pipeline + ClusterDeployer + real Docker builds against the Kubernete
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from devloop.patch import DIGEST_ANNOTATION
 from devloop.redact import Redactor
 from devloop.rollout import wait_rollout
 from devloop.status import collect_status, render_status
-from tests.conftest import scratch_dockerfile
+from tests.conftest import busybox_context
 from tests.kube_standin import StandIn
 
 CMD = ('["/bin/sh","-c","[ -n \\"$CRASH\\" ] && echo fatal: bad config && exit 3; '
@@ -67,11 +66,7 @@ def project(standin: StandIn, cluster: Cluster, tmp_path: Path, image_prefix: st
     """One busybox service `box` whose Deployment exists; it exits 3 when $CRASH is set.
     keep_images: 1, so pruning is as eager as it gets."""
     root = tmp_path / "repo"
-    ctx = root / "services/box"
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/message.txt").write_text("v1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=CMD))
+    busybox_context(root / "services/box", {"src/message.txt": "v1\n"}, cmd=CMD)
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {cluster.namespace}\ncontext: {StandIn.context}\n"
         f"kubeconfig: {standin.kubeconfig}\nkeep_images: 1\nrollout_timeout_s: 60\n"

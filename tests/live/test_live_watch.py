@@ -9,7 +9,6 @@ replaced. Pods are real Docker containers; the copy goes through the Kubernetes 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.conftest import devloop_env, scratch_dockerfile
+from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
 from tests.kube_standin.kubeconfig import CONTEXT
 from tests.watchproc import Watch
@@ -33,13 +32,9 @@ LOOP = ('["/bin/sh","-c","i=0; while true; do echo \\"$(cat /app/message.txt) $i
 
 def make_box(standin, tmp_path: Path, image_prefix: str, data_mount: bool = False) -> Path:
     root = tmp_path / "repo"
-    ctx = root / "services/box"
-    (ctx / "src").mkdir(parents=True)
-    shutil.copy("/bin/busybox", ctx / "busybox")
-    (ctx / "src/message.txt").write_text("v1\n")
-    (ctx / "requirements.txt").write_text("nothing==1\n")
-    (ctx / "Dockerfile").write_text(scratch_dockerfile(
-        "src/", extra="COPY requirements.txt /opt/requirements.txt\n", cmd=LOOP))
+    busybox_context(root / "services/box",
+                    {"src/message.txt": "v1\n", "requirements.txt": "nothing==1\n"},
+                    extra="COPY requirements.txt /opt/requirements.txt\n", cmd=LOOP)
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 90\nquiet_period_ms: 50\n"
         f"services:\n  box:\n    context: services/box\n    image: {image_prefix}-box\n")
