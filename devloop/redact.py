@@ -7,6 +7,7 @@ devloop's own events, build output and pod log lines alike.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -63,6 +64,11 @@ class Redactor:
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            # an events.Event handed whole to a renderer (the console formats it itself)
+            return dataclasses.replace(value, **{
+                f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.init})
         return value
 
     def __call__(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:

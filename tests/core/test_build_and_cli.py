@@ -98,6 +98,19 @@ def test_redaction_covers_nested_event_data():
     assert "hunter22" not in out.getvalue() and out.getvalue().count("***") == 2
 
 
+def test_the_console_never_prints_a_secret():
+    """The console formats whole events itself: their data is redacted like the JSON form's."""
+    out = io.StringIO()
+    redactor = Redactor.from_env({"SMTP_PASS": "hunter22"})
+    console = ConsoleRenderer(out, redactor, colour=False)
+    console(ev.Event(ev.POD_LOG, "api", {"pod": "api-1", "container": "api",
+                                         "line": "connecting with pw=hunter22"}))
+    console(ev.Event(ev.ERROR, "api", {"message": "login hunter22 refused"}))
+    assert "hunter22" not in out.getvalue()
+    # positive control: the lines were printed, with the secret masked
+    assert "connecting with pw=***" in out.getvalue() and "login *** refused" in out.getvalue()
+
+
 def test_the_signal_handler_takes_no_lock(make_project, docker_client):
     """Ctrl-C runs the handler on the main thread, possibly while that thread holds the engine
     queue's lock inside get(): a handler that puts on the queue would deadlock devloop (it did,
