@@ -142,7 +142,9 @@ class App:
         from devloop.status import collect_status
 
         def status() -> list[dict[str, Any]]:
-            return collect_status(engine.config, self.cache, self.services, self.context)[0]
+            cluster = self.deployer.cluster if self.deployer is not None else None
+            return collect_status(engine.config, self.cache, self.services, self.context,
+                                  cluster=cluster, probes=False)[0]
 
         return dashboard.start(self.bus, self.redactor, engine.post, status,
                                sorted(engine.states), self.ui, only=self.services)

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop import exitcodes
-from devloop.cluster import ClusterUnreachable, check_reachable
+from devloop.cluster import Cluster, ClusterUnreachable, check_reachable
 from devloop.config import Config
 from devloop.deploy import connect_config
 from devloop.digest import DigestCache, ServiceDigest
@@ -38,10 +38,13 @@ _PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a l
 
 
 def collect_status(config: Config, cache: DigestCache | None = None,
-                   services: list[str] | None = None, context: str | None = None
+                   services: list[str] | None = None, context: str | None = None,
+                   cluster: Cluster | None = None, probes: bool = True
                    ) -> tuple[list[dict[str, Any]], int]:
     """Rows for every selected service, and the exit code (CLUSTER_UNREACHABLE when the API
-    server does not answer; the local part is still reported)."""
+    server does not answer; the local part is still reported). A caller that is connected
+    already (the dashboard, asked after every rollout) passes its `cluster`, and may skip the
+    bounded log read behind each pod's `probe_lines` (`probes=False`)."""
     hashes = cache.load() if cache else {}
     rows: list[dict[str, Any]] = []
     for name in services or sorted(config.services):
@@ -53,7 +56,8 @@ def collect_status(config: Config, cache: DigestCache | None = None,
                      "state": "unknown", "healthy": None, "health": None, "log_tail": [],
                      "pods": [], "error": None})
     try:
-        cluster = connect_config(config, context)
+        if cluster is None:
+            cluster = connect_config(config, context)
         check_reachable(cluster)
     except (ValueError, ClusterUnreachable) as exc:
         for row in rows:
@@ -90,7 +94,7 @@ def collect_status(config: Config, cache: DigestCache | None = None,
                    log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
         _live(row, [pod_live(p, svc.container) for p in pods
                     if p.metadata.deletion_timestamp is None])
-        for pod_row, pod in zip(row["pods"], pods, strict=True):
+        for pod_row, pod in zip(row["pods"], pods, strict=True) if probes else ():
             pod_row["probe_lines"] = probe_lines(cluster.core, pod, svc.container)
     return rows, exitcodes.OK
 
