@@ -198,7 +198,8 @@ class Pipeline:
                 reason = "inputs unchanged"
             else:
                 reason = "deployed image is current" if self.deployer else "image is current"
-            self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason)
+            self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason,
+                             known_failed=known_failed)
             return PipelineResult(svc.name, UNCHANGED, value, image=learned, live=live)
         if changed:
             shown = [_display(self.root, p) for p in changed[:_MAX_PATHS_SHOWN]]

@@ -202,7 +202,7 @@ def _fold_card(card: dict[str, Any], event: ev.Event) -> bool:
         if card["reload"] is not None:
             _phase(card, "build skipped", 0)
             card["image"] = d.get("image")
-        elif "failure" not in str(d.get("reason", "")):  # up to date (the start, a no-op save)
+        elif not d.get("known_failed"):  # up to date (the start, a no-op save)
             card["state"], card["image"], card["detail"] = READY, d.get("image"), ""
         else:
             card["detail"] = str(d.get("reason", ""))

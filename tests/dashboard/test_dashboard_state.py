@@ -88,3 +88,15 @@ def test_a_forward_link_is_shown_while_the_port_is_open_and_dropped_when_it_is_c
     bus.publish(ev.FORWARD_STOPPED, "api", url="http://127.0.0.1:8001", local_port=8001,
                 reason="port_forwards of api changed in devloop.yaml", **fwd)
     assert dash.state.card("api")["urls"] == ["http://127.0.0.1:8002"]
+
+
+def test_a_skip_of_inputs_that_failed_keeps_the_card_failed_and_an_up_to_date_one_is_ready():
+    bus, dash = subscribed(services=("api", "web"))
+    bus.publish(ev.BUILD_FAILED, "api", image="api:dl-1", error="step 3 failed")
+    bus.publish(ev.BUILD_SKIPPED, "api", image="api:dl-1", known_failed=True,
+                reason="inputs unchanged since the last failure; waiting for a fix")
+    card = dash.state.card("api")
+    assert card["state"] == "failed" and "waiting for a fix" in card["detail"]
+    bus.publish(ev.BUILD_SKIPPED, "web", image="web:dl-2", known_failed=False,
+                reason="deployed image is current")
+    assert dash.state.card("web")["state"] == "ready"
