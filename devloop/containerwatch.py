@@ -12,11 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from kubernetes.client.exceptions import ApiException
-
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import ServiceConfig
-from devloop.podwatch import PodWatch, container_ids
+from devloop.podwatch import PodWatch, await_deployment, container_ids
 from devloop.selectors import selector_query
 
 _RETRY_S = 2.0  # how often to look for a Deployment that does not exist yet
@@ -33,6 +31,7 @@ class ContainerWatch:
         self.on_started = on_started
         self.on_error = on_error
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ends a wait for the Deployment at stop()
         self._lock = threading.Lock()
         self._watches: list[PodWatch] = []
 
@@ -43,6 +42,7 @@ class ContainerWatch:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         with self._lock:
             watches = list(self._watches)
         for w in watches:
@@ -50,19 +50,11 @@ class ContainerWatch:
 
     def _begin(self, svc: ServiceConfig) -> None:
         """Wait for the Deployment, then watch its pods."""
-        while not self._stop.is_set():
-            try:
-                dep = self.cluster.apps.read_namespaced_deployment(
-                    svc.deployment, self.cluster.namespace, _request_timeout=(5, 15))
-                break
-            except ApiException as exc:
-                if exc.status != 404:
-                    self.on_error(svc.name, f"{svc.name}: cannot read deployment"
-                                  f" {self.cluster.namespace}/{svc.deployment}: {exc.reason}")
-            except Exception:  # unreachable for now: try again, like the reloads do
-                pass
-            if self._stop.wait(_RETRY_S):
-                return
+        dep = await_deployment(self.cluster.apps, self.cluster.namespace, svc.deployment,
+                               self._stop, self._wake, lambda text: self.on_error(svc.name, text),
+                               f"containers of {svc.name}", _RETRY_S)
+        if dep is None:
+            return
 
         def seen(pod: dict) -> None:
             cid = container_ids(pod).get(svc.container)

@@ -39,8 +39,8 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import Config, PortForward, ServiceConfig
-from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
-from devloop.podwatch import Pod, PodWatch
+from devloop.errors_k8s import connection_detail, is_connection_error, one_line
+from devloop.podwatch import Pod, PodWatch, await_deployment
 from devloop.selectors import selector_query
 
 CONNECT_WAIT_S = 10.0  # a connection accepted while no pod is Ready waits this long for one
@@ -279,38 +279,24 @@ class ServiceForwards:
     def _attach(self) -> None:
         """Find the Deployment (it may not exist before the first deploy), then watch its pods."""
         self._api = new_api_client(self.cluster)
-        apps = k8s.AppsV1Api(self._api)
-        said = False
-        while not self._stop.is_set():
-            try:
-                dep = apps.read_namespaced_deployment(self.service.deployment,
-                                                      self.cluster.namespace,
-                                                      _request_timeout=(5, 15))
-            except Exception as exc:
-                if not (isinstance(exc, ApiException) or is_connection_error(exc)):
-                    raise
-                if not said and not (isinstance(exc, ApiException) and exc.status == 404):
-                    said = True
-                    detail = api_message(exc) if isinstance(exc, ApiException) \
-                        else connection_detail(exc)
-                    self.bus.publish(ev.WARNING, self.service.name, message=one_line(
-                        f"port forwards of {self.service.name}: cannot read deployment/"
-                        f"{self.service.deployment}: {detail}; retrying"))
-                self._wake.wait(_ATTACH_RETRY_S)
-                self._wake.clear()
-                continue
-            with self._lock:
-                self._template_image = _template_image(dep, self.service.container)
-            self._watch = PodWatch(
-                lambda: new_api_client(self.cluster), self.cluster.namespace,
-                selector_query(dep.spec.selector), on_pod=self._on_pod, on_gone=self._on_gone,
-                on_error=lambda text: self.bus.publish(ev.WARNING, self.service.name,
-                                                       message=text),
-                label=f"port forwards of {self.service.name}",
-                thread_name=f"forward-pods:{self.service.name}")
-            if not self._stop.is_set():
-                self._watch.start()
+        dep = await_deployment(
+            k8s.AppsV1Api(self._api), self.cluster.namespace, self.service.deployment,
+            self._stop, self._wake, self._warn, f"port forwards of {self.service.name}",
+            _ATTACH_RETRY_S)
+        if dep is None:
             return
+        with self._lock:
+            self._template_image = _template_image(dep, self.service.container)
+        self._watch = PodWatch(
+            lambda: new_api_client(self.cluster), self.cluster.namespace,
+            selector_query(dep.spec.selector), on_pod=self._on_pod, on_gone=self._on_gone,
+            on_error=self._warn, label=f"port forwards of {self.service.name}",
+            thread_name=f"forward-pods:{self.service.name}")
+        if not self._stop.is_set():
+            self._watch.start()
+
+    def _warn(self, text: str) -> None:
+        self.bus.publish(ev.WARNING, self.service.name, message=text)
 
     def _on_pod(self, pod: Pod) -> None:
         with self._lock:

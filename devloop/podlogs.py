@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from devloop import selectors
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.logfilter import probe_matcher, probe_paths
-from devloop.podwatch import PodWatch, iter_lines
+from devloop.podwatch import PodWatch, close_client, iter_lines, shutdown_response
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class LogFollower:
             self._cond.notify_all()
             responses = list(self._responses)
         for resp in responses:
-            self._shutdown(resp)
+            shutdown_response(resp)
         deadline = time.monotonic() + timeout
         self._podwatch.stop(timeout)
         with self._cond:
@@ -255,7 +255,7 @@ class LogFollower:
             clients = list(self._clients)
             self._clients.clear()
         for api_client in clients:
-            self._close_client(api_client)
+            close_client(api_client)
 
     @property
     def followed(self) -> list[tuple[str, str]]:
@@ -283,18 +283,7 @@ class LogFollower:
     def _release_client(self, api_client: k8s.ApiClient) -> None:
         with self._cond:
             self._clients.discard(api_client)
-        self._close_client(api_client)
-
-    @staticmethod
-    def _close_client(api_client: k8s.ApiClient) -> None:
-        with contextlib.suppress(Exception):
-            api_client.rest_client.pool_manager.clear()
-            api_client.close()
-
-    @staticmethod
-    def _shutdown(resp: Any) -> None:
-        with contextlib.suppress(Exception):
-            resp.shutdown()
+        close_client(api_client)
 
     def _open(self, resp: Any) -> bool:
         """Register a response so stop() can shut it down; False if stop() already ran."""
@@ -305,7 +294,7 @@ class LogFollower:
                 self._responses.add(resp)
                 stopped = False
         if stopped:
-            self._shutdown(resp)
+            shutdown_response(resp)
             with contextlib.suppress(Exception):
                 resp.close()
         return not stopped

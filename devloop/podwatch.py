@@ -112,13 +112,13 @@ class PodWatch:
         with self._lock:
             resp = self._resp
         if resp is not None:
-            _shutdown(resp)
+            shutdown_response(resp)
         if self._thread is not None:
             self._thread.join(timeout)
         with self._lock:
             api_client, self._client = self._client, None
         if api_client is not None:
-            _close_client(api_client)
+            close_client(api_client)
 
     @property
     def stopped(self) -> bool:
@@ -178,7 +178,7 @@ class PodWatch:
                 mine = self._client is api_client
                 self._client = None if mine else self._client
             if mine:
-                _close_client(api_client)
+                close_client(api_client)
 
     def _relist(self, core: k8s.CoreV1Api) -> str:
         resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
@@ -239,7 +239,7 @@ class PodWatch:
             if not self._stop.is_set():
                 self._resp = resp
                 return True
-        _shutdown(resp)
+        shutdown_response(resp)
         with contextlib.suppress(Exception):
             resp.close()
         return False
@@ -253,13 +253,37 @@ class PodWatch:
             resp.release_conn()
 
 
-def _shutdown(resp: Any) -> None:
+def await_deployment(apps: k8s.AppsV1Api, namespace: str, name: str, stop: threading.Event,
+                     wake: threading.Event, on_error: Callable[[str], None], label: str,
+                     retry_s: float = 2.0) -> k8s.V1Deployment | None:
+    """The Deployment whose pods a watch follows, once it exists (on a fresh cluster, after the
+    first deploy): read again every `retry_s`, or at once when `wake` is set. A failure other
+    than 404 is said once; None when `stop` is set first."""
+    said = False
+    while not stop.is_set():
+        try:
+            return apps.read_namespaced_deployment(name, namespace, _request_timeout=(5, 15))
+        except Exception as exc:
+            if not (isinstance(exc, ApiException) or is_connection_error(exc)):
+                raise
+            if not said and not (isinstance(exc, ApiException) and exc.status == 404):
+                said = True
+                detail = api_message(exc) if isinstance(exc, ApiException) \
+                    else connection_detail(exc)
+                on_error(one_line(f"{label}: cannot read deployment/{name}: {detail}; retrying"))
+        wake.wait(retry_s)
+        wake.clear()
+    return None
+
+
+def shutdown_response(resp: Any) -> None:
     """urllib3's HTTPResponse.shutdown: unblocks a read in another thread."""
     with contextlib.suppress(Exception):
         resp.shutdown()
 
 
-def _close_client(api_client: k8s.ApiClient) -> None:
+def close_client(api_client: k8s.ApiClient) -> None:
+    """Close an ApiClient and its pooled connections (a stream thread may still hold one)."""
     with contextlib.suppress(Exception):
         api_client.rest_client.pool_manager.clear()
         api_client.close()
