@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,19 +31,40 @@ class SnapshotStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # a record never changes once written (it is named by the image digest): every save
+        # syncs on top of the same image, so it is read from disk once, not on every save
+        self._known: dict[str, Snapshot] = {}
+        self._lock = threading.Lock()  # services sync from their own workers
 
     def _path(self, digest: str) -> Path:
         return self.directory / f"{digest[:12]}.json"
 
     def load(self, digest: str) -> Snapshot | None:
+        with self._lock:
+            known = self._known.get(digest[:12])
+        if known is not None:
+            return known
         try:
             raw = json.loads(self._path(digest).read_text())
-            return Snapshot(dict(raw["files"]), str(raw["meta"]))
+            snap = Snapshot(dict(raw["files"]), str(raw["meta"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        self._remember(digest, snap)
+        return snap
+
+    def _remember(self, digest: str, snap: Snapshot) -> None:
+        with self._lock:
+            self._known[digest[:12]] = snap
+            while len(self._known) > _KEEP:
+                self._known.pop(next(iter(self._known)))
 
     def save(self, digest: str, files: dict[str, str], meta: str) -> None:
         """Record an image's inputs; failures are ignored (live update then rebuilds)."""
+        snap = Snapshot(dict(files), meta)
+        with self._lock:
+            if self._known.get(digest[:12]) == snap:
+                return  # recorded already (an image deployed again)
+        self._remember(digest, snap)
         with contextlib.suppress(OSError):
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self._path(digest)
