@@ -20,7 +20,6 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from devloop.config import ServiceConfig
 from devloop.ignore import IgnoreRules
@@ -170,7 +169,7 @@ class ServiceDigest:
         # sha256 of a Dockerfile outside the context as the last digest() hashed it: the build
         # checks it sends those bytes (files in the context are checked against their entries)
         self.dockerfile_sha: str | None = None
-        self._seen_dockerfile_sha: str | None = None
+        self.meta: str | None = None  # meta_digest() as of the last digest()
 
     @property
     def reads(self) -> int:
@@ -221,44 +220,51 @@ class ServiceDigest:
 
     def digest(self) -> str:
         """The hex digest of everything that goes into the image."""
+        meta = self._meta_bytes()
+        self.meta = hashlib.sha256(b"devloop-meta-v1\n" + meta).hexdigest()
         h = hashlib.sha256()
         h.update(b"devloop-digest-v1\n")
         h.update(f"context\0{self.context.combined()}\n".encode())
-        self._hash_meta(h)
-        self.dockerfile_sha = self._seen_dockerfile_sha
+        h.update(meta)
         return h.hexdigest()
 
     def meta_digest(self) -> str:
         """The digest of every input except the context's files (Dockerfile outside the
-        context, args, target, extra paths): live update can only sync when it is unchanged."""
-        h = hashlib.sha256()
-        h.update(b"devloop-meta-v1\n")
-        self._hash_meta(h)
-        return h.hexdigest()
+        context, args, target, extra paths) as of the last digest(): live update can only sync
+        when it is unchanged."""
+        if self.meta is None:
+            self.digest()
+        assert self.meta is not None
+        return self.meta
 
     def context_files(self) -> dict[str, str]:
         """{context path: sha256} of the context's input files, as hashed now."""
         return {rel: e.sha for rel, e in self.context.files.items()}
 
-    def _hash_meta(self, h: Any) -> None:
+    def _meta_bytes(self) -> bytes:
+        """What the digest covers besides the context's files; sets dockerfile_sha when the
+        Dockerfile is outside the context (the build checks it sends what was hashed)."""
         svc = self.service
+        parts: list[bytes] = []
         rel_df = (svc.dockerfile.relative_to(svc.context).as_posix()
                   if _inside(svc.dockerfile, svc.context) else None)
         if rel_df is None:  # outside the context: hash it explicitly
             data = svc.dockerfile.read_bytes()
-            self._seen_dockerfile_sha = hashlib.sha256(data).hexdigest()
-            h.update(b"dockerfile\0" + data + b"\n")
+            self.dockerfile_sha = hashlib.sha256(data).hexdigest()
+            parts.append(b"dockerfile\0" + data + b"\n")
         else:
-            h.update(f"dockerfile-path\0{rel_df}\n".encode())
+            self.dockerfile_sha = None
+            parts.append(f"dockerfile-path\0{rel_df}\n".encode())
         for key in sorted(svc.build_args):
-            h.update(f"arg\0{key}\0{svc.build_args[key]}\n".encode())
-        h.update(f"target\0{svc.target or ''}\n".encode())
+            parts.append(f"arg\0{key}\0{svc.build_args[key]}\n".encode())
+        parts.append(f"target\0{svc.target or ''}\n".encode())
         for target, tree in zip(self._extra_paths, self.extra, strict=True):
             if target.is_dir():
-                h.update(f"watch\0{target}\0{tree.combined()}\n".encode())
+                parts.append(f"watch\0{target}\0{tree.combined()}\n".encode())
             else:
                 entry = tree.files.get(target.name)
-                h.update(f"watch\0{target}\0{entry.sha if entry else '-'}\n".encode())
+                parts.append(f"watch\0{target}\0{entry.sha if entry else '-'}\n".encode())
+        return b"".join(parts)
 
     def cache_snapshot(self) -> dict[str, dict[str, FileEntry]]:
         snap = {str(self.service.context): dict(self.context.files)}
