@@ -17,7 +17,7 @@ from devloop import events as ev
 from devloop import exitcodes
 from devloop import pipeline as pl
 from devloop.build import Builder, EngineUnreachable, engine_address
-from devloop.buildslots import BuildSlots, default_limit
+from devloop.buildslots import BuildSlots, limit_for
 from devloop.config import Config
 from devloop.digest import DigestCache, default_cache_path
 from devloop.engine import Engine
@@ -168,7 +168,7 @@ class App:
         live_syncer = self._live_syncer() if self.deployer is not None else None
         pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root,
                                live=live_syncer,
-                               slots=BuildSlots(self.config.max_parallel or default_limit()))
+                               slots=BuildSlots(limit_for(self.config.max_parallel)))
         return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache,
                       live=live and live_syncer is not None)
 

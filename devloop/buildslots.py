@@ -117,6 +117,11 @@ def _checked(limit: int) -> int:
     return limit
 
 
+def limit_for(max_parallel: int | None) -> int:
+    """The build-slot limit for devloop.yaml's `max_parallel` (unset: default_limit())."""
+    return max_parallel or default_limit()
+
+
 def default_limit(cpu_count: int | None = None) -> int:
     """The `max_parallel` used when devloop.yaml sets none: the CPU count, at least 2.
 

@@ -128,6 +128,17 @@ def deadline(state: ServiceState, timing: Timing) -> float | None:
     return _deadline(state.first_at, state.last_at, timing)
 
 
+def _waiting(state: ServiceState) -> bool:
+    """Idle, and allowed to start (not paused, or asked for by a person)."""
+    return not state.busy and (state.forced or not state.paused)
+
+
+def _due_at_once(state: ServiceState, now: float) -> None:
+    """Make the service due now (well past any quiet period), unless changes already wait."""
+    if state.first_at is None:
+        state.first_at = state.last_at = now - 3600.0
+
+
 def config_pending(config: ConfigState | None) -> bool:
     """A config read is due or running: services wait for it, since it can change any build
     (a .dockerignore edit changes what is hashed; a build arg, the image)."""
@@ -141,7 +152,7 @@ def due(states: dict[str, ServiceState], now: float, timing: Timing,
     if config_pending(config):
         return []
     ready = [(state.first_at or 0.0, name) for name, state in states.items()
-             if not state.busy and not state.removed and (state.forced or not state.paused)
+             if _waiting(state) and not state.removed
              and (d := deadline(state, timing)) is not None and d <= now]
     return [name for _, name in sorted(ready)]
 
@@ -155,8 +166,8 @@ def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing,
         d = None if config.busy else _deadline(config.first_at, config.last_at, timing)
         deadlines = [] if d is None else [d]  # services wait for the read
     else:
-        deadlines = [d for s in states.values() if not s.busy and (s.forced or not s.paused)
-                     and (d := deadline(s, timing)) is not None]
+        deadlines = [d for s in states.values()
+                     if _waiting(s) and (d := deadline(s, timing)) is not None]
     if not deadlines:
         return None
     return max(0.0, min(deadlines) - now)
@@ -232,8 +243,7 @@ def trigger(state: ServiceState, now: float) -> None:
     file changes, rebuilding and redeploying whatever the digest says."""
     state.forced = True
     state.failed = None
-    if state.first_at is None:
-        state.first_at = state.last_at = now - 3600.0
+    _due_at_once(state, now)
 
 
 def set_paused(state: ServiceState, paused: bool) -> None:
@@ -248,6 +258,5 @@ def container_started(state: ServiceState, container_id: str, now: float) -> boo
     if live is None or not container_id or container_id in live.containers:
         return False
     state.resync = True
-    if state.first_at is None:
-        state.first_at = state.last_at = now - 3600.0  # due immediately
+    _due_at_once(state, now)
     return True

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from devloop import decide
 from devloop import events as ev
-from devloop.buildslots import default_limit
 from devloop.config import Config, ConfigError, ServiceConfig, load_config
 from devloop.decide import ServiceState
 from devloop.digest import DigestCache, FileEntry, ServiceDigest
@@ -336,7 +335,6 @@ class Engine:
             return
         old = self.config
         self.config = msg.config
-        self.pipeline.slots.set_limit(msg.config.max_parallel or default_limit())
         self.pipeline.reconfigure(msg.config)
         old_watcher, self.watcher = self.watcher, msg.watcher
         if old_watcher is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
 from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
-from devloop.buildslots import BuildSlots, default_limit
+from devloop.buildslots import BuildSlots, default_limit, limit_for
 from devloop.config import Config, ServiceConfig
 from devloop.digest import ServiceDigest, image_tag
 from devloop.problems import build_problem
@@ -115,7 +115,9 @@ class Pipeline:
         self.slots = slots or BuildSlots(default_limit())
 
     def reconfigure(self, config: Config) -> None:
-        """devloop.yaml was reloaded: parts that read it per use (log filters) see the new one."""
+        """devloop.yaml was reloaded: the build-slot limit and the parts that read it per use
+        (log filters) follow the new one."""
+        self.slots.set_limit(limit_for(config.max_parallel))
         if self.deployer is not None:
             self.deployer.reconfigure(config)
 
