@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from devloop.errors_k8s import api_message, one_line
+from devloop.liveupdate import within
 
 KINDS = ("exec_refused", "tar_missing", "not_writable", "disk_full", "gone", "run_failed",
          "other")
@@ -409,7 +410,7 @@ class DockerUpdater:
             script = _fits(target, prepare_script(deletes, dests), len(dests) + len(deletes))
             output = self._run_script(target, cid, script, ())
             owner = _owner(output)
-            known = {d for d in known or () if not any(_under(d, g) for g in deletes)} | dirs
+            known = {d for d in known or () if not any(within(d, g) for g in deletes)} | dirs
         data = build_archive(copies, owner) if copies else b""
         if data:
             self._put(target, cid, data)
@@ -441,10 +442,6 @@ class DockerUpdater:
             self._api.put_archive(cid, "/", data)
         except docker.errors.APIError as exc:
             raise _docker_failure(target, exc) from None
-
-
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _owner(output: str) -> tuple[int, int]:

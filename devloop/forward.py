@@ -40,6 +40,7 @@ from devloop import events as ev
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import Config, PortForward, ServiceConfig
 from devloop.errors_k8s import connection_detail, is_connection_error, one_line
+from devloop.patch import template_image
 from devloop.podwatch import Pod, PodWatch, await_deployment
 from devloop.selectors import selector_query
 
@@ -286,7 +287,7 @@ class ServiceForwards:
         if dep is None:
             return
         with self._lock:
-            self._template_image = _template_image(dep, self.service.container)
+            self._template_image = template_image(dep, self.service.container)
         self._watch = PodWatch(
             lambda: new_api_client(self.cluster), self.cluster.namespace,
             selector_query(dep.spec.selector), on_pod=self._on_pod, on_gone=self._on_gone,
@@ -360,7 +361,7 @@ class ServiceForwards:
             if isinstance(exc, ApiException) or is_connection_error(exc):
                 return  # keep the known image; the next pod event asks again
             raise
-        image = _template_image(dep, self.service.container)
+        image = template_image(dep, self.service.container)
         with self._lock:
             self._template_image = image
 
@@ -458,14 +459,6 @@ class ServiceForwards:
 def _forward_key(service: ServiceConfig) -> tuple[object, ...]:
     """What a service's forwards depend on: a change restarts them."""
     return (service.port_forwards, service.deployment, service.container)
-
-
-def _template_image(dep: k8s.V1Deployment, container: str) -> str | None:
-    spec = dep.spec.template.spec if dep.spec and dep.spec.template else None
-    for c in (spec.containers if spec else None) or []:
-        if c.name == container:
-            return str(c.image)
-    return None
 
 
 def _pipe(conn: _Conn) -> None:

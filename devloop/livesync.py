@@ -29,6 +29,7 @@ from devloop.containerupdate import ContainerUpdater, Target, UpdateFailed
 from devloop.digest import ServiceDigest, image_tag
 from devloop.errors_k8s import api_message, is_connection_error
 from devloop.liveupdate import LivePlan, Rebuild, dest_for, not_writable_hint, plan, rules_for
+from devloop.patch import template_image
 from devloop.pipeline import LiveState, NeedRebuild
 from devloop.selectors import selector_query
 from devloop.snapshots import SnapshotStore
@@ -42,7 +43,7 @@ class LiveTarget:
     target: Target
     pod_uid: str
     mounts: tuple[str, ...]
-    annotation: dict[str, Any] | None  # what an earlier sync recorded on the pod
+    annotation: dict[str, Any] | None  # what an earlier sync recorded in this container
     uid: int | None  # the user the container runs as, when the spec says
 
 
@@ -77,8 +78,7 @@ class LiveSyncer:
         try:
             dep = self.cluster.apps.read_namespaced_deployment(svc.deployment, ns,
                                                                _request_timeout=_TIMEOUT)
-            image = next((c.image for c in dep.spec.template.spec.containers
-                          if c.name == svc.container), None)
+            image = template_image(dep, svc.container)
             pods = self.cluster.core.list_namespaced_pod(
                 ns, label_selector=selector_query(dep.spec.selector), _request_timeout=_TIMEOUT)
         except ApiException as exc:
@@ -99,18 +99,14 @@ class LiveSyncer:
                            if s.name == svc.container), None)
             if status is None or not (status.state and status.state.running):
                 continue
-            raw = (pod.metadata.annotations or {}).get(LIVE_ANNOTATION)
-            try:
-                annotation = json.loads(raw) if raw else None
-            except ValueError:
-                annotation = None
             contexts = [spec.security_context, pod.spec.security_context]
             uid = next((c.run_as_user for c in contexts if c is not None
                         and c.run_as_user is not None), None)
             out.append(LiveTarget(
                 Target(ns, pod.metadata.name, svc.container, status.container_id or ""),
                 pod.metadata.uid, tuple(m.mount_path for m in spec.volume_mounts or []),
-                annotation if isinstance(annotation, dict) else None, uid))
+                _live_note(pod.metadata.annotations, svc.container, status.container_id),
+                uid))
         return out
 
     def recover(self, svc: ServiceConfig, digest: ServiceDigest, value: str,
@@ -123,8 +119,7 @@ class LiveSyncer:
         synced: set[str] = set()
         for t in self.targets(svc):
             ann = t.annotation
-            if not ann or (ann.get("containers") or {}).get(svc.container) != \
-                    t.target.container_id:
+            if not ann:
                 continue  # no sync, or the container restarted: it runs the image as built
             if ann.get("image") != image[:12]:
                 continue
@@ -146,8 +141,7 @@ class LiveSyncer:
         deleted = []
         for t in self.targets(svc):
             ann = t.annotation
-            if not ann or (ann.get("containers") or {}).get(svc.container) != \
-                    t.target.container_id or ann.get("digest") == value[:12]:
+            if not ann or ann.get("digest") == value[:12]:
                 continue
             try:
                 self.cluster.core.delete_namespaced_pod(t.target.pod, t.target.namespace,
@@ -266,19 +260,28 @@ class LiveSyncer:
 def pod_live(pod: Any, container: str) -> dict[str, Any] | None:
     """What devloop synced into this pod's running `container` (from the pod annotation), or
     None when it runs its image as built (never synced, or restarted since)."""
-    raw = (pod.metadata.annotations or {}).get(LIVE_ANNOTATION)
+    running = next((s.container_id for s in pod.status.container_statuses or []
+                    if s.name == container and s.state and s.state.running), None)
+    note = _live_note(pod.metadata.annotations, container, running)
+    if note is None:
+        return None
+    return {"digest": note.get("digest"), "image": note.get("image"),
+            "files_ahead": int(note.get("files") or 0)}
+
+
+def _live_note(annotations: dict[str, str] | None, container: str, running: str | None
+               ) -> dict[str, Any] | None:
+    """The live note on a pod, only when it names `running`, the ID of the container running
+    now: a container that restarted since runs its image as built."""
+    raw = (annotations or {}).get(LIVE_ANNOTATION)
     try:
         note = json.loads(raw) if raw else None
     except ValueError:
         return None
-    if not isinstance(note, dict):
+    if not isinstance(note, dict) or not running or \
+            (note.get("containers") or {}).get(container) != running:
         return None
-    running = next((s.container_id for s in pod.status.container_statuses or []
-                    if s.name == container and s.state and s.state.running), None)
-    if not running or (note.get("containers") or {}).get(container) != running:
-        return None
-    return {"digest": note.get("digest"), "image": note.get("image"),
-            "files_ahead": int(note.get("files") or 0)}
+    return note
 
 
 def _ahead(image_files: dict[str, str], current: dict[str, str]) -> int:

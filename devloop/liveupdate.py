@@ -401,7 +401,7 @@ def plan(rules: LiveRules, image_files: Mapping[str, str], current: Mapping[str,
             elif dest not in by_dest:
                 deletes.add(dest)
     for dest in sorted(by_dest.keys() | deletes):
-        mount = next((m for m in volume_mounts if _inside(dest, m)), None)
+        mount = next((m for m in volume_mounts if within(dest, m)), None)
         if mount is not None:
             return Rebuild(f"dest {dest} is inside volume mount {mount.rstrip('/') or '/'}"
                            " (devloop never writes into a volume)")
@@ -445,9 +445,10 @@ def _is_trigger(triggers: PatternMatcher | None, rel: str) -> bool:
     return rel == ".dockerignore" or (triggers is not None and triggers.matches(rel))
 
 
-def _inside(dest: str, mount: str) -> bool:
-    mount = mount.rstrip("/")
-    return not mount or dest == mount or dest.startswith(mount + "/")
+def within(path: str, top: str) -> bool:
+    """Container path `path` is directory `top` or below it ("/" holds everything)."""
+    top = top.rstrip("/")
+    return not top or path == top or path.startswith(top + "/")
 
 
 def _change(rel: str, before: Mapping[str, str], after: Mapping[str, str]) -> str:
