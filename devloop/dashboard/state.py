@@ -7,9 +7,11 @@ page can never disagree with `--output json`, and nothing in the pipeline knows 
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from devloop import events as ev
@@ -21,6 +23,8 @@ MAX_URLS = 10
 
 # from the port-forward manager (devloop.forward): `url` (same url when it follows a new pod)
 FORWARD_EVENTS = ("forward.ready", "forward.moved")
+
+_ts = itemgetter("ts")
 
 # Card states (the page colours them; the JSON API returns them as `state`).
 IDLE, QUEUED, SYNCING, BUILDING, DEPLOYING = "idle", "queued", "syncing", "building", "deploying"
@@ -68,13 +72,14 @@ class DashboardState:
             return self._logs_locked(service, limit)
 
     def _logs_locked(self, service: str | None, limit: int) -> list[dict[str, Any]]:
-        lines: list[dict[str, Any]] = []
+        """Each pod's buffer is in time order already: merged, not sorted (this runs under the
+        lock every log line waits on, each time a page connects)."""
+        per_service = []
         for name, buffers in self._logs.items():
             if service is None or name == service:
-                mine = sorted((x for buf in buffers.values() for x in buf), key=lambda x: x["ts"])
-                lines.extend(mine[-limit:])
-        lines.sort(key=lambda x: x["ts"])
-        return lines
+                mine = deque(heapq.merge(*buffers.values(), key=_ts), maxlen=limit)
+                per_service.append(mine)
+        return list(heapq.merge(*per_service, key=_ts))
 
     def line_count(self) -> int:
         with self._lock:
