@@ -29,10 +29,15 @@ from devloop import exitcodes
 from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.config import Config, ServiceConfig
 from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.install import InstallError, render_chart, secret_values_from_env
+from devloop.install import (
+    RELEASE_ANNOTATION,
+    InstallError,
+    kind_name,
+    render_chart,
+    secret_values_from_env,
+)
 from devloop.patch import DIGEST_ANNOTATION
 
-RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 # Deleted in this order: the workload first (its pods stop using config and claims).
 DELETE_ORDER = ("Deployment", "Service", "Secret", "ConfigMap")
 # What Kubernetes itself puts in a namespace: it does not stop `--namespace`.
@@ -104,19 +109,15 @@ def _selects(service: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def _ident(obj: Mapping[str, Any]) -> str:
-    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
-
-
 def chart_objects_of(objects: list[dict[str, Any]], deployment: str) -> set[str]:
     """"Kind/name" of the chart objects that belong to the chart's Deployment `deployment`."""
     dep = next((o for o in objects if o.get("kind") == "Deployment"
                 and (o.get("metadata") or {}).get("name") == deployment), None)
     if dep is None:
         return set()
-    rendered = {_ident(o) for o in objects}
+    rendered = {kind_name(o) for o in objects}
     owned = {f"Deployment/{deployment}"} | (references(dep) & rendered)
-    owned |= {_ident(o) for o in objects if o.get("kind") == "Service" and _selects(o, dep)}
+    owned |= {kind_name(o) for o in objects if o.get("kind") == "Service" and _selects(o, dep)}
     return owned
 
 
@@ -137,13 +138,13 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
     used_by: dict[str, str] = {}
     services = _list(cluster, "Service")
     for dep in _list(cluster, "Deployment"):
-        if _ident(dep) in leaving:
+        if kind_name(dep) in leaving:
             continue
         for ref in references(dep):
-            used_by.setdefault(ref, _ident(dep).lower())
+            used_by.setdefault(ref, kind_name(dep).lower())
         for svc_obj in services:
             if _selects(svc_obj, dep):
-                used_by.setdefault(_ident(svc_obj), _ident(dep).lower())
+                used_by.setdefault(kind_name(svc_obj), kind_name(dep).lower())
     result = Plan()
     for ident in sorted(candidates):
         kind, name = ident.split("/", 1)
@@ -236,7 +237,7 @@ def _dependents(cluster: Cluster, deleting: set[str]) -> set[str]:
     """UIDs of the ReplicaSets and pods owned by the Deployments about to be deleted, taken
     before the deletion (the garbage collector removes owners and dependents in any order)."""
     uids = {(o.get("metadata") or {}).get("uid") for o in _list(cluster, "Deployment")
-            if _ident(o) in deleting}
+            if kind_name(o) in deleting}
     for kind in ("ReplicaSet", "Pod"):
         for obj in _list(cluster, kind):
             meta = obj.get("metadata") or {}
@@ -271,22 +272,23 @@ def _namespace_blockers(cluster: Cluster, deleted: set[str], dependents: set[str
 
 # --- API access --------------------------------------------------------------------------------
 
-_LISTS = {
-    "Deployment": ("apps", "list_namespaced_deployment"),
-    "ReplicaSet": ("apps", "list_namespaced_replica_set"),
-    "StatefulSet": ("apps", "list_namespaced_stateful_set"),
-    "DaemonSet": ("apps", "list_namespaced_daemon_set"),
-    "Job": ("batch", "list_namespaced_job"),
-    "CronJob": ("batch", "list_namespaced_cron_job"),
+# kind -> (API group, snake name of its read_/list_/delete_namespaced_ methods)
+_KINDS = {
+    "ConfigMap": ("core", "config_map"), "Secret": ("core", "secret"),
+    "Service": ("core", "service"), "PersistentVolumeClaim": ("core", "persistent_volume_claim"),
+    "Pod": ("core", "pod"), "Endpoints": ("core", "endpoints"),
+    "ServiceAccount": ("core", "service_account"),
+    "Deployment": ("apps", "deployment"), "ReplicaSet": ("apps", "replica_set"),
+    "StatefulSet": ("apps", "stateful_set"), "DaemonSet": ("apps", "daemon_set"),
+    "Job": ("batch", "job"), "CronJob": ("batch", "cron_job"),
 }
-_SNAKE = {"ConfigMap": "config_map", "Secret": "secret", "Service": "service",
-          "PersistentVolumeClaim": "persistent_volume_claim", "Deployment": "deployment",
-          "Pod": "pod", "Endpoints": "endpoints", "ServiceAccount": "service_account"}
 
 
-def _api(cluster: Cluster, group: str) -> Any:
-    return {"core": k8s.CoreV1Api, "apps": k8s.AppsV1Api,
-            "batch": k8s.BatchV1Api}[group](cluster.api_client)
+def _method(cluster: Cluster, verb: str, kind: str) -> Any:
+    group, snake = _KINDS[kind]
+    api = {"core": k8s.CoreV1Api, "apps": k8s.AppsV1Api,
+           "batch": k8s.BatchV1Api}[group](cluster.api_client)
+    return getattr(api, f"{verb}_namespaced_{snake}")
 
 
 def _call(cluster: Cluster, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -310,9 +312,7 @@ def _call(cluster: Cluster, what: str, method: Any, *args: Any, **kwargs: Any) -
 
 def _list(cluster: Cluster, kind: str) -> list[dict[str, Any]]:
     """The namespace's objects of `kind` (empty when the server does not serve the kind)."""
-    group, method = _LISTS[kind] if kind in _LISTS else \
-        ("core", f"list_namespaced_{_SNAKE[kind]}")
-    listing = _call(cluster, f"list {kind} objects", getattr(_api(cluster, group), method),
+    listing = _call(cluster, f"list {kind} objects", _method(cluster, "list", kind),
                     cluster.namespace)
     items = (listing or {}).get("items") or []
     for item in items:
@@ -321,9 +321,8 @@ def _list(cluster: Cluster, kind: str) -> list[dict[str, Any]]:
 
 
 def _read(cluster: Cluster, kind: str, name: str) -> dict[str, Any] | None:
-    group = "apps" if kind == "Deployment" else "core"
-    method = getattr(_api(cluster, group), f"read_namespaced_{_SNAKE[kind]}")
-    return _call(cluster, f"read {kind}/{name}", method, name, cluster.namespace)
+    return _call(cluster, f"read {kind}/{name}", _method(cluster, "read", kind), name,
+                 cluster.namespace)
 
 
 def _delete(cluster: Cluster, ident: str) -> None:
@@ -335,6 +334,5 @@ def _delete(cluster: Cluster, ident: str) -> None:
         _call(cluster, f"delete {ident}", k8s.CoreV1Api(cluster.api_client).delete_namespace,
               name, body=body)
         return
-    group = "apps" if kind == "Deployment" else "core"
-    method = getattr(_api(cluster, group), f"delete_namespaced_{_SNAKE[kind]}")
-    _call(cluster, f"delete {ident}", method, name, cluster.namespace, body=body)
+    _call(cluster, f"delete {ident}", _method(cluster, "delete", kind), name,
+          cluster.namespace, body=body)

@@ -48,6 +48,9 @@ class InstallError(Exception):
     """One line naming the chart or the object that could not be rendered or created."""
 
 
+RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # helm's; devloop sets it on what it creates
+
+
 @dataclass(frozen=True)
 class _KindApi:
     group: str  # "core" or "apps"
@@ -155,14 +158,15 @@ def secret_values_from_env(env: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def _ident(obj: Mapping[str, Any]) -> str:
+def kind_name(obj: Mapping[str, Any]) -> str:
+    """"Kind/name" of a manifest object (how devloop names objects in messages and plans)."""
     return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
 
 
 def _spec(obj: Mapping[str, Any]) -> _KindApi:
     spec = KINDS.get(str(obj.get("kind")))
     if spec is None:
-        raise InstallError(f"the chart renders {_ident(obj)}, a kind devloop does not create"
+        raise InstallError(f"the chart renders {kind_name(obj)}, a kind devloop does not create"
                            f" (it creates {', '.join(KINDS)}); install the chart with helm once")
     if not (obj.get("metadata") or {}).get("name"):
         raise InstallError(f"the chart renders a {obj.get('kind')} without metadata.name")
@@ -206,7 +210,7 @@ def _exists(api_client: k8s.ApiClient, obj: Mapping[str, Any]) -> bool:
     except ApiException as exc:
         if exc.status == 404:
             return False
-        raise InstallError(one_line(f"cannot read {_ident(obj)}: {api_message(exc)}")) from exc
+        raise InstallError(one_line(f"cannot read {kind_name(obj)}: {api_message(exc)}")) from exc
     except Exception as exc:
         if is_connection_error(exc):
             raise ClusterUnreachable.from_error(exc, str(api_client.configuration.host)) from exc
@@ -230,7 +234,7 @@ def _adoptable(obj: dict[str, Any], release: str) -> dict[str, Any]:
     adopts these objects instead of refusing to touch them."""
     meta = dict(obj["metadata"])
     annotations = dict(meta.get("annotations") or {})
-    annotations.setdefault("meta.helm.sh/release-name", release)
+    annotations.setdefault(RELEASE_ANNOTATION, release)
     annotations.setdefault("meta.helm.sh/release-namespace", meta.get("namespace") or "")
     meta["annotations"] = annotations
     meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/managed-by": "Helm"}
@@ -260,7 +264,7 @@ def install_missing(cluster: Cluster, objects: list[dict[str, Any]],
         except ApiException as exc:
             if exc.status == 409:
                 continue  # created meanwhile by someone else: leave theirs alone
-            raise InstallError(one_line(f"cannot create {_ident(obj)} in namespace"
+            raise InstallError(one_line(f"cannot create {kind_name(obj)} in namespace"
                                         f" {meta.get('namespace', '-')}: {api_message(exc)}")
                                ) from exc
         except Exception as exc:
@@ -269,5 +273,5 @@ def install_missing(cluster: Cluster, objects: list[dict[str, Any]],
             raise
         resp.drain_conn()  # read the rest: an unread body would poison the pooled connection
         resp.release_conn()
-        created.append(_ident(obj))
+        created.append(kind_name(obj))
     return created
