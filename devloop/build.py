@@ -12,6 +12,7 @@ build failure: the inputs are fine and the build is retried once the engine answ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -20,7 +21,7 @@ import tarfile
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -33,6 +34,7 @@ import urllib3.exceptions
 from devloop import dockerfile as dockerfile_mod
 from devloop.config import ServiceConfig
 from devloop.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex
+from devloop.errors_k8s import one_line
 
 LABEL_SERVICE = "devloop.service"
 LABEL_DIGEST = "devloop.digest"
@@ -103,7 +105,7 @@ def _detail(exc: BaseException) -> str:
     for needle, said in _CAUSES:
         if needle in text:
             return said
-    return text if len(text) <= 200 else text[:197] + "..."
+    return one_line(text, 200)
 
 
 @dataclass
@@ -130,13 +132,19 @@ class Builder:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             assert self._factory is not None
-            try:
+            with self._reaching():
                 self._client = self._factory()
-            except Exception as exc:
-                if not _is_lost_engine(exc):
-                    raise
-                raise self._lost(exc, "cannot reach") from None
         return self._client
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Say docker-py's many ways of "the engine is gone" as one EngineUnreachable."""
+        try:
+            yield
+        except Exception as exc:
+            if not _is_lost_engine(exc):
+                raise
+            raise self._lost(exc, "cannot reach") from None
 
     def _lost(self, exc: BaseException, what: str, service: str | None = None) -> EngineUnreachable:
         during = (f" during the build of {service}; nothing was deployed" if service else "")
@@ -146,25 +154,16 @@ class Builder:
 
     def ping(self) -> None:
         """Raise EngineUnreachable when the engine does not answer."""
-        try:
+        with self._reaching():
             self.client.ping()
-        except EngineUnreachable:
-            raise
-        except Exception as exc:
-            if not _is_lost_engine(exc):
-                raise
-            raise self._lost(exc, "cannot reach") from None
 
     def existing(self, tag: str) -> str | None:
         """The image id of `tag` when the engine already has it."""
-        try:
-            return self.client.images.get(tag).id
-        except docker.errors.ImageNotFound:
-            return None
-        except Exception as exc:
-            if not _is_lost_engine(exc):
-                raise
-            raise self._lost(exc, "cannot reach") from None
+        with self._reaching():
+            try:
+                return self.client.images.get(tag).id
+            except docker.errors.ImageNotFound:
+                return None
 
     def build(self, digest: ServiceDigest, tag: str, on_line: Callable[[str], None]) -> BuildResult:
         """Build `tag` from the files `digest` covers; raise BuildFailed with the failing step,
