@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.ownership import mark
 
 HELM_INSTALL_HINT = ("install helm 3 or 4 (https://helm.sh/docs/intro/install/, or"
                      " scripts/install-helm in this repo) or point devloop at it")
@@ -246,13 +247,15 @@ def install_missing(cluster: Cluster, objects: list[dict[str, Any]],
     """CREATE the missing objects in dependency order and return "Kind/name" for each created.
 
     Existing objects are never replaced, patched or deleted, so a PVC holding data, a Secret
-    edited by hand or a Deployment devloop already patched stays exactly as it is. With
-    `release`, created objects carry Helm's ownership metadata for that release name.
+    edited by hand or a Deployment devloop already patched stays exactly as it is. Created
+    objects carry devloop's mark (ownership.mark); with `release`, also Helm's ownership
+    metadata for that release name.
     """
     api_client = cluster.api_client
     todo = sorted(missing_objects(cluster, objects), key=lambda o: CREATE_ORDER.index(o["kind"]))
     if release:
         todo = [_adoptable(o, release) if o["kind"] != "Namespace" else o for o in todo]
+    todo = [mark(o, release) for o in todo]  # devloop's own mark: what `down` may delete
     created: list[str] = []
     for obj in todo:
         api, spec = _api_for(api_client, obj)

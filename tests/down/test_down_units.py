@@ -52,3 +52,18 @@ def test_a_service_owns_its_deployment_what_it_uses_and_the_services_selecting_i
     assert chart_objects_of(objects, "frontend") == {"Deployment/frontend",
                                                      "Service/frontend-svc"}
     assert chart_objects_of(objects, "missing") == set()
+
+
+def test_only_devloops_own_mark_makes_an_object_devloops():
+    from devloop.ownership import is_devloop_owned, mark
+
+    helm_installed = {"kind": "Ingress", "metadata": {
+        "name": "web", "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": "lumina"}}}
+    assert not is_devloop_owned(helm_installed)
+    assert not is_devloop_owned(helm_installed, "lumina")
+    marked = mark(helm_installed, "lumina")
+    assert is_devloop_owned(marked) and is_devloop_owned(marked, "lumina")
+    assert not is_devloop_owned(marked, "other-release")
+    assert marked["metadata"]["annotations"]["meta.helm.sh/release-name"] == "lumina"
+    assert "devloop.dev/managed-by" not in helm_installed["metadata"]["labels"]  # a copy
