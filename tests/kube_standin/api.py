@@ -159,7 +159,13 @@ class Api:
             if self.store.get(res.plural, meta.get("namespace", ""), meta["name"]):
                 raise errors.already_exists(res.plural, res.group, meta["name"])
             return obj
-        return self.store.create(res, obj)
+        return self._written(res, self.store.create(res, obj))
+
+    def _written(self, res: Resource, obj: Obj) -> Obj:
+        """After a write: a CustomResourceDefinition change changes what the API serves."""
+        if res.kind == "CustomResourceDefinition":
+            self.table.set_custom(self.store.list_raw(res.plural)[0])
+        return obj
 
     def _validate_raw(self, res: Resource, obj: Obj) -> None:
         """Schema check of what the client sent (unknown fields, wrong types) before defaults."""
@@ -262,7 +268,7 @@ class Api:
 
         if dry_run:
             return change(self.get(res, namespace, name))
-        return self.store.update(res, namespace, name, change)
+        return self._written(res, self.store.update(res, namespace, name, change))
 
     def patch(
         self,
@@ -304,7 +310,7 @@ class Api:
 
         if dry_run:
             return change(self.get(res, namespace, name))
-        return self.store.update(res, namespace, name, change)
+        return self._written(res, self.store.update(res, namespace, name, change))
 
     def _apply(
         self, res: Resource, namespace: str, name: str, body: Any, subresource: str | None,
@@ -355,6 +361,7 @@ class Api:
         )
         if not deferred:
             self.store.remove(res, namespace, name)
+            self._written(res, current)
             return errors.success_status(res.plural, res.group, name,
                                          current["metadata"].get("uid", ""))
 

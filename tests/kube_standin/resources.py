@@ -114,6 +114,8 @@ OTHER_GROUPS: tuple[Resource, ...] = (
             short=("hpa",), subresources=("status",), workload=True),
     _stored("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short=("pdb",),
             subresources=("status",), has_generation=True),
+    _stored("apiextensions.k8s.io", "v1", "CustomResourceDefinition",
+            "customresourcedefinitions", False, ("crd", "crds"), ("status",)),
     _stored("rbac.authorization.k8s.io", "v1", "Role", "roles"),
     _stored("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
     _stored("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
@@ -138,11 +140,40 @@ class ResourceTable:
     """Looks resources up by (group, version, plural) or by kind."""
 
     def __init__(self, resources: tuple[Resource, ...] = RESOURCES) -> None:
+        self._builtin = resources
+        self._index(resources)
+
+    def _index(self, resources: tuple[Resource, ...]) -> None:
+        # Built whole, then swapped in: request threads read them while a CRD is written.
         self._by_path = {(r.group, r.version, r.plural): r for r in resources}
         self._by_kind = {(r.api_version, r.kind): r for r in resources}
         self.everything = resources
         # What controllers, garbage collection and namespace termination walk: stored kinds.
         self.all = tuple(r for r in resources if r.stored)
+
+    def set_custom(self, crds: list[dict[str, Any]]) -> None:
+        """Serve the custom resources the stored CustomResourceDefinitions define (their served
+        versions), as kube-apiserver does once a CRD is established; called on every CRD
+        write. A custom plural equal to a built-in one is not served (see README)."""
+        builtin_plurals = {r.plural for r in self._builtin}
+        custom: list[Resource] = []
+        for crd in crds:
+            if (crd.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            spec = crd.get("spec") or {}
+            names = spec.get("names") or {}
+            if not spec.get("group") or names.get("plural") in builtin_plurals:
+                continue
+            for version in spec.get("versions") or []:
+                if not version.get("served", True):
+                    continue
+                status = "status" in (version.get("subresources") or {})
+                custom.append(Resource(
+                    spec["group"], version["name"], names["kind"], names["plural"],
+                    spec.get("scope") == "Namespaced", tuple(names.get("shortNames") or ()),
+                    ("status",) if status else (), singular=names.get("singular") or "",
+                    categories=tuple(names.get("categories") or ())))
+        self._index(self._builtin + tuple(custom))
 
     def lookup(self, group: str, version: str, plural: str) -> Resource | None:
         return self._by_path.get((group, version, plural))

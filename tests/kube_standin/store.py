@@ -241,6 +241,7 @@ class Store:
             self._compacted = self._rv
             self._history.clear()
             self._objects = {}
+            table.set_custom(data["objects"].get("customresourcedefinitions") or [])
             for plural, objs in data["objects"].items():
                 res = table.by_plural(plural)
                 bucket = self._objects.setdefault(plural, {})
