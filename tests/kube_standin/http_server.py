@@ -21,6 +21,7 @@ import yaml
 
 from . import errors, negotiation, protobuf, reviews, tables
 from .api import Api, Query
+from .faults import Faults
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
 from .store import Event, Obj
@@ -90,6 +91,7 @@ class Router:
         self.stopping = threading.Event()
         self.server_address = ""
         self.remote: Any = None  # RemoteCommands when pods run
+        self.faults = Faults()  # replaced by StandIn's own, which outlives restarts
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -104,6 +106,10 @@ class Router:
                 return
             if req.headers.get("Authorization", "") != f"Bearer {self.token}":
                 raise errors.unauthorized()
+            faulted = self.faults.answer(req, url.path)
+            if faulted is not None:
+                status = faulted
+                return
             status = self._route(req, url.path, query)
         except errors.ApiError as exc:
             status = req.send_json(exc.code, exc.status())
@@ -577,6 +583,9 @@ class StandInHTTPServer(ThreadingHTTPServer):
         log.exception("unexpected error on the connection from %s", client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if self.router.faults.dropping():
+            self.router.faults.refuse(request)
+            return
         with self._conn_lock:
             self._connections.add(request)
         super().process_request(request, client_address)

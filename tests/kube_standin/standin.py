@@ -17,6 +17,7 @@ from .api import Api
 from .control_loop import ControlLoop
 from .deployment_controller import DeploymentController
 from .docker_pods import LABEL_EPHEMERAL, LABEL_INSTANCE, LABEL_STATE_DIR, LABEL_VOLUME_KIND
+from .faults import Faults
 from .housekeeping import Housekeeping
 from .http_server import NoLogs, Router, StandInHTTPServer
 from .kubeconfig import CONTEXT, write_kubeconfig
@@ -96,6 +97,7 @@ class StandIn:
         self.instance_id = ""
         self._cert: tuple[Path, Path] | None = None
         self._node_ports: NodePorts | None = None
+        self.faults = Faults()  # the fault switch (faults.py); kept across stop()/start()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -171,7 +173,9 @@ class StandIn:
             self._router.remote = RemoteCommands(store, self.docker(), self.runner.worker_for)
         self._cert = ensure_certificate(self.state_dir)
         tls = server_context(*self._cert) if self._cert else None
+        self._router.faults = self.faults
         self._server = StandInHTTPServer(("127.0.0.1", port), self._router, tls)
+        self.faults.cut_connections = self._server.close_connections
         self._router.server_address = f"127.0.0.1:{self.port}"
         identity["port"] = self.port
         (self.state_dir / IDENTITY_FILE).write_text(json.dumps(identity))
