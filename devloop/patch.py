@@ -9,6 +9,8 @@ and on its pod template, so `sync` learns what is deployed from the cluster, not
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -20,6 +22,14 @@ from kubernetes.client.exceptions import ApiException
 from devloop.cluster import ClusterUnreachable
 from devloop.digest import dl_tag_hex
 from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.kinds import client_method
+from devloop.workloads import (
+    REPLACED_KINDS,
+    Workload,
+    WorkloadRef,
+    read_workload,
+    replace_workload,
+)
 
 DIGEST_ANNOTATION = "devloop.dev/digest"
 _TIMEOUT = (5, 30)
@@ -254,3 +264,124 @@ def warn_rwo_rolling(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str,
                     " (two SQLite writers, or a pod stuck on multi-attach); set"
                     " spec.strategy.type: Recreate")
     return None
+
+
+# --- workloads of any other kind (devloop.workloads) -------------------------------------------
+
+def workload_deployed(workload: Workload, container: str) -> Deployed:
+    """Deployed (see read_deployed) of a workload of any kind, from one read of it."""
+    image = workload.template_image(container)
+    if image is None:
+        names = ", ".join(workload.container_names()) or "none"
+        raise PatchError(f"{workload.ref} in namespace {workload.namespace} has no container"
+                         f" '{container}' (containers: {names}); fix the container name in"
+                         " devloop.yaml")
+    template = workload.template.get("metadata") or {}
+    return Deployed(image=image,
+                    annotation=(workload.obj["metadata"].get("annotations") or {}
+                                ).get(DIGEST_ANNOTATION),
+                    generation=workload.generation,
+                    template_annotation=(template.get("annotations") or {}
+                                         ).get(DIGEST_ANNOTATION))
+
+
+def read_workload_deployed(api_client: Any, namespace: str, ref: WorkloadRef, container: str
+                           ) -> tuple[Workload, Deployed]:
+    """The workload and what its template runs; DeploymentNotFound (naming the kind) when it
+    does not exist, ClusterUnreachable or PatchError for other failures."""
+    try:
+        workload = read_workload(api_client, namespace, ref)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise DeploymentNotFound(f"{ref} not found in namespace {namespace}: apply the"
+                                     " manifests first (devloop does it when it is missing)"
+                                     ) from exc
+        raise _api_error(_Api(api_client), exc, f"cannot read {ref} in namespace {namespace}"
+                         ) from exc
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise _api_error(_Api(api_client), exc, "") from exc
+        raise
+    return workload, workload_deployed(workload, container)
+
+
+@dataclass(frozen=True)
+class _Api:
+    api_client: Any  # what _api_error reads the server address from
+
+
+def patch_workload_image(api_client: Any, namespace: str, ref: WorkloadRef, container: str,
+                         image: str, digest: str,
+                         conflict_deadline_s: float = CONFLICT_DEADLINE_S) -> int:
+    """Set `container`'s image (an init container's too) and the digest annotations in a
+    workload of any kind but Deployment (patch_image); return the generation to wait for.
+
+    A JSON patch tests the resourceVersion and the container's name at its index, so the server
+    applies it only to the object verified (re-read and retried on a conflict). A Job's or a
+    Pod's template cannot change: the object is replaced (deleted, then created again)."""
+    deadline = time.monotonic() + conflict_deadline_s
+    while True:
+        workload, _ = read_workload_deployed(api_client, namespace, ref, container)
+        if ref.kind.kind in REPLACED_KINDS:
+            return _replace_image(api_client, workload, container, image, digest)
+        base = "/" + "/".join(ref.kind.template or ())
+        spec = workload.template.get("spec") or {}
+        field, index = next((f, i) for f in ("initContainers", "containers")
+                            for i, c in enumerate(spec.get(f) or []) if c.get("name") == container)
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion",
+             "value": workload.obj["metadata"].get("resourceVersion")},
+            {"op": "test", "path": f"{base}/spec/{field}/{index}/name", "value": container},
+            {"op": "replace", "path": f"{base}/spec/{field}/{index}/image", "value": image},
+        ]
+        for meta_path, meta in (("/metadata", workload.obj["metadata"]),
+                                (f"{base}/metadata", workload.template.get("metadata"))):
+            if meta is None:
+                ops.append({"op": "add", "path": meta_path,
+                            "value": {"annotations": {DIGEST_ANNOTATION: digest}}})
+            elif meta.get("annotations") is None:
+                ops.append({"op": "add", "path": f"{meta_path}/annotations",
+                            "value": {DIGEST_ANNOTATION: digest}})
+            else:
+                key = DIGEST_ANNOTATION.replace("~", "~0").replace("/", "~1")
+                ops.append({"op": "add", "path": f"{meta_path}/annotations/{key}",
+                            "value": digest})
+        try:
+            resp = client_method(api_client, ref.kind, "patch")(
+                ref.name, namespace, ops, _preload_content=False, _request_timeout=_TIMEOUT)
+        except ApiException as exc:
+            if exc.status in (409, 422) and time.monotonic() < deadline:
+                time.sleep(random.uniform(0.05, 0.2))  # changed since read: verify again
+                continue
+            raise _api_error(_Api(api_client), exc, f"cannot patch {ref} in namespace"
+                             f" {namespace}") from exc
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise _api_error(_Api(api_client), exc, "") from exc
+            raise
+        try:
+            return int((json.loads(resp.data or b"{}").get("metadata") or {}).get("generation")
+                       or 0)
+        finally:
+            resp.release_conn()
+
+
+def _replace_image(api_client: Any, workload: Workload, container: str, image: str,
+                   digest: str) -> int:
+    obj = copy.deepcopy(workload.obj)
+    replaced = Workload(obj)
+    for c in replaced.containers:
+        if c.get("name") == container:
+            c["image"] = image
+    for meta in (obj.setdefault("metadata", {}),
+                 replaced.template.setdefault("metadata", {}) if replaced.kind.kind != "Pod"
+                 else obj["metadata"]):
+        meta.setdefault("annotations", {})[DIGEST_ANNOTATION] = digest
+    try:
+        created = replace_workload(api_client, workload.namespace, obj)
+    except ApiException as exc:
+        raise _api_error(_Api(api_client), exc, f"cannot replace {workload.ref} in namespace"
+                         f" {workload.namespace}") from exc
+    except TimeoutError as exc:
+        raise PatchError(str(exc)) from exc
+    return int((created.get("metadata") or {}).get("generation") or 0)

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
 from devloop.pods import PodState, pod_state
 from devloop.selectors import selector_query
+from devloop.workloads import Workload, WorkloadRef, read_workload, rollout_progress
 
 # Waiting reasons that will not fix themselves while devloop waits: the image or config is wrong.
 FAILING_WAITING = frozenset({
@@ -319,3 +320,83 @@ def rollout_health(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployme
     ident = f"deployment {dep.metadata.namespace}/{dep.metadata.name}"
     result, text, _ = _check(apps, core, dep, int(dep.metadata.generation or 0), 0.0, ident, [])
     return result or RolloutResult(False, "Progressing", one_line(f"{ident}: {text}"))
+
+
+# --- workloads of other kinds (devloop.workloads) -----------------------------------------------
+
+def workload_pods(core: k8s.CoreV1Api, workload: Workload) -> list[tuple[PodState, dict]]:
+    """The workload's pods of its current template, as PodState and as the API's JSON."""
+    pods = core.list_namespaced_pod(workload.namespace, label_selector=workload.selector_query,
+                                    _request_timeout=_TIMEOUT).items
+    out = []
+    for pod in pods:
+        obj = core.api_client.sanitize_for_serialization(pod)
+        if workload.is_current(obj):
+            out.append((pod_state(pod), obj))
+    return out
+
+
+def workload_health(core: k8s.CoreV1Api, workload: Workload, generation: int = 0,
+                    settle_s: float = 0.0) -> tuple[RolloutResult | None, str, list[PodState]]:
+    """One look at a workload of any kind but Deployment and its current pods: (final result
+    or None, progress text, the current pods), by workloads.rollout_progress plus the early
+    failures and the settle rule wait_rollout applies to a Deployment's pods."""
+    ident = f"{workload.ref} in namespace {workload.namespace}"
+    progress = rollout_progress(workload.obj, generation)
+    if progress.text.startswith("waiting for the controller"):
+        return None, progress.text, []
+    pods = [state for state, _ in workload_pods(core, workload)]
+    if progress.failed:
+        pod, tail = next(((p.name, _log_tail(core, p, p.main[0].name, previous=False))
+                          for p in pods if p.main), (None, []))
+        return RolloutResult(False, "Failed", one_line(f"{ident}: {progress.failed}"),
+                             pod=pod, log_tail=tail), progress.text, pods
+    for pod in pods:
+        failure = _pod_failure(core, pod)
+        if failure is not None:
+            return failure, progress.text, pods
+    if progress.done:
+        settled = None if workload.kind.kind in ("Job", "CronJob") else _unsettled(pods, settle_s)
+        if settled is None:
+            return RolloutResult(True, "Complete", f"{ident} rolled out: {progress.text}"), \
+                progress.text, pods
+        return None, f"{progress.text}; {settled}", pods
+    detail = next(filter(None, map(_pod_progress, pods)), None)
+    return None, f"{progress.text}; {detail}" if detail else progress.text, pods
+
+
+def wait_workload(api_client: k8s.ApiClient, core: k8s.CoreV1Api, namespace: str,
+                  ref: WorkloadRef, generation: int, timeout_s: float, stop: threading.Event,
+                  on_progress: Callable[[str], None], poll: float = 0.5,
+                  settle_s: float = 2.0) -> RolloutResult:
+    """wait_rollout for a StatefulSet, DaemonSet, ReplicaSet, Job (its completion), CronJob (no
+    wait) or Pod: polled (no watch: these reloads are rarer than a Deployment's), the same early
+    failures, deadline and stop as a Deployment's rollout."""
+    ident = f"{ref} in namespace {namespace}"
+    deadline = time.monotonic() + timeout_s
+    last_text, pods = "", []
+    while True:
+        try:
+            workload = read_workload(api_client, namespace, ref)
+            result, text, pods = workload_health(core, workload, generation, settle_s)
+            if result is not None:
+                return result
+        except ApiException as exc:
+            if exc.status == 404:
+                return RolloutResult(False, "NotFound", f"{ident} not found")
+            text = one_line(f"cannot read {ident}: {api_message(exc)}; retrying")
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            text = f"API server unreachable ({connection_detail(exc)}); retrying"
+        if text != last_text:
+            last_text = text
+            on_progress(text)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            pod, tail = _not_ready_tail(core, pods)
+            return RolloutResult(False, "Timeout", one_line(
+                f"{ident} not rolled out after {timeout_s:g}s: {last_text}"), pod=pod,
+                log_tail=tail)
+        if stop.wait(min(poll, remaining)):
+            return RolloutResult(False, "Cancelled", f"stopped waiting for {ident}")
