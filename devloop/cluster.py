@@ -41,6 +41,9 @@ class ClusterUnreachable(Exception):
                 "the credentials were rejected: the token or client certificate may have expired;"
                 f" refresh them (e.g. `{kubectl} get ns` re-runs the auth plugin) or log in again"
             )
+        elif self.status is not None and (self.status == 429 or self.status >= 500):
+            hint = ("the API server is overloaded or restarting; devloop retries by itself"
+                    f" (if it lasts, check `{kubectl} get --raw /readyz?verbose`)")
         else:
             hint = (
                 f"check `{kubectl} cluster-info`"

@@ -37,6 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop import events as ev
+from devloop import retry
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import Config, PortForward, ServiceConfig
 from devloop.errors_k8s import connection_detail, is_connection_error, one_line
@@ -46,6 +47,7 @@ from devloop.selectors import selector_query
 
 CONNECT_WAIT_S = 10.0  # a connection accepted while no pod is Ready waits this long for one
 _ATTACH_RETRY_S = 2.0  # the Deployment does not exist yet (first deploy): look again this often
+FORWARD_RETRY = retry.RetryPolicy(deadline_s=CONNECT_WAIT_S)  # per accepted connection
 
 
 def is_ready(pod: Pod) -> bool:
@@ -396,8 +398,11 @@ class ServiceForwards:
         try:
             from kubernetes.stream import portforward
 
-            forward = portforward(k8s.CoreV1Api(api).connect_get_namespaced_pod_portforward,
-                                  pod, self.cluster.namespace, ports=str(remote_port))
+            # a client is waiting on the local socket: ride out a short API hiccup, not more
+            forward = retry.call(lambda: portforward(
+                k8s.CoreV1Api(api).connect_get_namespaced_pod_portforward,
+                pod, self.cluster.namespace, ports=str(remote_port)),
+                what=f"port-forward to pod {pod}", policy=FORWARD_RETRY)
         except Exception as exc:
             local.close()
             if not (isinstance(exc, ApiException) or is_connection_error(exc)):

@@ -22,6 +22,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop import retry
 from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.ownership import mark
@@ -207,10 +208,14 @@ def _exists(api_client: k8s.ApiClient, obj: Mapping[str, Any]) -> bool:
     read = getattr(api, f"read_{'namespaced_' if spec.namespaced else ''}{spec.snake}")
     args = [meta["name"], meta["namespace"]] if spec.namespaced else [meta["name"]]
     try:
-        resp = read(*args, _preload_content=False, _request_timeout=(5, 30))
+        resp = retry.call(lambda: read(*args, _preload_content=False,
+                                       _request_timeout=retry.REQUEST_TIMEOUT),
+                          what=f"read {kind_name(obj)}")
     except ApiException as exc:
         if exc.status == 404:
             return False
+        if retry.is_transient(exc):  # still overloaded after the retries: the engine retries
+            raise ClusterUnreachable.from_error(exc, str(api_client.configuration.host)) from exc
         raise InstallError(one_line(f"cannot read {kind_name(obj)}: {api_message(exc)}")) from exc
     except Exception as exc:
         if is_connection_error(exc):
@@ -263,10 +268,15 @@ def install_missing(cluster: Cluster, objects: list[dict[str, Any]],
         create = getattr(api, f"create_{'namespaced_' if spec.namespaced else ''}{spec.snake}")
         args = [meta["namespace"], obj] if spec.namespaced else [obj]
         try:
-            resp = create(*args, _preload_content=False, _request_timeout=(5, 30))
+            # a create whose answer was lost is retried and meets 409: skipped below
+            resp = retry.call(lambda create=create, args=args: create(
+                *args, _preload_content=False, _request_timeout=retry.REQUEST_TIMEOUT),
+                what=f"create {kind_name(obj)}")
         except ApiException as exc:
             if exc.status == 409:
                 continue  # created meanwhile by someone else: leave theirs alone
+            if retry.is_transient(exc):
+                raise cluster.unreachable(exc) from exc
             raise InstallError(one_line(f"cannot create {kind_name(obj)} in namespace"
                                         f" {meta.get('namespace', '-')}: {api_message(exc)}")
                                ) from exc

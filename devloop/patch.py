@@ -10,6 +10,7 @@ and on its pod template, so `sync` learns what is deployed from the cluster, not
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop import retry
 from devloop.cluster import ClusterUnreachable
 from devloop.digest import dl_tag_hex
 from devloop.errors_k8s import api_message, is_connection_error, one_line
@@ -32,7 +34,7 @@ from devloop.workloads import (
 )
 
 DIGEST_ANNOTATION = "devloop.dev/digest"
-_TIMEOUT = (5, 30)
+_TIMEOUT = retry.REQUEST_TIMEOUT
 CONFLICT_DEADLINE_S = 30.0  # controllers settle a new Deployment's status within seconds
 
 
@@ -77,7 +79,9 @@ class Deployed:
 
 def _read(apps: k8s.AppsV1Api, namespace: str, deployment: str) -> k8s.V1Deployment:
     try:
-        return apps.read_namespaced_deployment(deployment, namespace, _request_timeout=_TIMEOUT)
+        return retry.call(lambda: apps.read_namespaced_deployment(
+            deployment, namespace, _request_timeout=_TIMEOUT),
+            what=f"read deployment {namespace}/{deployment}")
     except ApiException as exc:
         if exc.status == 404:
             raise DeploymentNotFound(
@@ -91,8 +95,11 @@ def _read(apps: k8s.AppsV1Api, namespace: str, deployment: str) -> k8s.V1Deploym
 
 
 def _api_error(api: Any, exc: BaseException, what: str) -> Exception:
-    """ClusterUnreachable for connection/auth failures, PatchError for refusals."""
-    if isinstance(exc, ApiException) and exc.status not in (0, None, 401, 403):
+    """ClusterUnreachable for connection/auth failures and for an API server that stayed
+    overloaded (429/5xx) through the retries: those are retried by the engine, not the
+    inputs' fault; PatchError for refusals."""
+    if isinstance(exc, ApiException) and exc.status not in (0, None, 401, 403) \
+            and not retry.is_transient(exc):
         return PatchError(one_line(f"{what}: {api_message(exc)}"))
     return ClusterUnreachable.from_error(exc, str(api.api_client.configuration.host))
 
@@ -162,8 +169,9 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
             }},
         }
         try:
-            patched = apps.patch_namespaced_deployment(deployment, namespace, body,
-                                                       _request_timeout=_TIMEOUT)
+            patched = retry.call(lambda body=body: apps.patch_namespaced_deployment(
+                deployment, namespace, body, field_manager="devloop", _request_timeout=_TIMEOUT),
+                what=f"patch deployment {namespace}/{deployment}")
         except ApiException as exc:
             if exc.status == 409:
                 conflicts += 1
@@ -213,8 +221,11 @@ def patch_image_at(apps: k8s.AppsV1Api, namespace: str, deployment: str, contain
         {"op": "add", "path": f"/spec/template/metadata/annotations/{key}", "value": digest},
     ]
     try:
-        patched = apps.patch_namespaced_deployment(deployment, namespace, body,
-                                                   _request_timeout=_TIMEOUT)
+        # 500 is how some API servers answer a failed `test`: not retried, it falls back below
+        patched = retry.call(lambda: apps.patch_namespaced_deployment(
+            deployment, namespace, body, field_manager="devloop", _request_timeout=_TIMEOUT),
+            what=f"patch deployment {namespace}/{deployment}",
+            transient=lambda e: retry.is_transient(e) and getattr(e, "status", None) != 500)
     except ApiException as exc:
         if exc.status == 404:
             raise DeploymentNotFound(f"deployment {namespace}/{deployment} not found") from exc
@@ -250,8 +261,10 @@ def warn_rwo_rolling(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str,
         if claim is None:
             continue
         try:
-            pvc = core.read_namespaced_persistent_volume_claim(claim.claim_name, namespace,
-                                                               _request_timeout=_TIMEOUT)
+            pvc = retry.call(functools.partial(
+                core.read_namespaced_persistent_volume_claim, claim.claim_name, namespace,
+                _request_timeout=_TIMEOUT),
+                what=f"read PVC {namespace}/{claim.claim_name}")
         except ApiException as exc:
             if exc.status == 404:
                 continue

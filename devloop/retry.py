@@ -43,7 +43,7 @@ class RetryPolicy:
     max_delay_s: float = 5.0
     max_retry_after_s: float = 30.0  # a longer Retry-After is not waited for: the call fails
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
+    read_timeout_s: float = 15.0  # a stalled request is abandoned (and retried) after this
 
     @property
     def request_timeout(self) -> tuple[float, float]:
@@ -52,6 +52,7 @@ class RetryPolicy:
 
 
 DEFAULT = RetryPolicy()
+REQUEST_TIMEOUT = DEFAULT.request_timeout  # (connect, read) for every non-streaming API request
 
 
 @dataclass(frozen=True)
@@ -154,17 +155,19 @@ def call(fn: Callable[[], T], *, what: str, policy: RetryPolicy = DEFAULT,
          sleep: Callable[[float], object] = time.sleep,
          clock: Callable[[], float] = time.monotonic,
          on_retry: Callable[[Retry], object] | None = None,
-         draw: Callable[[], float] = random.random) -> T:
+         draw: Callable[[], float] = random.random,
+         transient: Callable[[BaseException], bool] = is_transient) -> T:
     """Run `fn`, retrying transient failures with back-off until it succeeds, the attempts are
     spent or the deadline would pass; then the last error is raised unchanged, so callers keep
-    their own error handling. `what` names the call for `on_retry` ("patch deployment/api")."""
+    their own error handling. `what` names the call for `on_retry` ("patch deployment/api");
+    `transient` narrows what is retried where a status means something else to the caller."""
     start = clock()
     attempt = 0
     while True:
         try:
             return fn()
         except Exception as exc:
-            if not is_transient(exc):
+            if not transient(exc):
                 raise
             attempt += 1
             delay = delay_for(exc, attempt, policy, draw())

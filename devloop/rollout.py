@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from devloop import retry
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
 from devloop.pods import PodState, pod_state
 from devloop.selectors import selector_query
@@ -31,7 +32,7 @@ FAILING_WAITING = frozenset({
     "CreateContainerConfigError", "CreateContainerError", "InvalidImageName",
 })
 LOG_TAIL_LINES = 20
-_TIMEOUT = (5, 15)
+_TIMEOUT = retry.REQUEST_TIMEOUT
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -259,13 +260,16 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
         except ApiException as exc:
             if exc.status == 404:
                 return RolloutResult(False, "NotFound", f"{ident} not found")
-            unreachable = exc.status in (0, 401, 403)  # no answer, or credentials refused
-            report(one_line(f"cannot read {ident}: {api_message(exc)}; retrying"))
+            # no answer, credentials refused, or an overloaded server: not the rollout's fault
+            was, unreachable = unreachable, exc.status in (0, 401, 403) or retry.is_transient(exc)
+            if not (was and unreachable):  # one line per outage, not one per poll
+                report(one_line(f"cannot read {ident}: {api_message(exc)}; retrying"))
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
+            if not unreachable:
+                report(f"API server unreachable ({connection_detail(exc)}); retrying")
             unreachable = True
-            report(f"API server unreachable ({connection_detail(exc)}); retrying")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if unreachable:
