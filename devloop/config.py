@@ -20,12 +20,15 @@ import yaml
 from docker.utils.build import PatternMatcher  # .dockerignore syntax
 
 from devloop.logfilter import LogFilter
+from devloop.textfile import NotText, decode_text
 
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
 _IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DIGITS = re.compile(r"[0-9]{1,5}")  # ASCII only: "²".isdigit() is True, int("²") fails
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)  # one line, whatever it quotes
 
 
 class ConfigError(Exception):
@@ -183,7 +187,7 @@ class _Checker:
             return {}
         out: dict[str, yaml.Node] = {}
         for knode, vnode in node.value:
-            name = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode)
+            name = knode.value if isinstance(knode, yaml.ScalarNode) else f"<{_kind(knode)}>"
             path = f"{key}.{name}" if key else name
             if allowed and name not in allowed:
                 close = difflib.get_close_matches(name, sorted(allowed), n=1)
@@ -199,7 +203,15 @@ class _Checker:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node, key, f"must be a single value, not {_kind(node)}")
             return None
-        return yaml.safe_load(yaml.serialize(node))
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except Exception as exc:  # PyYAML's constructors raise any kind
+            # an explicit tag whose value does not fit it (`!!int abc`, `!!binary é`, `!custom`)
+            reason = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self.problem(node, key, f"'{node.value[:80]}' is not a valid {tag} value"
+                                    f" ({reason}); remove the tag or fix the value")
+            return None
 
     def string(self, node: yaml.Node, key: str, pattern: re.Pattern[str] | None = None,
                what: str = "") -> str | None:
@@ -210,7 +222,7 @@ class _Checker:
             return None
         if not isinstance(value, str):
             value = str(value)
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):  # `$` allows a final "\n"
             self.problem(node, key, f"'{value}' is not a valid {what}")
             return None
         return value
@@ -261,11 +273,25 @@ class _Checker:
 
         return _ENV_RE.sub(sub, value)
 
+    def resolve(self, node: yaml.Node, key: str, base: Path, raw: str) -> Path | None:
+        """`base / raw` made absolute, or a problem for a path no file system can hold (a NUL
+        character, a name too long)."""
+        try:
+            path = (base / raw).resolve()
+            path.exists()  # raises for a name too long
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problem(node, key, f"'{raw[:80]}' is not a usable path ({reason})")
+            return None
+        return path
+
     def existing_path(self, node: yaml.Node, key: str, base: Path, want_dir: bool) -> Path | None:
         raw = self.string(node, key)
         if raw is None:
             return None
-        path = (base / raw).resolve()
+        path = self.resolve(node, key, base, raw)
+        if path is None:
+            return None
         shown = os.path.relpath(path, self.root)
         if want_dir and not path.is_dir():
             self.problem(node, key, f"{shown} is not a directory" if path.exists()
@@ -277,6 +303,11 @@ class _Checker:
         return path
 
 
+def _compile_error(exc: Exception) -> str:
+    """Why a regex or .dockerignore pattern does not compile, in a few words."""
+    return exc.msg if isinstance(exc, re.error) else "too large or nested too deeply"
+
+
 def _kind(node: yaml.Node) -> str:
     return {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list"}.get(type(node), "a value")
 
@@ -286,7 +317,9 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
     path = path.resolve()
     checker = _Checker(path, dict(os.environ) if env is None else env)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes())
+    except NotText as exc:
+        raise ConfigError([Problem(checker.display, exc.line, "", exc.message)]) from None
     except FileNotFoundError:
         raise ConfigError([Problem(checker.display, 0, "", "file not found (create it, or pass "
                                    "--config PATH)")]) from None
@@ -296,16 +329,32 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
     try:
         root_node = yaml.compose(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(checker.display, line, "", f"invalid YAML: {reason}")]) from None
+        raise ConfigError([Problem(checker.display, _yaml_error_line(exc, text), "",
+                                   f"invalid YAML: {_yaml_error_reason(exc)}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(checker.display, 1, "", "invalid YAML: nested too deeply")]
+                          ) from None
     if root_node is None:
         raise ConfigError([Problem(checker.display, 1, "", "file is empty")])
     config = _build(checker, root_node)
     if checker.problems or config is None:
         raise ConfigError(checker.problems)
     return config
+
+
+def _yaml_error_line(exc: yaml.YAMLError, text: str) -> int:
+    """The 1-based line of a parse error (a reader error only knows its character offset)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return mark.line + 1
+    position = getattr(exc, "position", None)
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+
+
+def _yaml_error_reason(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"character {exc.character!r} is not allowed in YAML"
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())
 
 
 def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
@@ -335,7 +384,8 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
     if "kubeconfig" in top:
         raw = c.string(top["kubeconfig"], "kubeconfig")
         if raw:
-            opts["kubeconfig"] = (c.root / os.path.expanduser(raw)).resolve()
+            opts["kubeconfig"] = c.resolve(top["kubeconfig"], "kubeconfig", c.root,
+                                           os.path.expanduser(raw))
     if "delivery" in top:
         mode = c.string(top["delivery"], "delivery")
         if mode is not None and mode not in DELIVERY_MODES:
@@ -355,7 +405,7 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
         if not nodes and isinstance(top["services"], yaml.MappingNode):
             c.problem(top["services"], "services", "must list at least one service")
         for name, node in nodes.items():
-            if not _NAME_RE.match(name):
+            if not _NAME_RE.fullmatch(name):
                 c.problem(node, f"services.{name}", "service names are lowercase letters, "
                           "digits and '-'")
                 continue
@@ -390,6 +440,8 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
             c.problem(fields["context"], f"{key}.dockerfile",
                       f"{os.path.relpath(context / 'Dockerfile', c.root)} does not exist "
                       "(set dockerfile: to the right file)")
+    if context is not None:
+        _check_dockerignore(c, context)
     image = c.string(fields["image"], f"{key}.image", _IMAGE_RE, "image name (no tag: devloop "
                      "tags images with their input digest)") if "image" in fields else None
     deployment = name
@@ -406,7 +458,9 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
     watch: list[Path] = []
     if "watch" in fields:
         for item, raw in c.string_list(fields["watch"], f"{key}.watch"):
-            path = (c.root / raw).resolve()
+            path = c.resolve(item, f"{key}.watch", c.root, raw)
+            if path is None:
+                continue
             if not path.exists():
                 c.problem(item, f"{key}.watch", f"{os.path.relpath(path, c.root)} does not exist")
             else:
@@ -416,7 +470,9 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
     path_map: dict[str, Path] = {}
     if "path_map" in fields:
         for cpath, local in c.string_map(fields["path_map"], f"{key}.path_map").items():
-            path_map[cpath.rstrip("/") or "/"] = (c.root / local).resolve()
+            resolved = c.resolve(fields["path_map"], f"{key}.path_map.{cpath}", c.root, local)
+            if resolved is not None:
+                path_map[cpath.rstrip("/") or "/"] = resolved
     live_update = (_live_update(c, fields["live_update"], f"{key}.live_update", context)
                    if "live_update" in fields else LiveUpdateConfig())
     port_forwards = (_port_forwards(c, fields["port_forwards"], f"{key}.port_forwards")
@@ -431,6 +487,37 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
         ignore=ignore, path_map=path_map, live_update=live_update, port_forwards=port_forwards,
         logs=logs,
     )
+
+
+def _check_dockerignore(c: _Checker, context: Path) -> None:
+    """The context's .dockerignore is UTF-8 text whose patterns compile; else one line naming
+    its own file and line (read byte for byte, as docker does, it would skip other files than
+    the person meant)."""
+    path = context / ".dockerignore"
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    try:
+        text = decode_text(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except NotText as exc:
+        c.problems.append(Problem(shown, exc.line, "", exc.message))
+        return
+    except OSError as exc:
+        c.problems.append(Problem(shown, 0, "", f"cannot read: {exc.strerror}"))
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        try:
+            PatternMatcher([pattern]).matches("x")
+        except (re.error, OverflowError, RecursionError) as exc:
+            reason = _compile_error(exc)
+            c.problems.append(Problem(shown, number, "", f"'{pattern[:80]}' is not a valid"
+                                                         f" pattern ({reason})"))
 
 
 def _port_forwards(c: _Checker, node: yaml.Node, key: str) -> tuple[PortForward, ...]:
@@ -459,7 +546,7 @@ def _port_forwards(c: _Checker, node: yaml.Node, key: str) -> tuple[PortForward,
         if value is None:
             continue
         parts = str(value).split(":")
-        ports = [int(p) if p.isdigit() else -1 for p in parts]
+        ports = [int(p) if _DIGITS.fullmatch(p) else -1 for p in parts]
         if len(parts) > 2 or any(not 0 < p < 65536 for p in ports):
             c.problem(port_node, where_port, f"'{value}' is not PORT or LOCAL:REMOTE"
                       " (ports 1-65535)")
@@ -487,8 +574,10 @@ def _logs(c: _Checker, node: yaml.Node, key: str) -> LogFilter:
                 continue
             try:
                 out.append(re.compile(text))
-            except re.error as exc:
-                c.problem(item, where, f"'{text}' is not a valid regular expression ({exc.msg})")
+            except (re.error, OverflowError, RecursionError) as exc:
+                reason = _compile_error(exc)
+                c.problem(item, where, f"'{text[:80]}' is not a valid regular expression"
+                                       f" ({reason})")
         compiled[name] = tuple(out)
     return LogFilter(include=compiled.get("include", ()), exclude=compiled.get("exclude", ()))
 
@@ -586,8 +675,9 @@ def _patterns(c: _Checker, node: yaml.Node, key: str) -> tuple[str, ...]:
     for item, pattern in items:
         try:
             PatternMatcher([pattern]).matches("x")
-        except re.error as exc:
-            c.problem(item, key, f"'{pattern}' is not a valid pattern ({exc.msg})")
+        except (re.error, OverflowError, RecursionError) as exc:
+            reason = _compile_error(exc)
+            c.problem(item, key, f"'{pattern[:80]}' is not a valid pattern ({reason})")
             continue
         out.append(pattern)
     return tuple(out)
@@ -607,8 +697,9 @@ def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
     if "values_files" in fields:
         # Listed values files may be absent (secrets files are git-ignored); they are used when
         # present, so a fresh clone works without them.
-        values_files = [(c.root / raw).resolve()
-                        for _, raw in c.string_list(fields["values_files"], "chart.values_files")]
+        values_files = [path for item, raw in c.string_list(fields["values_files"],
+                                                           "chart.values_files")
+                        if (path := c.resolve(item, "chart.values_files", c.root, raw))]
     set_values = c.string_map(fields["set"], "chart.set") if "set" in fields else {}
     if path is None:
         return None

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from docker.utils.build import PatternMatcher
 
+from devloop.textfile import NotText, decode_text
+
 # Directories that are never build inputs of a dev loop and can hold huge trees.
 ALWAYS_IGNORED_DIRS = frozenset({
     ".git", ".hg", ".svn", "node_modules", ".next", ".venv", "venv", "__pycache__",
@@ -33,9 +35,13 @@ def is_editor_temp(name: str) -> bool:
 def read_dockerignore(context: Path) -> list[str]:
     """The patterns of `context/.dockerignore`, without comments and blank lines."""
     try:
-        text = (context / ".dockerignore").read_text(encoding="utf-8")
-    except FileNotFoundError:
+        data = (context / ".dockerignore").read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    try:
+        text = decode_text(data)
+    except NotText:  # reported by the config check; here read as docker does, byte for byte
+        text = data.decode("utf-8", "surrogateescape")
     return [line.strip() for line in text.splitlines()
             if line.strip() and not line.strip().startswith("#")]
 
