@@ -19,8 +19,10 @@ from typing import Any
 import yaml
 from docker.utils.build import PatternMatcher  # .dockerignore syntax
 
+from devloop.kinds import PathError, parse_path
 from devloop.logfilter import LogFilter
 from devloop.textfile import NotText, decode_text
+from devloop.workloads import WorkloadError, WorkloadRef
 
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
@@ -112,6 +114,24 @@ class ServiceConfig:
     live_update: LiveUpdateConfig = LiveUpdateConfig()
     port_forwards: tuple[PortForward, ...] = ()
     logs: LogFilter = field(default_factory=LogFilter)
+    kind: str = "Deployment"  # the workload's kind (`workload: statefulset/db`); name: deployment
+
+    @property
+    def workload(self) -> WorkloadRef:
+        """The workload this service's image feeds (`deployment` is its name, any kind)."""
+        return WorkloadRef.parse(f"{self.kind}/{self.deployment}")
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """devloop.yaml `resources:` entry: a workload devloop does not build, shown with its
+    health, logs and port forwards."""
+
+    name: str
+    workload: WorkloadRef
+    container: str | None = None  # for logs and status; None: every container
+    port_forwards: tuple[PortForward, ...] = ()
+    logs: LogFilter = field(default_factory=LogFilter)
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,8 @@ class Config:
     delivery: str = "auto"
     default_repo: str | None = None
     chart: ChartConfig | None = None
+    resources: dict[str, ResourceConfig] = field(default_factory=dict)  # not built by devloop
+    image_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # custom kinds
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -149,12 +171,13 @@ class Config:
 _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
     "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
-    "services",
+    "services", "resources", "image_paths",
 }
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
-    "ignore", "path_map", "live_update", "port_forwards", "logs",
+    "ignore", "path_map", "live_update", "port_forwards", "logs", "workload",
 }
+_RESOURCE_KEYS = {"workload", "container", "port_forwards", "logs"}
 _LIVE_KEYS = {"sync", "fall_back_on", "run"}
 _SYNC_KEYS = {"src", "dest"}
 _RUN_KEYS = {"cmd", "trigger"}
@@ -397,6 +420,10 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
         opts["default_repo"] = c.string(top["default_repo"], "default_repo")
     if "chart" in top:
         opts["chart"] = _chart(c, top["chart"])
+    if "resources" in top:
+        opts["resources"] = _resources(c, top["resources"])
+    if "image_paths" in top:
+        opts["image_paths"] = _image_paths(c, top["image_paths"])
     services: dict[str, ServiceConfig] = {}
     if "services" not in top:
         c.problem(root_node, "services", "is required (one entry per image to build)")
@@ -444,10 +471,17 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
         _check_dockerignore(c, context)
     image = c.string(fields["image"], f"{key}.image", _IMAGE_RE, "image name (no tag: devloop "
                      "tags images with their input digest)") if "image" in fields else None
-    deployment = name
+    deployment, kind = name, "Deployment"
     if "deployment" in fields:
         deployment = c.string(fields["deployment"], f"{key}.deployment", _NAME_RE,
                               "Deployment name") or name
+    if "workload" in fields:
+        if "deployment" in fields:
+            c.problem(fields["workload"], f"{key}.workload", "names the same thing as"
+                      " deployment:; keep one (workload: KIND/NAME names any kind)")
+        ref = _workload(c, fields["workload"], f"{key}.workload")
+        if ref is not None:
+            deployment, kind = ref.name, ref.kind.kind
     container = deployment
     if "container" in fields:
         container = c.string(fields["container"], f"{key}.container", _NAME_RE,
@@ -485,8 +519,93 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
         name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
         container=container, build_args=build_args, target=target, watch=tuple(watch),
         ignore=ignore, path_map=path_map, live_update=live_update, port_forwards=port_forwards,
-        logs=logs,
+        logs=logs, kind=kind,
     )
+
+def _workload(c: _Checker, node: yaml.Node, key: str) -> WorkloadRef | None:
+    """`statefulset/db` (KIND/NAME, any workload kind) or `web` (a Deployment)."""
+    text = c.string(node, key)
+    if text is None:
+        return None
+    try:
+        ref = WorkloadRef.parse(text)
+    except WorkloadError as exc:
+        c.problem(node, key, str(exc))
+        return None
+    if not _NAME_RE.fullmatch(ref.name):
+        c.problem(node, key, f"'{ref.name}' is not a valid workload name")
+        return None
+    return ref
+
+
+def _resources(c: _Checker, node: yaml.Node) -> dict[str, ResourceConfig]:
+    """`resources: {postgres: {workload: statefulset/postgres, port_forwards: [5432]}}`."""
+    out: dict[str, ResourceConfig] = {}
+    for name, item in c.mapping(node, "resources", set()).items():
+        key = f"resources.{name}"
+        fields = c.mapping(item, key, _RESOURCE_KEYS)
+        if not isinstance(item, yaml.MappingNode):
+            continue
+        if "workload" not in fields:
+            c.problem(item, f"{key}.workload", "is required (KIND/NAME, e.g. statefulset/db)")
+            continue
+        ref = _workload(c, fields["workload"], f"{key}.workload")
+        container = (c.string(fields["container"], f"{key}.container", _NAME_RE,
+                              "container name") if "container" in fields else None)
+        forwards = (_port_forwards(c, fields["port_forwards"], f"{key}.port_forwards")
+                    if "port_forwards" in fields else ())
+        logs = _logs(c, fields["logs"], f"{key}.logs") if "logs" in fields else LogFilter()
+        if ref is not None:
+            out[name] = ResourceConfig(name, ref, container, forwards, logs)
+    return out
+
+
+def _image_paths(c: _Checker, node: yaml.Node) -> dict[str, tuple[str, ...]]:
+    """`image_paths: {Kind: [spec.image, spec.template.spec.containers[*].image]}`."""
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, item in c.mapping(node, "image_paths", set()).items():
+        paths = []
+        for path_node, path in c.string_list(item, f"image_paths.{kind}"):
+            try:
+                parse_path(path)
+            except PathError as exc:
+                c.problem(path_node, f"image_paths.{kind}", str(exc))
+                continue
+            paths.append(path)
+        out[kind] = tuple(paths)
+    return out
+
+
+def _check_dockerignore(c: _Checker, context: Path) -> None:
+    """The context's .dockerignore is UTF-8 text whose patterns compile; else one line naming
+    its own file and line (read byte for byte, as docker does, it would skip other files than
+    the person meant)."""
+    path = context / ".dockerignore"
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    try:
+        text = decode_text(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except NotText as exc:
+        c.problems.append(Problem(shown, exc.line, "", exc.message))
+        return
+    except OSError as exc:
+        c.problems.append(Problem(shown, 0, "", f"cannot read: {exc.strerror}"))
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        try:
+            PatternMatcher([pattern]).matches("x")
+        except (re.error, OverflowError, RecursionError) as exc:
+            reason = _compile_error(exc)
+            c.problems.append(Problem(shown, number, "", f"'{pattern[:80]}' is not a valid"
+                                                         f" pattern ({reason})"))
+
 
 
 def _check_dockerignore(c: _Checker, context: Path) -> None:
