@@ -16,6 +16,7 @@ from typing import Any
 
 from . import checks, defaults, errors
 from .clock import now, random_suffix, rfc3339
+from .managed_fields import FieldManager, manager_required, scope
 from .patching import StrategicMerge, json_merge_patch, json_patch
 from .resources import Resource, ResourceTable
 from .schema import Schemas
@@ -57,6 +58,7 @@ class Api:
         self.table = table
         self.schemas = schemas
         self._strategic = StrategicMerge(schemas)
+        self.fields = FieldManager(schemas)
         self._pods_graceful = pods_graceful
 
     # -- reads ---------------------------------------------------------------------------------
@@ -128,7 +130,12 @@ class Api:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def create(self, res: Resource, namespace: str, body: Any, dry_run: bool = False) -> Obj:
+    def create(
+        self, res: Resource, namespace: str, body: Any, dry_run: bool = False,
+        manager: str | None = None, applied: Obj | None = None,
+    ) -> Obj:
+        """`manager`: the field manager of an API request (None for the stand-in's own
+        controllers, which own no fields); `applied`: the configuration of a create-on-apply."""
         obj = self._check_type(res, body)
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
@@ -155,6 +162,10 @@ class Api:
         self._on_create(res, obj)
         self._validate(res, obj, None)
         self._require_namespace(res, namespace)
+        if manager:
+            self.fields.created(obj, manager, scope(res.has_status, None), applied=applied)
+        else:
+            meta.pop("managedFields", None)
         if dry_run:
             if self.store.get(res.plural, meta.get("namespace", ""), meta["name"]):
                 raise errors.already_exists(res.plural, res.group, meta["name"])
@@ -232,6 +243,8 @@ class Api:
                 new["status"] = current["status"]
             else:
                 new.pop("status", None)
+        if "managedFields" not in meta and "managedFields" in current["metadata"]:
+            meta["managedFields"] = current["metadata"]["managedFields"]  # omitted: unchanged
         if current["metadata"].get("finalizers") and "finalizers" not in meta and \
                 res.kind == "PersistentVolumeClaim":
             meta["finalizers"] = current["metadata"]["finalizers"]
@@ -248,6 +261,7 @@ class Api:
         body: Any,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         new = self._check_type(res, body)
         meta = new.setdefault("metadata", {})
@@ -264,7 +278,10 @@ class Api:
         def change(current: Obj) -> Obj:
             if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(res.plural, res.group, name)
-            return self._admit_update(res, current, copy.deepcopy(new), subresource)
+            result = self._admit_update(res, current, copy.deepcopy(new), subresource)
+            self.fields.updated(current, result, manager, scope(res.has_status, subresource),
+                                subresource or "")
+            return result
 
         if dry_run:
             return change(self.get(res, namespace, name))
@@ -279,10 +296,15 @@ class Api:
         body: Any,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
+        force: bool = False,
     ) -> Obj:
         content_type = content_type.split(";")[0].strip().lower()
         if content_type == APPLY:
-            return self._apply(res, namespace, name, body, subresource, dry_run)
+            return self._apply(res, namespace, name, body, subresource, dry_run, manager, force)
+        if force:
+            raise errors.invalid("PatchOptions", "meta.k8s.io", "", [
+                ("force", "Forbidden: may not be specified for non-apply patch")])
         if content_type not in (STRATEGIC, MERGE, JSON_PATCH):
             raise errors.ApiError(
                 415, "UnsupportedMediaType",
@@ -306,7 +328,10 @@ class Api:
                 current["metadata"]["resourceVersion"]
             for field in ("apiVersion", "kind"):
                 patched[field] = current[field]
-            return self._admit_update(res, current, patched, subresource)
+            result = self._admit_update(res, current, patched, subresource)
+            self.fields.updated(current, result, manager, scope(res.has_status, subresource),
+                                subresource or "")
+            return result
 
         if dry_run:
             return change(self.get(res, namespace, name))
@@ -314,19 +339,45 @@ class Api:
 
     def _apply(
         self, res: Resource, namespace: str, name: str, body: Any, subresource: str | None,
-        dry_run: bool,
+        dry_run: bool, manager: str | None, force: bool,
     ) -> Obj:
-        """Server-side apply, approximated: create if missing, else a strategic merge of the
-        applied configuration (no field ownership, so removed fields are not pruned)."""
-        if not isinstance(body, dict):
-            raise errors.bad_request("an apply patch must be an object")
-        body = copy.deepcopy(body)
-        body.setdefault("metadata", {})["name"] = name
-        body["metadata"].pop("managedFields", None)
+        """Server-side apply: creates the object when missing, else merges the configuration
+        with field ownership (conflicts, force, removal of fields no longer applied)."""
+        if not manager:
+            raise manager_required()
+        applied = _without_nulls(self._check_type(res, body))
+        meta = applied.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})")
+        meta["name"] = name
+        if res.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request")
+            meta["namespace"] = namespace
+        meta.pop("managedFields", None)
+        meta.pop("resourceVersion", None)
+        part = scope(res.has_status, subresource)
         current = self.store.get(res.plural, namespace if res.namespaced else "", name)
         if current is None:
-            return self.create(res, namespace, body, dry_run)
-        return self.patch(res, namespace, name, STRATEGIC, body, subresource, dry_run)
+            if subresource:
+                raise errors.not_found(res.plural, res.group, name)
+            return self.create(res, namespace, copy.deepcopy(applied), dry_run, manager,
+                               applied=applied)
+
+        def change(live: Obj) -> Obj:
+            merged = self.fields.apply(live, applied, manager, force, part, subresource or "")
+            merged["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            for field in ("apiVersion", "kind"):
+                merged[field] = live[field]
+            return self._admit_update(res, live, merged, subresource)
+
+        if dry_run:
+            return change(self.get(res, namespace, name))
+        return self.store.update(res, namespace, name, change)
 
     def delete(
         self,
@@ -484,3 +535,12 @@ def _scale_of(obj: Obj) -> Obj:
 
 def _without_status(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k != "status"}
+
+
+def _without_nulls(value: Any) -> Any:
+    """An applied configuration's nulls mean "no opinion" (the field is not applied)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

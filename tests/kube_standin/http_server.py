@@ -20,8 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from . import errors, negotiation, protobuf, reviews, tables
-from .api import Api, Query
+from .api import APPLY, Api, Query
 from .faults import Faults
+from .managed_fields import manager_from_user_agent
 from .resources import Resource, ResourceTable
 from .schema import KUBE_VERSION
 from .store import Event, Obj
@@ -184,6 +185,9 @@ class Router:
                                   "resource")
         ns = namespace or ""
         dry_run = "All" in (query.get("dryRun") or [])
+        # An apply names its manager; other writes default to the User-Agent's first word.
+        named = (query.get("fieldManager") or [""])[0]
+        manager = named or manager_from_user_agent(req.headers.get("User-Agent"))
         verb = req.command
         if sub is None and _verb(verb, name, watch) not in res.verbs:
             raise errors.ApiError(405, "MethodNotAllowed", "the server does not allow this "
@@ -210,7 +214,8 @@ class Router:
             if verb == "POST":
                 if res.namespaced and namespace is None:
                     raise errors.method_not_allowed("create", res.plural)
-                return req.send_json(201, self.api.create(res, ns, req.body(), dry_run))
+                return req.send_json(201, self.api.create(res, ns, req.body(), dry_run,
+                                                          manager))
             if verb == "DELETE":
                 return req.send_json(
                     200, self.api.delete_collection(res, namespace, q, req.body_or_none()))
@@ -237,10 +242,13 @@ class Router:
                 obj = tables.table(res.kind, [obj], obj["metadata"]["resourceVersion"])
             return req.send_json(200, obj)
         if verb == "PUT":
-            return req.send_json(200, self.api.replace(res, ns, name, req.body(), sub, dry_run))
+            return req.send_json(200, self.api.replace(res, ns, name, req.body(), sub, dry_run,
+                                                       manager))
         if verb == "PATCH":
+            ctype = req.headers.get("Content-Type", "")
             return req.send_json(200, self.api.patch(
-                res, ns, name, req.headers.get("Content-Type", ""), req.body(), sub, dry_run))
+                res, ns, name, ctype, req.body(), sub, dry_run,
+                named if APPLY in ctype else manager, _flag(query, "force")))
         if verb == "DELETE":
             return req.send_json(200, self.api.delete(res, ns, name, req.body_or_none(),
                                                       dry_run))
