@@ -8,6 +8,7 @@ problem. Line numbers come from PyYAML's composed node tree, so they point at th
 from __future__ import annotations
 
 import difflib
+import glob
 import ipaddress
 import os
 import posixpath
@@ -136,12 +137,16 @@ class ResourceConfig:
 
 @dataclass(frozen=True)
 class ChartConfig:
-    """The Helm chart devloop installs when the cluster is missing objects."""
+    """The Helm chart devloop renders and applies; `set_env` maps chart values to environment
+    variables (secrets come from the environment, never from devloop.yaml or git)."""
 
     path: Path
-    release: str = "lumina"
+    release: str
     values_files: tuple[Path, ...] = ()
     set_values: dict[str, str] = field(default_factory=dict)
+    set_env: dict[str, str] = field(default_factory=dict)  # values.path -> ENV_NAME
+
+
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,21 @@ class Config:
     delivery: str = "auto"
     default_repo: str | None = None
     chart: ChartConfig | None = None
+    kustomize: Path | None = None  # a kustomization directory, rendered by `kubectl kustomize`
+    manifests: tuple[str, ...] = ()  # absolute paths or globs of plain YAML files/directories
+    allow_contexts: tuple[str, ...] = ()  # kube contexts trusted beyond the known-local ones
+    prune: bool = False  # delete objects dropped from the manifests (never PVCs or namespaces)
     resources: dict[str, ResourceConfig] = field(default_factory=dict)  # not built by devloop
     image_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # custom kinds
+
+    @property
+    def deploy_format(self) -> str | None:
+        """"chart", "kustomize", "manifests", or None (the Deployments exist already)."""
+        if self.chart is not None:
+            return "chart"
+        if self.kustomize is not None:
+            return "kustomize"
+        return "manifests" if self.manifests else None
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -171,8 +189,11 @@ class Config:
 _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
     "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
-    "services", "resources", "image_paths",
+    "services", "kustomize", "manifests", "allow_contexts", "prune",
+    "resources", "image_paths",
 }
+DEPLOY_FORMATS = ("chart", "kustomize", "manifests")
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
     "ignore", "path_map", "live_update", "port_forwards", "logs", "workload",
@@ -181,7 +202,7 @@ _RESOURCE_KEYS = {"workload", "container", "port_forwards", "logs"}
 _LIVE_KEYS = {"sync", "fall_back_on", "run"}
 _SYNC_KEYS = {"src", "dest"}
 _RUN_KEYS = {"cmd", "trigger"}
-_CHART_KEYS = {"path", "release", "values_files", "set"}
+_CHART_KEYS = {"path", "release", "values_files", "set", "set_env"}
 _FORWARD_KEYS = {"port", "address"}
 _LOGS_KEYS = {"include", "exclude"}
 
@@ -418,8 +439,25 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
             opts["delivery"] = mode
     if "default_repo" in top:
         opts["default_repo"] = c.string(top["default_repo"], "default_repo")
+    formats = [k for k in DEPLOY_FORMATS if k in top]
+    for extra in formats[1:]:
+        c.problem(top[extra], extra, f"devloop.yaml deploys with one format; remove either"
+                  f" {formats[0]}: or {extra}:")
     if "chart" in top:
         opts["chart"] = _chart(c, top["chart"])
+    if "kustomize" in top:
+        opts["kustomize"] = _kustomize(c, top["kustomize"])
+    if "manifests" in top:
+        opts["manifests"] = _manifests(c, top["manifests"])
+    if "allow_contexts" in top:
+        opts["allow_contexts"] = tuple(v for _, v in c.string_list(top["allow_contexts"],
+                                                                    "allow_contexts"))
+    if "prune" in top:
+        prune = c.scalar(top["prune"], "prune")
+        if not isinstance(prune, bool):
+            c.problem(top["prune"], "prune", f"must be true or false, got {prune!r}")
+        else:
+            opts["prune"] = prune
     if "resources" in top:
         opts["resources"] = _resources(c, top["resources"])
     if "image_paths" in top:
@@ -808,10 +846,12 @@ def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
         if isinstance(node, yaml.MappingNode):
             c.problem(node, "chart.path", "is required")
         return None
-    path = c.existing_path(fields["path"], "chart.path", c.root, want_dir=True)
-    release = "lumina"
+    chart_dir = c.existing_path(fields["path"], "chart.path", c.root, want_dir=True)
+    release = None
     if "release" in fields:
-        release = c.string(fields["release"], "chart.release", _NAME_RE, "release name") or release
+        release = c.string(fields["release"], "chart.release", _NAME_RE, "release name")
+    elif chart_dir is not None:
+        release = _chart_name(c, fields["path"], chart_dir)
     values_files: list[Path] = []
     if "values_files" in fields:
         # Listed values files may be absent (secrets files are git-ignored); they are used when
@@ -820,10 +860,64 @@ def _chart(c: _Checker, node: yaml.Node) -> ChartConfig | None:
                                                            "chart.values_files")
                         if (path := c.resolve(item, "chart.values_files", c.root, raw))]
     set_values = c.string_map(fields["set"], "chart.set") if "set" in fields else {}
-    if path is None:
+    set_env: dict[str, str] = {}
+    if "set_env" in fields:
+        for value_path, env_name in c.string_map(fields["set_env"], "chart.set_env").items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env_name):
+                c.problem(fields["set_env"], f"chart.set_env.{value_path}",
+                          f"'{env_name}' is not an environment variable name")
+            else:
+                set_env[value_path] = env_name
+    if chart_dir is None or release is None:
         return None
-    return ChartConfig(path=path, release=release, values_files=tuple(values_files),
-                       set_values=set_values)
+    return ChartConfig(path=chart_dir, release=release, values_files=tuple(values_files),
+                       set_values=set_values, set_env=set_env)
+
+
+def _chart_name(c: _Checker, node: yaml.Node, path: Path) -> str | None:
+    """The default release name: the chart's own `name` (Chart.yaml), as `helm install
+    --generate-name` users expect a name they recognise."""
+    shown = os.path.relpath(path / "Chart.yaml", c.root)
+    try:
+        data = yaml.safe_load((path / "Chart.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        c.problem(node, "chart.path", f"{shown} does not exist (is {os.path.relpath(path, c.root)}"
+                  " a Helm chart?)")
+        return None
+    except (OSError, yaml.YAMLError) as exc:
+        c.problem(node, "chart.path", f"{shown} cannot be read: {exc}".splitlines()[0])
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        c.problem(node, "chart.release", f"{shown} has no usable name: set chart.release")
+        return None
+    return name
+
+
+def _kustomize(c: _Checker, node: yaml.Node) -> Path | None:
+    """`kustomize: DIR`: a directory holding a kustomization file."""
+    path = c.existing_path(node, "kustomize", c.root, want_dir=True)
+    if path is not None and not any((path / n).is_file() for n in KUSTOMIZATION_NAMES):
+        c.problem(node, "kustomize", f"{os.path.relpath(path, c.root)} has no kustomization.yaml")
+        return None
+    return path
+
+
+def _manifests(c: _Checker, node: yaml.Node) -> tuple[str, ...]:
+    """`manifests: [PATH, ...]`: files, directories or globs (relative to devloop.yaml), each
+    matching at least one file now, so a typo is reported instead of deploying nothing."""
+    items = [(node, c.string(node, "manifests"))] if isinstance(node, yaml.ScalarNode) \
+        else c.string_list(node, "manifests")
+    out: list[str] = []
+    for item, raw in items:
+        if not raw:
+            continue
+        pattern = str(c.root / os.path.expanduser(raw))
+        if not glob.glob(pattern, recursive=True):
+            c.problem(item, "manifests", f"{raw} matches no file or directory")
+            continue
+        out.append(pattern)
+    return tuple(out)
 
 
 def _check_unique(c: _Checker, node: yaml.Node, services: dict[str, ServiceConfig]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import threading
 import time
 
@@ -20,9 +19,13 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connect, new_api_client
 from devloop.config import Config, ServiceConfig
-from devloop.deliver import Delivery, DeliveryError, detect_delivery
+from devloop.contextguard import registry_refusal, shares_engine
+from devloop.deliver import Delivery, DeliveryError, SharedDaemon, detect_delivery
 from devloop.errors_k8s import is_connection_error
-from devloop.install import InstallError, install_missing, render_chart, secret_values_from_env
+from devloop.manifests.apply import ApplyError
+from devloop.manifests.render import RenderError, env_values
+from devloop.manifests.render import find_helm as find_helm
+from devloop.manifests.session import ManifestSession, Outcome
 from devloop.patch import (
     DeploymentNotFound,
     PatchError,
@@ -32,7 +35,7 @@ from devloop.patch import (
     read_deployed,
     warn_rwo_rolling,
 )
-from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, ROLLOUT_FAILED, DeployFailed
+from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, OK, ROLLOUT_FAILED, DeployFailed
 from devloop.podlogs import LogFollower
 from devloop.problems import traceback_problem
 from devloop.redact import Redactor
@@ -48,9 +51,9 @@ def connect_config(config: Config, context: str | None = None) -> Cluster:
     return connect(context or config.context, config.namespace, kubeconfig)
 
 
-def find_helm() -> str:
-    """$DEVLOOP_HELM, else `helm` on PATH (render_chart reports a missing one clearly)."""
-    return os.environ.get("DEVLOOP_HELM") or shutil.which("helm") or "helm"
+class ContextRefused(Exception):
+    """devloop must not deploy to this cluster as configured; str() is the one line saying
+    what to set (exit code 2: devloop.yaml must change)."""
 
 
 class ClusterDeployer:
@@ -73,6 +76,12 @@ class ClusterDeployer:
         self._existing_tail = 10
         self._logs_lock = threading.Lock()
         self._closed = False
+        # one lock for image patches and manifest applies: an apply injects the images devloop
+        # deployed, so it must never run between a patch's read and its write (or vice versa)
+        self._apply_lock = threading.Lock()
+        self._images: dict[str, str] = {}  # image repository -> reference devloop deployed
+        self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock)
+                          if config.deploy_format else None)
 
     @classmethod
     def create(cls, config: Config, bus: ev.EventBus, redactor: Redactor,
@@ -98,8 +107,13 @@ class ClusterDeployer:
                                        probe_nodes=reachable)
         except (ValueError, DeliveryError) as exc:
             raise DeployFailed(DEPLOY_FAILED, f"{config.path}: {exc}") from None
+        if (isinstance(delivery, SharedDaemon) and config.delivery == "auto"
+                and not shares_engine(cluster.context, cluster.server)):
+            why = registry_refusal(cluster.context, cluster.server)
+            raise ContextRefused(f"{config.path}: {why}")
         deployer = cls(config, bus, redactor, cluster, delivery)
-        redactor.add(secret_values_from_env(deployer.env).values())
+        if config.chart is not None:
+            redactor.add(env_values(config.chart, deployer.env).values())
         return deployer
 
     def docker_environment(self) -> dict[str, str] | None:
@@ -118,8 +132,13 @@ class ClusterDeployer:
     # --- Deployer protocol -----------------------------------------------------------------------
 
     def reconfigure(self, config: Config) -> None:
-        """Per-use settings (log filters, rollout deadline) follow a reloaded devloop.yaml."""
+        """Per-use settings (log filters, rollout deadline, the manifests) follow a reloaded
+        devloop.yaml."""
         self.config = config
+        if self.manifests is not None and config.deploy_format:
+            self.manifests.config = config
+        elif config.deploy_format:
+            self.manifests = ManifestSession(config, self.cluster, self.env, self._apply_lock)
 
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:
@@ -143,15 +162,17 @@ class ClusterDeployer:
             ref = self.delivery.deliver(tag, stop)
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3))
-            self._install_if_missing(service)
-            generation = self._patch(service, ref, digest)
+            self._install_if_missing(service, ref)
+            with self._apply_lock:
+                generation = self._patch(service, ref, digest)
+                self._images[service.image] = ref
             self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=service.deployment,
                              container=service.container, image=ref, generation=generation)
             self._warn_once(service)
             self._follow_logs_quietly(service)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
-        except (DeliveryError, InstallError, PatchError) as exc:
+        except (DeliveryError, RenderError, ApplyError, PatchError) as exc:
             self.bus.publish(ev.ERROR, name, message=str(exc))
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
         result, seconds = self._wait_rollout(service, generation, stop)
@@ -250,12 +271,13 @@ class ClusterDeployer:
 
     # --- first deploy ----------------------------------------------------------------------------
 
-    def _install_if_missing(self, service: ServiceConfig) -> None:
-        """Install the chart's missing objects when the service's Deployment does not exist.
+    def _install_if_missing(self, service: ServiceConfig, ref: str) -> None:
+        """Apply the manifests when the service's Deployment does not exist (its first deploy),
+        with the image just built for it.
 
         Once a Deployment was seen, later reloads skip this check (one API call less per save);
-        if it was deleted meanwhile, the patch fails with a clear message and the next start of
-        devloop installs it again."""
+        if it was deleted meanwhile, the patch fails with a clear message and the next manifest
+        apply (or start of devloop) creates it again."""
         if service.deployment in self._present:
             return
         try:
@@ -265,22 +287,69 @@ class ClusterDeployer:
             return
         except DeploymentNotFound:
             pass
-        chart = self.config.chart
-        if chart is None:
+        if self.manifests is None:
             raise PatchError(f"deployment {self.cluster.namespace}/{service.deployment} not found"
-                             f" and {self.config.path} has no chart: to install; create it first")
-        with self._install_lock:  # all services start at once on a fresh cluster
-            values = dict(chart.set_values)
-            values.update(secret_values_from_env(self.env))
-            self.redactor.add(values.values())
-            objects = render_chart(chart.path, chart.release, self.cluster.namespace,
-                                   [p for p in chart.values_files if p.is_file()], values,
-                                   helm=find_helm())
-            created = install_missing(self.cluster, objects, release=chart.release)
-        if created:
-            self.bus.publish(ev.DEPLOY_INSTALLED, service.name, objects=created,
-                             chart=str(chart.path))
+                             f" and {self.config.path} names no manifests (chart:, kustomize:"
+                             " or manifests:) to create it from; create it first")
+        outcome = self.manifests.apply({**self._images, service.image: ref})
+        self._publish_outcome(service.name, outcome, 0.0)
+        if outcome.error:
+            raise ApplyError(outcome.error)
         self._present.add(service.deployment)
+
+    # --- manifests as a watched input ------------------------------------------------------------
+
+    def apply_manifests(self, stop: threading.Event) -> str:
+        """Render and apply what changed in the manifests, then wait for the rollouts it caused.
+        Returns a pipeline outcome (OK, DEPLOY_FAILED, ROLLOUT_FAILED, CLUSTER_UNREACHABLE);
+        a rendering error leaves every running object as it is."""
+        if self.manifests is None:
+            return OK
+        started = time.monotonic()
+        try:
+            with self._apply_lock:
+                images = dict(self._images)
+            outcome = self.manifests.apply(images)
+        except RenderError as exc:
+            self.bus.publish(ev.MANIFESTS_FAILED, None, message=str(exc))
+            return DEPLOY_FAILED
+        except ClusterUnreachable as exc:
+            self.bus.publish(ev.MANIFESTS_FAILED, None, message=self._unreachable(exc))
+            return CLUSTER_UNREACHABLE
+        except ApplyError as exc:
+            self.bus.publish(ev.MANIFESTS_FAILED, None, message=str(exc))
+            return DEPLOY_FAILED
+        self._publish_outcome(None, outcome, round(time.monotonic() - started, 3))
+        result = DEPLOY_FAILED if outcome.error else OK
+        for deployment, generation in outcome.deployments.items():
+            self._present.add(deployment)
+            service = next((s for s in self.config.services.values()
+                            if s.deployment == deployment), None)
+            if service is None:
+                continue
+            waited, seconds = self._wait_rollout(service, generation, stop)
+            if waited.ok:
+                self.bus.publish(ev.ROLLOUT_READY, service.name, deployment=deployment,
+                                 seconds=seconds)
+            elif not stop.is_set():
+                failed = self._rollout_failed(service, waited, seconds,
+                                              f"rollout of deployment/{deployment} failed")
+                result = failed.outcome if result == OK else result
+        return result
+
+    def _publish_outcome(self, service: str | None, outcome: Outcome, seconds: float) -> None:
+        if outcome.applied or outcome.created:
+            self.bus.publish(ev.MANIFESTS_APPLIED, service, objects=outcome.applied,
+                             created=outcome.created, unchanged=outcome.unchanged,
+                             rolls=outcome.rolls, seconds=seconds)
+        if outcome.error:
+            self.bus.publish(ev.MANIFESTS_FAILED, service, message=outcome.error)
+        if outcome.pruned or outcome.kept:
+            self.bus.publish(ev.MANIFESTS_PRUNED, service, objects=outcome.pruned,
+                             kept=outcome.kept)
+        if outcome.orphaned:
+            self.bus.publish(ev.MANIFESTS_ORPHANED, service, objects=outcome.orphaned,
+                             prune=self.config.prune)
 
     def _warn_once(self, service: ServiceConfig) -> None:
         if service.name in self._warned:

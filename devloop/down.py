@@ -32,9 +32,9 @@ from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.install import (
     RELEASE_ANNOTATION,
     InstallError,
+    chart_values,
     kind_name,
     render_chart,
-    secret_values_from_env,
 )
 from devloop.patch import DIGEST_ANNOTATION
 
@@ -188,8 +188,7 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
         chart_objects = None
         if config.chart is not None:
             chart = config.chart
-            values = dict(chart.set_values)
-            values.update(secret_values_from_env(env))
+            values = chart_values(chart, env)
             chart_objects = render_chart(chart.path, chart.release, ns,
                                          [p for p in chart.values_files if p.is_file()], values,
                                          helm=helm)

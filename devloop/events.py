@@ -59,6 +59,10 @@ DOWN_DELETED = "down.deleted"  # `devloop down` removed an object devloop instal
 DOWN_KEPT = "down.kept"  # ... left an object in place (a claim, or one devloop did not create)
 DOWN_FINISHED = "down.finished"
 LOG_SKIPPED = "log.skipped"  # a pod's log stream fell behind and skipped to the present
+MANIFESTS_APPLIED = "manifests.applied"  # changed manifest objects were applied (server-side)
+MANIFESTS_FAILED = "manifests.failed"  # rendering or applying failed; running objects unchanged
+MANIFESTS_ORPHANED = "manifests.orphaned"  # objects devloop applied are no longer rendered
+MANIFESTS_PRUNED = "manifests.pruned"  # ... and were deleted (prune: true)
 
 
 @dataclass(frozen=True)

@@ -10,45 +10,30 @@ object back to the chart, undoing devloop's image patches and possibly re-creati
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop import retry
 from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.manifests.render import (  # noqa: F401 - re-exported for down and the tests
+    RenderError,
+    chart_values,
+    render_chart,
+)
 from devloop.ownership import mark
-
-HELM_INSTALL_HINT = ("install helm 3 or 4 (https://helm.sh/docs/intro/install/, or"
-                     " scripts/install-helm in this repo) or point devloop at it")
-
-# Environment variables with a fixed meaning for the Lumina chart. Anything else can be given as
-# DEVLOOP_SET_<dotted.path with __ for dots>, e.g. DEVLOOP_SET_backend__secrets__jwtSecretKey.
-SECRET_ENV_MAP: dict[str, str] = {
-    "JWT_SECRET_KEY": "backend.secrets.jwtSecretKey",
-    "SMTP_USER": "backend.secrets.smtpUser",
-    "SMTP_PASS": "backend.secrets.smtpPass",
-    "OPENROUTER_API_KEY": "chatbot.secrets.openrouterApiKey",
-}
-SET_PREFIX = "DEVLOOP_SET_"
 
 # Creation order: what others refer to comes first (the namespace, then config and storage,
 # then the Services, and the Deployments last so their pods find everything on start).
 CREATE_ORDER = ("Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim",
                 "Service", "Deployment", "StatefulSet")
 
-
-class InstallError(Exception):
-    """One line naming the chart or the object that could not be rendered or created."""
-
+# One error type for "the manifests cannot be rendered or an object cannot be created".
+InstallError = RenderError
 
 RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # helm's; devloop sets it on what it creates
 
@@ -70,94 +55,6 @@ KINDS: dict[str, _KindApi] = {
     "Deployment": _KindApi("apps", "deployment"),
     "StatefulSet": _KindApi("apps", "stateful_set"),
 }
-
-
-def _nested(dotted: Mapping[str, str]) -> dict[str, Any]:
-    root: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = root
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise InstallError(f"value {key} conflicts with another value set on {part}")
-        node[leaf] = value
-    return root
-
-
-def render_chart(chart_dir: Path, release: str, namespace: str, values_files: list[Path],
-                 set_values: dict[str, str], helm: str = "helm",
-                 run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
-                 timeout: float = 120) -> list[dict[str, Any]]:
-    """`helm template` the chart and return its objects as dicts.
-
-    set_values go to helm through a private temporary values file, never the command line, so
-    secrets do not show up in `ps`; they are strings (like --set-string).
-    """
-    chart_dir = Path(chart_dir)
-    if not (chart_dir / "Chart.yaml").is_file():
-        raise InstallError(f"chart directory {chart_dir} has no Chart.yaml")
-    for values in values_files:
-        if not Path(values).is_file():
-            raise InstallError(f"values file {values} does not exist")
-    args = [helm, "template", release, str(chart_dir), "--namespace", namespace]
-    for values in values_files:
-        args += ["--values", str(values)]
-    fd, secret_file = tempfile.mkstemp(prefix="devloop-values-", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
-            yaml.safe_dump(_nested(set_values), handle)
-        if set_values:
-            args += ["--values", secret_file]
-        try:
-            done = run(args, capture_output=True, text=True, timeout=timeout)
-        except FileNotFoundError as exc:
-            raise InstallError(f"helm is not installed ('{helm}' not found); it renders the chart"
-                               f" {chart_dir} for the first deploy: {HELM_INSTALL_HINT}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise InstallError(f"helm template {chart_dir} did not finish in {timeout:.0f}s"
-                               ) from exc
-    finally:
-        os.unlink(secret_file)
-    if done.returncode != 0:
-        message = _helm_error(done.stderr)
-        env_names = [env for env, path in SECRET_ENV_MAP.items() if path in message]
-        if env_names:
-            message += f" (devloop reads it from the environment variable {env_names[0]})"
-        raise InstallError(one_line(f"helm template {chart_dir} failed: {message}", 700))
-    try:
-        docs = list(yaml.safe_load_all(done.stdout))
-    except yaml.YAMLError as exc:
-        raise InstallError(one_line(f"helm template {chart_dir} printed invalid YAML: {exc}")
-                           ) from exc
-    return [d for d in docs if isinstance(d, dict) and d.get("kind")]
-
-
-def _helm_error(stderr: str) -> str:
-    """The `Error: ...` line helm prints (a chart's `fail` message ends up there)."""
-    lines = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("Error:")]
-    chosen = errors[-1] if errors else (lines[-1] if lines else "no error output")
-    return chosen.removeprefix("Error:").strip()
-
-
-def secret_values_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Chart values for secrets, taken from the environment (never from git).
-
-    Fixed names: JWT_SECRET_KEY -> backend.secrets.jwtSecretKey, SMTP_USER ->
-    backend.secrets.smtpUser, SMTP_PASS -> backend.secrets.smtpPass, OPENROUTER_API_KEY ->
-    chatbot.secrets.openrouterApiKey. Any value: DEVLOOP_SET_<path, `__` between keys>, e.g.
-    DEVLOOP_SET_backend__secrets__jwtSecretKey; those win over the fixed names. Empty variables
-    are ignored so an exported-but-empty variable does not blank a values file entry.
-    """
-    values: dict[str, str] = {}
-    for name, path in SECRET_ENV_MAP.items():
-        if env.get(name):
-            values[path] = env[name]
-    for name, value in env.items():
-        if name.startswith(SET_PREFIX) and len(name) > len(SET_PREFIX) and value:
-            values[name[len(SET_PREFIX):].replace("__", ".")] = value
-    return values
 
 
 def kind_name(obj: Mapping[str, Any]) -> str:

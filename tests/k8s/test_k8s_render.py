@@ -9,14 +9,21 @@ from typing import Any
 import pytest
 import yaml
 
-from devloop.install import InstallError, render_chart, secret_values_from_env
+from devloop.config import ChartConfig
+from devloop.install import InstallError, render_chart
+from devloop.manifests.render import chart_values
 from tests.k8s.support import CHART, HELM
 
 JWT = "test-only-jwt-value-0123456789"
+# The mapping this repo's devloop.yaml gives (devloop itself knows no chart's values).
+SET_ENV = {"backend.secrets.jwtSecretKey": "JWT_SECRET_KEY",
+           "backend.secrets.smtpUser": "SMTP_USER", "backend.secrets.smtpPass": "SMTP_PASS",
+           "chatbot.secrets.openrouterApiKey": "OPENROUTER_API_KEY"}
+LUMINA = ChartConfig(path=CHART, release="lumina", set_env=SET_ENV)
 
 
 def test_renders_every_object_of_the_chart_with_secrets_from_the_environment() -> None:
-    values = secret_values_from_env({"JWT_SECRET_KEY": JWT, "PATH": "/bin"})
+    values = chart_values(LUMINA, {"JWT_SECRET_KEY": JWT, "PATH": "/bin"})
     objects = render_chart(CHART, "lumina", "lumina", [], values, helm=str(HELM))
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
     assert {("Deployment", "backend"), ("Deployment", "frontend"), ("Deployment", "chatbot"),
@@ -41,7 +48,7 @@ def test_secret_values_are_not_passed_on_the_command_line() -> None:
 
 def test_missing_secret_is_the_charts_own_message_on_one_line() -> None:
     with pytest.raises(InstallError) as info:
-        render_chart(CHART, "lumina", "lumina", [], {}, helm=str(HELM))
+        render_chart(CHART, "lumina", "lumina", [], {}, helm=str(HELM), set_env=SET_ENV)
     text = str(info.value)
     assert "\n" not in text
     assert "backend.secrets.jwtSecretKey is required" in text
@@ -67,10 +74,10 @@ def test_missing_helm_says_so_and_how_to_get_it() -> None:
     assert "helm is not installed" in text and "https://helm.sh" in text
 
 
-def test_secret_values_from_env_fixed_names_and_prefix() -> None:
+def test_chart_values_from_set_env_names_and_the_prefix() -> None:
     env = {"JWT_SECRET_KEY": "j", "SMTP_USER": "u", "SMTP_PASS": "p", "OPENROUTER_API_KEY": "k",
            "DEVLOOP_SET_backend__secrets__smtpPass": "override", "DEVLOOP_SET_x": "",
            "HOME": "/root"}
-    assert secret_values_from_env(env) == {
+    assert chart_values(LUMINA, env) == {
         "backend.secrets.jwtSecretKey": "j", "backend.secrets.smtpUser": "u",
         "backend.secrets.smtpPass": "override", "chatbot.secrets.openrouterApiKey": "k"}

@@ -1,0 +1,183 @@
+"""Server-side apply of rendered objects, claims created only when missing, owned orphans
+deleted.
+
+Apply is the API server's own merge (field manager `devloop`): fields devloop stops rendering
+are removed, fields other managers set (an HPA's replicas, a person's `kubectl edit`) are kept,
+and a field devloop would change that another manager owns is a conflict, reported in one line
+naming that manager and the field, never forced. Objects of the kind table (devloop.kinds) are
+addressed directly; other kinds (custom resources) through API discovery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from devloop import retry
+from devloop.cluster import ClusterUnreachable
+from devloop.errors_k8s import api_message, is_connection_error, one_line
+from devloop.kinds import find_kind, group_of, kind_of
+from devloop.ownership import is_devloop_owned
+
+FIELD_MANAGER = "devloop"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+_TIMEOUT = (5, 30)
+
+
+class ApplyError(Exception):
+    """An object could not be applied, created or deleted; str() is one line naming it."""
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+
+
+def object_path(api_client: k8s.ApiClient, api_version: str, kind: str,
+                namespace: str | None, name: str | None = None) -> str:
+    """The REST path of an object (or of its collection without `name`)."""
+    entry = kind_of({"apiVersion": api_version, "kind": kind})
+    if entry is not None:
+        plural, namespaced = entry.plural, entry.namespaced
+    else:
+        plural, namespaced = _discover(api_client, api_version, kind)
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespaced:
+        base += f"/namespaces/{namespace}"
+    return f"{base}/{plural}" + (f"/{name}" if name else "")
+
+
+def _discover(api_client: k8s.ApiClient, api_version: str, kind: str) -> tuple[str, bool]:
+    """(plural, namespaced) of a kind the table does not know, from the API's discovery."""
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    try:
+        resource = DynamicClient(api_client).resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError as exc:
+        raise ApplyError(f"the cluster serves no {kind} in {api_version}: is its"
+                         " CustomResourceDefinition installed?") from exc
+    return str(resource.name), bool(resource.namespaced)
+
+
+def _call(api_client: k8s.ApiClient, method: str, path: str, what: str, *,
+          body: Any = None, query: list[tuple[str, str]] | None = None,
+          content_type: str = "application/json") -> dict[str, Any]:
+    """One request with devloop's retry policy; the decoded JSON answer."""
+
+    def once() -> dict[str, Any]:
+        resp = api_client.call_api(
+            path, method, query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"], _preload_content=False,
+            _request_timeout=_TIMEOUT)
+        data = resp[0].data if isinstance(resp, tuple) else resp.data
+        return json.loads(data or b"{}")
+
+    try:
+        return retry.call(once, what=what)
+    except ApiException:
+        raise
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise ClusterUnreachable.from_error(exc, str(api_client.configuration.host)) from exc
+        raise
+
+
+def conflict_message(exc: ApiException, what: str) -> str:
+    """One line from a 409 apply conflict: the managers and fields the API server named."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        causes = (json.loads(body or "{}").get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        causes = []
+    parts = [str(c.get("message") or f"{c.get('field')}") for c in causes
+             if isinstance(c, dict)]
+    detail = "; ".join(parts) or api_message(exc)
+    return one_line(f"cannot apply {what}: {detail} (another field manager owns a value the"
+                    " manifests change: change it back with that tool, or drop the field from"
+                    " the manifests and let the other manager keep it)", 600)
+
+
+def apply(api_client: k8s.ApiClient, obj: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """Server-side apply `obj` as field manager `devloop` (never forced); the object as the
+    API server stored it."""
+    meta = obj.get("metadata") or {}
+    what = f"{_name(obj)}" + (f" ({source})" if source else "")
+    path = object_path(api_client, str(obj.get("apiVersion")), str(obj.get("kind")),
+                       meta.get("namespace"), str(meta.get("name")))
+    try:
+        return _call(api_client, "PATCH", path, f"apply {_name(obj)}", body=dict(obj),
+                     query=[("fieldManager", FIELD_MANAGER)], content_type=APPLY_CONTENT_TYPE)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise ApplyError(conflict_message(exc, what)) from exc
+        raise ApplyError(one_line(f"cannot apply {what} in namespace"
+                                  f" {meta.get('namespace') or '-'}: {api_message(exc)}", 600)
+                         ) from exc
+
+
+def create_if_missing(api_client: k8s.ApiClient, obj: Mapping[str, Any], source: str = ""
+                      ) -> bool:
+    """Create `obj` unless it exists (a claim: never modified, its data never touched);
+    True when created."""
+    meta = obj.get("metadata") or {}
+    path = object_path(api_client, str(obj.get("apiVersion")), str(obj.get("kind")),
+                       meta.get("namespace"))
+    try:
+        _call(api_client, "POST", path, f"create {_name(obj)}", body=dict(obj),
+              query=[("fieldManager", FIELD_MANAGER)])
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        where = f" ({source})" if source else ""
+        raise ApplyError(one_line(f"cannot create {_name(obj)}{where}: {api_message(exc)}")
+                         ) from exc
+    return True
+
+
+def read(api_client: k8s.ApiClient, api_version: str, kind: str, namespace: str | None,
+         name: str) -> dict[str, Any] | None:
+    """The object as JSON, None when it does not exist."""
+    path = object_path(api_client, api_version, kind, namespace, name)
+    try:
+        return _call(api_client, "GET", path, f"read {kind}/{name}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ApplyError(one_line(f"cannot read {kind}/{name}: {api_message(exc)}")) from exc
+
+
+def api_version_of(key: str, known: Mapping[str, str] | None = None) -> str | None:
+    """The apiVersion for a plan key (`group/Kind/ns/name`): recorded, else the kind table's."""
+    if known and key in known:
+        return known[key]
+    group, kind = key.split("/")[:2]
+    entry = find_kind(kind)
+    if entry is None or entry.group != group:
+        return None
+    return entry.api_version
+
+
+def delete_owned(api_client: k8s.ApiClient, key: str, api_version: str,
+                 owned: Callable[[Mapping[str, Any]], bool] = is_devloop_owned) -> str:
+    """Delete the object of `key` when it carries devloop's mark; "deleted", "gone" or "kept"
+    (not devloop's: someone else's object of the same name)."""
+    _, kind, namespace, name = key.split("/", 3)
+    current = read(api_client, api_version, kind, namespace or None, name)
+    if current is None:
+        return "gone"
+    if group_of(current.get("apiVersion")) != group_of(api_version) or not owned(current):
+        return "kept"
+    path = object_path(api_client, api_version, kind, namespace or None, name)
+    try:
+        _call(api_client, "DELETE", path, f"delete {kind}/{name}",
+              body={"propagationPolicy": "Background"})
+    except ApiException as exc:
+        if exc.status == 404:
+            return "gone"
+        raise ApplyError(one_line(f"cannot delete {kind}/{name}: {api_message(exc)}")) from exc
+    return "deleted"

@@ -1,0 +1,196 @@
+"""One project's manifests against one cluster, across a `watch`: render, plan, apply, wait.
+
+Keeps what devloop applied last ({key: content hash}) so a change applies only what changed,
+and the objects no longer rendered are reported as orphaned (and deleted with `prune: true`).
+Every apply carries the images devloop deployed (injected by repository name), so an apply
+never takes a workload back to the manifest's own image; image patches after a build and
+applies are serialised by one lock, so neither reads what the other is half-way through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from devloop.cluster import Cluster
+from devloop.config import Config
+from devloop.inject import inject, same_repository, users
+from devloop.kinds import kind_of
+from devloop.manifests import apply as api
+from devloop.manifests.plan import Plan, display, key_of, plan
+from devloop.manifests.render import Rendered, render
+from devloop.ownership import mark
+
+
+@dataclass
+class Outcome:
+    """What one apply did (for events and the exit code)."""
+
+    applied: list[str] = field(default_factory=list)  # Kind/name
+    created: list[str] = field(default_factory=list)  # claims created
+    unchanged: int = 0
+    orphaned: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # orphans not devloop's: left alone
+    rolls: dict[str, list[str]] = field(default_factory=dict)  # workload -> configs it reads
+    deployments: dict[str, int] = field(default_factory=dict)  # applied name -> generation
+    error: str | None = None  # the first failure, one line
+
+
+def project_name(config: Config) -> str:
+    """The name devloop's mark records: the chart release, else devloop.yaml's directory."""
+    return config.chart.release if config.chart is not None else config.root.name
+
+
+def normalise(rendered: list[Rendered], namespace: str, project: str
+              ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Objects with metadata.namespace filled in for namespaced kinds, devloop's mark, and a
+    Namespace object for every namespace used that is not rendered (helm template and
+    kustomize leave both to the installer); plus {key: source file}."""
+    out: list[dict[str, Any]] = []
+    sources: dict[str, str] = {}
+    used: list[str] = []
+    rendered_ns = {r.obj["metadata"]["name"] for r in rendered if r.obj.get("kind") == "Namespace"}
+    for r in rendered:
+        obj = dict(r.obj)
+        meta = dict(obj.get("metadata") or {})
+        entry = kind_of(obj)
+        if entry is None or entry.namespaced:
+            meta.setdefault("namespace", namespace)
+            if meta["namespace"] not in used:
+                used.append(meta["namespace"])
+        obj["metadata"] = meta
+        obj = mark(obj, project)
+        out.append(obj)
+        sources[key_of(obj)] = r.source
+    extra = [mark({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, project)
+             for ns in used if ns not in rendered_ns]
+    return extra + out, sources
+
+
+class ManifestSession:
+    """Applies a Config's manifests to a Cluster; thread-safe (one apply at a time)."""
+
+    def __init__(self, config: Config, cluster: Cluster, env: Mapping[str, str],
+                 lock: threading.Lock | None = None) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.env = env
+        self.lock = lock or threading.Lock()
+        self.last: dict[str, str] | None = None  # what was applied, None before the first
+        self.versions: dict[str, str] = {}  # key -> apiVersion of what was applied
+        self.orphaned: list[str] = []  # shown in status and the dashboard
+
+    def render(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Rendered, normalised objects; RenderError when the manifests do not render."""
+        rendered = render(self.config, self.cluster.namespace, self.env)
+        return normalise(rendered, self.cluster.namespace, project_name(self.config))
+
+    def live_images(self, objects: list[dict[str, Any]], images: Mapping[str, str]
+                    ) -> dict[str, str]:
+        """For built images devloop has not deployed in this run: the image the cluster's
+        workload already runs (the one an earlier run deployed), so an apply keeps it."""
+        found: dict[str, str] = {}
+        repos = [s.image for s in self.config.services.values()
+                 if not any(same_repository(r, s.image) for r in images)]
+        for repo in repos:
+            for use in users(objects, repo, self.config_image_paths()):
+                entry = kind_of({"apiVersion": _api_version(objects, use), "kind": use.kind})
+                if entry is None or use.container is None:
+                    continue
+                live = api.read(self.cluster.api_client, entry.api_version, use.kind,
+                                use.namespace, use.name)
+                ref = _container_image(live, use.container, use.init) if live else None
+                if ref and same_repository(ref, repo):
+                    found[repo] = ref
+                    break
+        return found
+
+    def config_image_paths(self) -> Mapping[str, Any] | None:
+        return getattr(self.config, "image_paths", None) or None
+
+    def apply(self, images: Mapping[str, str], publish: Callable[..., None] | None = None
+              ) -> Outcome:
+        """Render, inject `images` ({repository: ref devloop deployed}), plan against the
+        last apply, apply what changed, create missing claims, report (and with prune,
+        delete) orphans. Raises RenderError (nothing applied) and ClusterUnreachable."""
+        with self.lock:
+            objects, sources = self.render()
+            all_images = {**self.live_images(objects, images), **images}
+            objects = [inject(o, all_images, self.config_image_paths()) for o in objects]
+            todo = plan(objects, self.last, prune=self.config.prune)
+            return self._run(todo, objects, sources)
+
+    def _run(self, todo: Plan, objects: list[dict[str, Any]], sources: dict[str, str]
+             ) -> Outcome:
+        out = Outcome(unchanged=len(todo.unchanged), rolls={display(k): v
+                                                            for k, v in todo.rolls.items()})
+        applied = dict(self.last or {})
+        client = self.cluster.api_client
+        for obj in todo.create:
+            key = key_of(obj)
+            try:
+                if api.create_if_missing(client, obj, sources.get(key, "")):
+                    out.created.append(display(key))
+            except api.ApplyError as exc:
+                out.error = out.error or str(exc)
+                continue
+            applied[key] = todo.hashes[key]
+        for obj in todo.apply:
+            key = key_of(obj)
+            try:
+                stored = api.apply(client, obj, sources.get(key, ""))
+            except api.ApplyError as exc:
+                out.error = out.error or str(exc)
+                applied.pop(key, None)  # tried again next time
+                continue
+            applied[key] = todo.hashes[key]
+            self.versions[key] = str(obj.get("apiVersion"))
+            out.applied.append(display(key))
+            if obj.get("kind") == "Deployment":
+                out.deployments[obj["metadata"]["name"]] = int(
+                    (stored.get("metadata") or {}).get("generation") or 0)
+        for key in todo.unchanged:
+            self.versions.setdefault(key, _version_of(objects, key))
+        for key in todo.prune:
+            version = api.api_version_of(key, self.versions)
+            try:
+                result = "kept" if version is None else api.delete_owned(client, key, version)
+            except api.ApplyError as exc:
+                out.error = out.error or str(exc)
+                continue
+            # deleted, already gone, or not devloop's (someone else's object of that name):
+            # either way devloop no longer answers for it
+            (out.kept if result == "kept" else out.pruned).append(display(key))
+            applied.pop(key, None)
+        self.last = applied
+        out.orphaned = [display(k) for k in applied if k not in todo.hashes]
+        self.orphaned = list(out.orphaned)
+        return out
+
+
+def _api_version(objects: list[dict[str, Any]], use: Any) -> str:
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == use.kind and meta.get("name") == use.name:
+            return str(obj.get("apiVersion"))
+    return ""
+
+
+def _version_of(objects: list[dict[str, Any]], key: str) -> str:
+    for obj in objects:
+        if key_of(obj) == key:
+            return str(obj.get("apiVersion"))
+    return ""
+
+
+def _container_image(obj: Mapping[str, Any], container: str, init: bool) -> str | None:
+    from devloop.kinds import pod_specs
+
+    for spec in pod_specs(obj):
+        for c in spec.get("initContainers" if init else "containers") or []:
+            if c.get("name") == container:
+                return c.get("image")
+    return None
