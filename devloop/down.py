@@ -5,12 +5,13 @@ Tilt's `down` and Skaffold's cleanup delete claims and their users lose data (sk
 sk#5144). Here the candidates are the chart objects of each service (its Deployment, the
 ConfigMaps and Secrets its pod template refers to, the Services selecting its pods), found by
 rendering the chart with `helm template` like the first deploy does. A candidate is deleted only
-when the cluster's object carries the marks of devloop's install (Helm's release annotation for
-the chart's release, see install._adoptable) or, for the Deployment, of devloop's patch (the
-digest annotation); anything else, and anything another selected-out Deployment still uses, is
-left alone and reported. Claims are always kept, with the kubectl command that deletes them. The
-namespace goes only with `--namespace`, and only when nothing but devloop's objects (and what
-Kubernetes itself puts in every namespace) is left in it.
+when the cluster's object carries devloop's own mark (ownership.py: Helm's release annotation is
+not enough, a person's own `helm install` sets it too) or, for the Deployment, devloop's patch
+(the digest annotation); anything else, and anything another selected-out Deployment still uses,
+is left alone and reported. Claims are always kept, with the kubectl command that deletes them.
+The namespace goes only with `--namespace`, and only when API discovery of every namespaced kind
+(custom resources included) finds nothing left in it but what Kubernetes itself puts there and
+what depends on the objects just deleted.
 """
 
 from __future__ import annotations
@@ -28,14 +29,10 @@ from devloop import events as ev
 from devloop import exitcodes
 from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.config import Config, ServiceConfig
+from devloop.discovery import DiscoveryIncomplete, Kind, Unreachable, list_objects, namespaced_kinds
 from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.install import (
-    RELEASE_ANNOTATION,
-    InstallError,
-    chart_values,
-    kind_name,
-    render_chart,
-)
+from devloop.install import InstallError, kind_name, render_chart, secret_values_from_env
+from devloop.ownership import is_devloop_owned
 from devloop.patch import DIGEST_ANNOTATION
 
 # Deleted in this order: the workload first (its pods stop using config and claims).
@@ -159,8 +156,9 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
         annotations = meta.get("annotations") or {}
         if ident in used_by:
             result.keep[ident] = f"still used by {used_by[ident]}"
-        elif release and annotations.get(RELEASE_ANNOTATION) == release:
-            result.delete[ident] = f"installed from the chart (release {release})"
+        elif is_devloop_owned(obj, release):
+            result.delete[ident] = ("installed by devloop" +
+                                    (f" from the chart (release {release})" if release else ""))
         elif kind == "Deployment" and annotations.get(DIGEST_ANNOTATION):
             result.delete[ident] = "patched by devloop"
         else:
@@ -188,13 +186,20 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
         chart_objects = None
         if config.chart is not None:
             chart = config.chart
-            values = chart_values(chart, env)
+            values = dict(chart.set_values)
+            values.update(secret_values_from_env(env))
             chart_objects = render_chart(chart.path, chart.release, ns,
                                          [p for p in chart.values_files if p.is_file()], values,
                                          helm=helm)
         todo = plan(cluster, config, services, chart_objects)
         deleted: list[str] = []
-        dependents = _dependents(cluster, set(todo.delete)) if namespace else set()
+        gone: set[str] = set()
+        unseen = None  # why what the namespace holds is unknown
+        if namespace:
+            try:
+                gone = dependents(_everything(cluster), set(todo.delete))
+            except DiscoveryIncomplete as exc:
+                unseen = str(exc)
         for ident in sorted(todo.delete, key=lambda i: DELETE_ORDER.index(i.split("/")[0])):
             _delete(cluster, ident)
             deleted.append(ident)
@@ -207,11 +212,22 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
                         command=command if claim else None)
         kept = list(todo.keep)
         if namespace:
-            blockers = _namespace_blockers(cluster, set(deleted), dependents)
-            if blockers:
+            blockers: list[str] = []
+            if unseen is None:
+                try:
+                    blockers = namespace_blockers(_everything(cluster), set(deleted), gone)
+                except DiscoveryIncomplete as exc:
+                    unseen = str(exc)
+            reason = None
+            if unseen is not None:
+                reason = (f"devloop cannot see everything in it ({one_line(unseen, 200)}),"
+                          " and deleting a namespace deletes everything in it; check that"
+                          " `kubectl api-resources` answers, then run down --namespace again")
+            elif blockers:
                 reason = "it still holds " + ", ".join(blockers[:4]) + \
                     (f" and {len(blockers) - 4} more" if len(blockers) > 4 else "") + \
                     " (deleting a namespace deletes everything in it)"
+            if reason:
                 bus.publish(ev.DOWN_KEPT, None, object=f"Namespace/{ns}", namespace=ns,
                             reason=reason, command=None)
                 kept.append(f"Namespace/{ns}")
@@ -232,61 +248,76 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
     return code
 
 
-def _dependents(cluster: Cluster, deleting: set[str]) -> set[str]:
-    """UIDs of the ReplicaSets and pods owned by the Deployments about to be deleted, taken
-    before the deletion (the garbage collector removes owners and dependents in any order)."""
-    uids = {(o.get("metadata") or {}).get("uid") for o in _list(cluster, "Deployment")
-            if kind_name(o) in deleting}
-    for kind in ("ReplicaSet", "Pod"):
-        for obj in _list(cluster, kind):
+def _not_events(kind: Kind) -> bool:
+    """Events are Kubernetes' own records about objects, not something anyone made there."""
+    return kind.kind != "Event"
+
+
+def _everything(cluster: Cluster) -> list[dict[str, Any]]:
+    """Every object in the namespace, of every namespaced kind discovery finds; raise
+    DiscoveryIncomplete when a group or kind cannot be read."""
+    try:
+        return [obj for kind in namespaced_kinds(cluster.api_client, _not_events)
+                for obj in list_objects(cluster.api_client, kind, cluster.namespace)]
+    except Unreachable as exc:
+        raise cluster.unreachable(exc.__cause__ or exc) from exc
+
+
+def dependents(objects: list[dict[str, Any]], owners: set[str]) -> set[str]:
+    """UIDs of `owners` and of every object owned by them, at any depth (a Deployment's
+    ReplicaSets and their pods, a Service's EndpointSlices, a custom controller's children)."""
+    uids = {u for o in objects
+            if kind_name(o) in owners and (u := (o.get("metadata") or {}).get("uid"))}
+    grew = True
+    while grew:
+        grew = False
+        for obj in objects:
             meta = obj.get("metadata") or {}
-            if {o.get("uid") for o in meta.get("ownerReferences") or []} & uids:
+            if meta.get("uid") not in uids and \
+                    {r.get("uid") for r in meta.get("ownerReferences") or []} & uids:
                 uids.add(meta.get("uid"))
-    return {u for u in uids if u}
+                grew = True
+    return uids
 
 
-def _namespace_blockers(cluster: Cluster, deleted: set[str], dependents: set[str]
-                        ) -> list[str]:
-    """What is left in the namespace that is neither devloop's (just deleted, or owned by what
-    was deleted: ReplicaSets, pods, Endpoints) nor Kubernetes' own; claims first."""
-    blockers: list[str] = []
+def namespace_blockers(objects: list[dict[str, Any]], deleted: set[str], gone: set[str]
+                       ) -> list[str]:
+    """What `objects` (the namespace after the deletions) hold that is neither among the
+    `deleted` objects nor owned by one (`gone`: their UIDs and their dependents', taken before
+    the deletion, since the garbage collector removes owners and dependents in any order) nor
+    Kubernetes' own; claims first."""
     deleted_services = {i.split("/", 1)[1] for i in deleted if i.startswith("Service/")}
-    for kind in ("PersistentVolumeClaim", "Deployment", "ReplicaSet", "Pod", "Service",
-                 "Endpoints", "ConfigMap", "Secret", "ServiceAccount", "StatefulSet",
-                 "DaemonSet", "Job", "CronJob"):
-        for obj in _list(cluster, kind):
-            meta = obj.get("metadata") or {}
-            ident = f"{kind}/{meta.get('name')}"
-            if ident in deleted or meta.get("uid") in dependents:
-                continue
-            if (kind, meta.get("name")) in _BUILTIN:
-                continue
-            if kind == "Endpoints" and meta.get("name") in deleted_services:
-                continue
-            if kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token":
-                continue
-            blockers.append(ident)
-    return blockers
+    blockers: list[str] = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        kind, ident = obj.get("kind"), kind_name(obj)
+        owners = {r.get("uid") for r in meta.get("ownerReferences") or []}
+        if ident in deleted or meta.get("uid") in gone or owners & gone:
+            continue
+        if (kind, meta.get("name")) in _BUILTIN:
+            continue
+        if kind == "Endpoints" and meta.get("name") in deleted_services:
+            continue
+        if kind == "Secret" and obj.get("type") == "kubernetes.io/service-account-token":
+            continue
+        blockers.append(ident)
+    return sorted(blockers, key=lambda i: (not i.startswith("PersistentVolumeClaim/"), i))
 
 
 # --- API access --------------------------------------------------------------------------------
 
-# kind -> (API group, snake name of its read_/list_/delete_namespaced_ methods)
+# kind -> (API group, snake name of its read_/list_/delete_namespaced_ methods): what the plan
+# reads and deletes (the namespace check uses discovery instead: every kind there is)
 _KINDS = {
     "ConfigMap": ("core", "config_map"), "Secret": ("core", "secret"),
     "Service": ("core", "service"), "PersistentVolumeClaim": ("core", "persistent_volume_claim"),
-    "Pod": ("core", "pod"), "Endpoints": ("core", "endpoints"),
-    "ServiceAccount": ("core", "service_account"),
-    "Deployment": ("apps", "deployment"), "ReplicaSet": ("apps", "replica_set"),
-    "StatefulSet": ("apps", "stateful_set"), "DaemonSet": ("apps", "daemon_set"),
-    "Job": ("batch", "job"), "CronJob": ("batch", "cron_job"),
+    "Deployment": ("apps", "deployment"),
 }
 
 
 def _method(cluster: Cluster, verb: str, kind: str) -> Any:
     group, snake = _KINDS[kind]
-    api = {"core": k8s.CoreV1Api, "apps": k8s.AppsV1Api,
-           "batch": k8s.BatchV1Api}[group](cluster.api_client)
+    api = {"core": k8s.CoreV1Api, "apps": k8s.AppsV1Api}[group](cluster.api_client)
     return getattr(api, f"{verb}_namespaced_{snake}")
 
 

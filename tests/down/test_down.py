@@ -116,6 +116,14 @@ def exists(read, name: str) -> bool:
         raise
 
 
+def synced_project(standin, root: Path, image_prefix: str) -> Path:
+    """A project without a claim, installed by `devloop sync`."""
+    make_project(root, image_prefix, claim=False)
+    code, events = devloop(root, standin.kubeconfig, "sync")
+    assert code == 0, [e for e in events if e["type"] in ("error", "rollout.failed")]
+    return root
+
+
 @pytest.fixture
 def project(tmp_path, image_prefix) -> Path:
     return make_project(tmp_path / "repo", image_prefix)
@@ -185,9 +193,7 @@ def test_down_keeps_the_claim_and_its_data_and_what_it_did_not_create(standin, p
 
 def test_down_namespace_removes_a_namespace_holding_only_what_devloop_installed(
         standin, tmp_path, image_prefix):
-    root = make_project(tmp_path / "repo", image_prefix, claim=False)
-    code, events = devloop(root, standin.kubeconfig, "sync")
-    assert code == 0, [e for e in events if e["type"] in ("error", "rollout.failed")]
+    root = synced_project(standin, tmp_path / "repo", image_prefix)
     core = standin.core()
     assert core.read_namespace(NS).status.phase == "Active"
 
@@ -200,9 +206,7 @@ def test_down_namespace_removes_a_namespace_holding_only_what_devloop_installed(
     wait_for(lambda: not exists(lambda name, _ns: core.read_namespace(name), NS), 60,
              what="namespace gone")
     # positive control: without --namespace a second project's namespace stays
-    root2 = make_project(tmp_path / "again", image_prefix, claim=False)
-    code, events = devloop(root2, standin.kubeconfig, "sync")
-    assert code == 0, [e for e in events if e["type"] in ("error", "rollout.failed")]
+    root2 = synced_project(standin, tmp_path / "again", image_prefix)
     code, events = devloop(root2, standin.kubeconfig, "down")
     assert code == 0
     assert "Namespace/lumina" not in {e["object"] for e in events if e["type"] == "down.deleted"}
@@ -222,3 +226,97 @@ def test_down_exit_codes_follow_sync(tmp_path, image_prefix):
     assert any("127.0.0.1:9" in e.get("message", "") for e in events)
     code, _ = devloop(root, kubeconfig, "down", "-s", "nope")
     assert code == 2
+
+
+WIDGETS = {  # a custom resource kind: devloop's code knows nothing of it
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {
+                               "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_down_namespace_keeps_a_namespace_holding_any_kind_devloop_did_not_make(
+        standin, tmp_path, image_prefix):
+    root = synced_project(standin, tmp_path / "repo", image_prefix)
+    api = standin.api_client()
+    # a person's objects of kinds the old fixed list of 13 kinds never looked at
+    k8s.NetworkingV1Api(api).create_namespaced_ingress(NS, {
+        "metadata": {"name": "web"}, "spec": {"rules": [{"host": "web.example", "http": {
+            "paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                "service": {"name": "data", "port": {"number": 80}}}}]}}]}})
+    k8s.RbacAuthorizationV1Api(api).create_namespaced_role(NS, {
+        "metadata": {"name": "reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+    k8s.AutoscalingV2Api(api).create_namespaced_horizontal_pod_autoscaler(NS, {
+        "metadata": {"name": "data"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "data"},
+            "minReplicas": 1, "maxReplicas": 2}})
+    k8s.ApiextensionsV1Api(api).create_custom_resource_definition(WIDGETS)
+    custom = k8s.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object("example.com", "v1", NS, "widgets", {
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}})
+
+    code, events = devloop(root, standin.kubeconfig, "down", "--namespace")
+    assert code == 0, events
+    deleted = {e["object"] for e in events if e["type"] == "down.deleted"}
+    assert "Namespace/lumina" not in deleted and "Deployment/data" in deleted
+    reason = next(e["reason"] for e in events
+                  if e["type"] == "down.kept" and e["object"] == "Namespace/lumina")
+    for ident in ("HorizontalPodAutoscaler/data", "Ingress/web", "Role/reader", "Widget/w1"):
+        assert ident in reason, reason
+    assert k8s.CoreV1Api(api).read_namespace(NS).status.phase == "Active"
+    assert custom.get_namespaced_custom_object("example.com", "v1", NS, "widgets", "w1")
+    assert k8s.NetworkingV1Api(api).read_namespaced_ingress("web", NS)
+
+    # positive control: once the person's objects are gone, the namespace goes too
+    custom.delete_namespaced_custom_object("example.com", "v1", NS, "widgets", "w1")
+    k8s.NetworkingV1Api(api).delete_namespaced_ingress("web", NS)
+    k8s.RbacAuthorizationV1Api(api).delete_namespaced_role("reader", NS)
+    k8s.AutoscalingV2Api(api).delete_namespaced_horizontal_pod_autoscaler("data", NS)
+    code, events = devloop(root, standin.kubeconfig, "down", "--namespace")
+    assert code == 0, events
+    assert "Namespace/lumina" in {e["object"] for e in events if e["type"] == "down.deleted"}
+
+
+def test_down_namespace_keeps_the_namespace_when_discovery_of_a_group_fails(
+        standin, tmp_path, image_prefix):
+    root = synced_project(standin, tmp_path / "repo", image_prefix)
+    k8s.ApiextensionsV1Api(standin.api_client()).create_custom_resource_definition(WIDGETS)
+    # an aggregated API that is down hides what it serves: the namespace may hold anything
+    standin.standin.faults.fail("GET", r"^/apis/example\.com/v1$", status=503, count=1000)
+
+    code, events = devloop(root, standin.kubeconfig, "down", "--namespace")
+    assert code == 0, events
+    kept = {e["object"]: e["reason"] for e in events if e["type"] == "down.kept"}
+    assert "cannot see everything" in kept["Namespace/lumina"]
+    assert "/apis/example.com/v1" in kept["Namespace/lumina"]
+    assert "Deployment/data" in {e["object"] for e in events if e["type"] == "down.deleted"}
+    assert standin.core().read_namespace(NS).status.phase == "Active"
+
+
+def test_down_leaves_a_persons_own_helm_install_of_the_same_release(standin, project):
+    """`helm install` sets Helm's release annotation too: only devloop's own mark counts."""
+    standin.create_namespace(NS)
+    helm = subprocess.run(
+        [str(REPO / ".tools/bin/helm"), "install", "data", str(project / "chart"), "-n", NS,
+         "--kubeconfig", str(standin.kubeconfig), "--set", "claim=false"],
+        capture_output=True, text=True, timeout=120)
+    assert helm.returncode == 0, helm.stderr
+    apps, core = standin.apps(), standin.core()
+    assert apps.read_namespaced_deployment("data", NS).metadata.annotations[
+        "meta.helm.sh/release-name"] == "data"
+
+    code, events = devloop(project, standin.kubeconfig, "down", "--namespace")
+    assert code == 0, events
+    assert [e["object"] for e in events if e["type"] == "down.deleted"] == []
+    kept = {e["object"]: e["reason"] for e in events if e["type"] == "down.kept"}
+    for ident in ("Deployment/data", "Service/data", "ConfigMap/data-config",
+                  "Secret/data-secret"):
+        assert kept[ident] == "not created by devloop", kept
+    assert "Deployment/data" in kept["Namespace/lumina"]  # positive control: down looked
+    assert exists(apps.read_namespaced_deployment, "data")
+    assert exists(core.read_namespaced_secret, "data-secret")

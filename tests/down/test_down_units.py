@@ -67,3 +67,30 @@ def test_only_devloops_own_mark_makes_an_object_devloops():
     assert not is_devloop_owned(marked, "other-release")
     assert marked["metadata"]["annotations"]["meta.helm.sh/release-name"] == "lumina"
     assert "devloop.dev/managed-by" not in helm_installed["metadata"]["labels"]  # a copy
+
+
+def _obj(kind: str, name: str, uid: str, owner: str | None = None, **extra) -> dict:
+    meta: dict = {"name": name, "uid": uid}
+    if owner:
+        meta["ownerReferences"] = [{"uid": owner}]
+    return {"kind": kind, "metadata": meta, **extra}
+
+
+def test_the_namespace_is_blocked_by_anything_not_deleted_nor_owned_by_what_was():
+    from devloop.down import dependents, namespace_blockers
+
+    before = [_obj("Deployment", "data", "d1"), _obj("ReplicaSet", "data-7c", "r1", "d1"),
+              _obj("Pod", "data-7c-x", "p1", "r1"), _obj("Widget", "w", "w1"),
+              _obj("Service", "data", "s1"), _obj("EndpointSlice", "data-abc", "e1", "s1")]
+    gone = dependents(before, {"Deployment/data", "Service/data"})
+    assert gone == {"d1", "r1", "p1", "s1", "e1"}  # owners at any depth; never the Widget
+    after = [
+        _obj("Pod", "data-7c-x", "p1", "r1"),  # still terminating
+        _obj("Pod", "data-7c-y", "p2", "r1"),  # made after the snapshot by a dying owner
+        _obj("Endpoints", "data", "n1"), _obj("ConfigMap", "kube-root-ca.crt", "c1"),
+        _obj("ServiceAccount", "default", "a1"),
+        _obj("Secret", "default-token", "t1", type="kubernetes.io/service-account-token"),
+        _obj("Widget", "w", "w1"), _obj("PersistentVolumeClaim", "db", "v1"),
+    ]
+    assert namespace_blockers(after, {"Deployment/data", "Service/data"}, gone) == \
+        ["PersistentVolumeClaim/db", "Widget/w"]
