@@ -1,0 +1,80 @@
+"""An API server that sheds load (503, 429 with Retry-After) while devloop patches.
+
+The stand-in's fault switch fails real requests of the real kubernetes client; nothing is
+mocked. A short burst is absorbed by the retry policy inside the call; a burst longer than the
+policy fails that reload as "cluster unreachable", and the engine retries it by itself: the
+service converges with no second save.
+"""
+
+from __future__ import annotations
+
+import time
+
+from devloop import patch
+from devloop.cluster import ClusterUnreachable, connect
+from tests.faults.conftest import NS, Box, wait_for
+from tests.watchproc import Watch
+
+DEPLOYMENT_PATH = rf"/namespaces/{NS}/deployments/box$"
+
+
+def test_a_short_burst_of_503s_and_a_429_are_absorbed_by_the_patch_itself(box: Box):
+    cluster = connect(box.standin.context, NS, str(box.standin.kubeconfig))
+    faults = box.standin.standin.faults
+    burst = faults.fail("PATCH", DEPLOYMENT_PATH, status=503, count=3)
+    throttle = faults.fail("GET", DEPLOYMENT_PATH, status=429, count=1, retry_after=1)
+    started = time.monotonic()
+    generation = patch.patch_image(cluster.apps, NS, "box", "box", "box:two", "d" * 64)
+    assert generation >= 2
+    assert box.template_image() == "box:two"
+    assert burst.served == 3 and throttle.served == 1
+    assert time.monotonic() - started >= 1.0  # the 429's Retry-After was waited for
+
+
+def test_a_burst_longer_than_the_retries_is_cluster_unreachable_not_a_patch_error(box: Box):
+    cluster = connect(box.standin.context, NS, str(box.standin.kubeconfig))
+    box.standin.standin.faults.fail("PATCH", DEPLOYMENT_PATH, status=503, count=50)
+    try:
+        patch.patch_image(cluster.apps, NS, "box", "box", "box:two", "d" * 64)
+    except ClusterUnreachable as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("a patch through a 503 storm cannot succeed")
+    assert "\n" not in text and "HTTP 503" in text and "retries by itself" in text
+    box.standin.standin.faults.clear()
+    assert box.template_image() == "box:none"  # nothing half-applied
+
+
+def test_a_503_burst_mid_patch_converges_without_a_save(box: Box):
+    uid = box.pvc_uid()
+    watch = Watch(box.root, box.standin.kubeconfig)
+    try:
+        watch.wait("rollout.ready", timeout=240, service="box")
+        # more 503s than one reload's retries can absorb: that reload fails, the next passes
+        rule = box.standin.standin.faults.fail("PATCH", DEPLOYMENT_PATH, status=503, count=9)
+        mark = watch.mark()
+        box.save("v2")
+        failed = watch.wait("reload.finished", after=mark, timeout=120,
+                            outcome="cluster_unreachable")
+        assert "\n" not in failed["reason"] and "HTTP 503" in failed["reason"]
+        retry_mark = watch.mark()
+        watch.wait("rollout.ready", after=retry_mark, timeout=180, service="box")
+        wait_for(lambda: any(e.get("line", "").startswith("v2 ")
+                             for e in watch.since(retry_mark, "log")), 60,
+                 what="the v2 pod's log lines")
+        assert rule.served == 9
+        assert [e for e in watch.since(mark, "change.detected")] != []  # the one save
+    finally:
+        assert watch.stop() in (0, 130)
+    _assert_converged(box, uid, ["v1", "v2"])
+
+
+def _assert_converged(box: Box, pvc_uid: str, history: list[str]) -> None:
+    """What `devloop status` says is what the cluster runs, and nothing was lost."""
+    row = box.status()
+    assert row["state"] == "up to date" and row["stale"] is False and row["healthy"], row
+    image = box.template_image()
+    assert image.endswith(f":dl-{row['local_digest']}"), (image, row)
+    assert box.pod_images() == {image}
+    assert box.pvc_uid() == pvc_uid
+    assert box.history()[-len(history):] == history
