@@ -141,7 +141,8 @@ class App:
             return None
         from devloop.forward import ForwardManager
 
-        services = [s.digest.service for s in engine.states.values()]
+        services = [*(s.digest.service for s in engine.states.values()),
+                    *self.config.resources.values()]  # workloads devloop does not build
         manager = ForwardManager(self.deployer.cluster, services, self.bus,
                                  config_path=self.config.path.name,
                                  config=lambda: engine.config)
@@ -161,7 +162,8 @@ class App:
                                   cluster=cluster, probes=False)[0]
 
         return dashboard.start(self.bus, self.redactor, engine.post, status,
-                               sorted(engine.states), self.ui, only=self.services)
+                               sorted({*engine.states, *self.config.resources}), self.ui,
+                               only=self.services and [*self.services, *self.config.resources])
 
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None

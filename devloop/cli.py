@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
         return exitcodes.CONFIG_ERROR
     if args.command != "status":  # status prints only its own report
         bus.publish(ev.CONFIG_LOADED, None, path=str(config.path),
-                    services=sorted(config.services))
+                    services=sorted(config.services), resources=sorted(config.resources))
     if config.chart is not None:
         redactor.add_from_values(config.chart.set_values)
 

@@ -4,7 +4,7 @@ A container that restarts (crash, OOM kill, eviction, a liveness probe) comes ba
 image and loses every file devloop synced into it. One pod watch per service (devloop.podwatch)
 reports each running container ID; the engine compares it with the IDs that hold the live state
 (devloop.decide.container_started) and re-syncs at once when it is not one of them. The watch
-starts as soon as the service's Deployment exists (on a fresh cluster, after the first deploy).
+starts as soon as the service's workload exists (on a fresh cluster, after the first deploy).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import ServiceConfig
-from devloop.podwatch import PodWatch, await_deployment, container_ids
-from devloop.selectors import selector_query
+from devloop.podwatch import PodWatch, container_ids
+from devloop.workloads import await_workload
 
 _RETRY_S = 2.0  # how often to look for a Deployment that does not exist yet
 
@@ -49,11 +49,12 @@ class ContainerWatch:
             w.stop()
 
     def _begin(self, svc: ServiceConfig) -> None:
-        """Wait for the Deployment, then watch its pods."""
-        dep = await_deployment(self.cluster.apps, self.cluster.namespace, svc.deployment,
-                               self._stop, self._wake, lambda text: self.on_error(svc.name, text),
-                               f"containers of {svc.name}", _RETRY_S)
-        if dep is None:
+        """Wait for the workload, then watch its pods."""
+        workload = await_workload(self.cluster.api_client, self.cluster.namespace, svc.workload,
+                                  self._stop, self._wake,
+                                  lambda text: self.on_error(svc.name, text),
+                                  f"containers of {svc.name}", _RETRY_S)
+        if workload is None:
             return
 
         def seen(pod: dict) -> None:
@@ -62,7 +63,7 @@ class ContainerWatch:
                 self.on_started(svc.name, pod["metadata"]["name"], cid)
 
         watch = PodWatch(lambda: new_api_client(self.cluster), self.cluster.namespace,
-                         selector_query(dep.spec.selector), on_pod=seen,
+                         workload.selector_query, on_pod=seen,
                          on_error=lambda text: self.on_error(svc.name, text),
                          label=f"containers of {svc.name}")
         with self._lock:

@@ -364,7 +364,8 @@ class Engine:
                 else:
                     del self.states[name]
         self.bus.publish(ev.CONFIG_LOADED, None, path=str(self.config.path),
-                         services=sorted(n for n, s in self.states.items() if not s.removed))
+                         services=sorted(n for n, s in self.states.items() if not s.removed),
+                         resources=sorted(self.config.resources))
         self._announce_watch()
 
 

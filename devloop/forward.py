@@ -41,9 +41,8 @@ from devloop import retry
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import Config, PortForward, ServiceConfig
 from devloop.errors_k8s import connection_detail, is_connection_error, one_line
-from devloop.patch import template_image
-from devloop.podwatch import Pod, PodWatch, await_deployment
-from devloop.selectors import selector_query
+from devloop.podwatch import Pod, PodWatch
+from devloop.workloads import await_workload, read_workload
 
 CONNECT_WAIT_S = 10.0  # a connection accepted while no pod is Ready waits this long for one
 _ATTACH_RETRY_S = 2.0  # the Deployment does not exist yet (first deploy): look again this often
@@ -280,19 +279,19 @@ class ServiceForwards:
 
     # the target -------------------------------------------------------------------------------
     def _attach(self) -> None:
-        """Find the Deployment (it may not exist before the first deploy), then watch its pods."""
+        """Find the workload (it may not exist before the first deploy), then watch its pods."""
         self._api = new_api_client(self.cluster)
-        dep = await_deployment(
-            k8s.AppsV1Api(self._api), self.cluster.namespace, self.service.deployment,
+        workload = await_workload(
+            self._api, self.cluster.namespace, self.service.workload,
             self._stop, self._wake, self._warn, f"port forwards of {self.service.name}",
             _ATTACH_RETRY_S)
-        if dep is None:
+        if workload is None:
             return
         with self._lock:
-            self._template_image = template_image(dep, self.service.container)
+            self._template_image = workload.template_image(self.service.container or "")
         self._watch = PodWatch(
             lambda: new_api_client(self.cluster), self.cluster.namespace,
-            selector_query(dep.spec.selector), on_pod=self._on_pod, on_gone=self._on_gone,
+            workload.selector_query, on_pod=self._on_pod, on_gone=self._on_gone,
             on_error=self._warn, label=f"port forwards of {self.service.name}",
             thread_name=f"forward-pods:{self.service.name}")
         if not self._stop.is_set():
@@ -357,13 +356,12 @@ class ServiceForwards:
         if self._api is None:
             return
         try:
-            dep = k8s.AppsV1Api(self._api).read_namespaced_deployment(
-                self.service.deployment, self.cluster.namespace, _request_timeout=(5, 15))
+            workload = read_workload(self._api, self.cluster.namespace, self.service.workload)
         except Exception as exc:
             if isinstance(exc, ApiException) or is_connection_error(exc):
                 return  # keep the known image; the next pod event asks again
             raise
-        image = template_image(dep, self.service.container)
+        image = workload.template_image(self.service.container or "")
         with self._lock:
             self._template_image = image
 
@@ -463,7 +461,7 @@ class ServiceForwards:
 
 def _forward_key(service: ServiceConfig) -> tuple[object, ...]:
     """What a service's forwards depend on: a change restarts them."""
-    return (service.port_forwards, service.deployment, service.container)
+    return (service.port_forwards, str(service.workload), service.container)
 
 
 def _pipe(conn: _Conn) -> None:
@@ -530,8 +528,9 @@ class ForwardManager:
         assert self._config is not None
         with self._reconfigure_lock:
             config = self._config()
-            wanted = {n: config.services[n] for n in names
-                      if n in config.services and config.services[n].port_forwards}
+            pool = {**config.resources, **config.services}  # `resources:` are forwarded too
+            wanted = {n: pool[n] for n in [*names, *config.resources]
+                      if n in pool and pool[n].port_forwards}
             services = dict(self.services)
             for name in sorted(set(services) | set(wanted)):
                 old, new = services.get(name), wanted.get(name)

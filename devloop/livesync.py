@@ -29,10 +29,9 @@ from devloop.containerupdate import ContainerUpdater, Target, UpdateFailed
 from devloop.digest import ServiceDigest, image_tag
 from devloop.errors_k8s import api_message, is_connection_error
 from devloop.liveupdate import LivePlan, Rebuild, dest_for, not_writable_hint, plan, rules_for
-from devloop.patch import template_image
 from devloop.pipeline import LiveState, NeedRebuild
-from devloop.selectors import selector_query
 from devloop.snapshots import SnapshotStore
+from devloop.workloads import read_workload
 
 LIVE_ANNOTATION = "devloop.dev/live"
 _TIMEOUT = (5, 15)
@@ -72,17 +71,16 @@ class LiveSyncer:
     # --- the containers --------------------------------------------------------------------------
 
     def targets(self, svc: ServiceConfig) -> list[LiveTarget]:
-        """Running containers of the Deployment's current pod template (old pods of a rollout
-        in progress are skipped: they are about to go)."""
+        """Running containers of the workload's current pod template (old pods of a rollout
+        in progress are skipped: they are about to go), for a workload of any kind."""
         ns = self.cluster.namespace
         try:
-            dep = self.cluster.apps.read_namespaced_deployment(svc.deployment, ns,
-                                                               _request_timeout=_TIMEOUT)
-            image = template_image(dep, svc.container)
+            workload = read_workload(self.cluster.api_client, ns, svc.workload)
+            image = workload.template_image(svc.container)
             pods = self.cluster.core.list_namespaced_pod(
-                ns, label_selector=selector_query(dep.spec.selector), _request_timeout=_TIMEOUT)
+                ns, label_selector=workload.selector_query, _request_timeout=_TIMEOUT)
         except ApiException as exc:
-            raise NeedRebuild(f"cannot list the pods of deployment {ns}/{svc.deployment}: "
+            raise NeedRebuild(f"cannot list the pods of {svc.workload} in namespace {ns}: "
                               f"{api_message(exc)}") from None
         except Exception as exc:
             if is_connection_error(exc):
@@ -175,7 +173,7 @@ class LiveSyncer:
         current = digest.context_files()
         targets = self.targets(svc)
         if not targets:
-            raise NeedRebuild(f"no running container of deployment/{svc.deployment} to sync"
+            raise NeedRebuild(f"no running container of {svc.workload} to sync"
                               " into")
         plans: list[tuple[LiveTarget, LivePlan]] = []
         for t in targets:

@@ -104,15 +104,6 @@ def _api_error(api: Any, exc: BaseException, what: str) -> Exception:
     return ClusterUnreachable.from_error(exc, str(api.api_client.configuration.host))
 
 
-def template_image(dep: k8s.V1Deployment, container: str) -> str | None:
-    """The image the Deployment's pod template gives `container` (None: no such container)."""
-    spec = dep.spec.template.spec if dep.spec and dep.spec.template else None
-    for c in (spec.containers if spec else None) or []:
-        if c.name == container:
-            return str(c.image)
-    return None
-
-
 def _container(dep: k8s.V1Deployment, namespace: str, deployment: str, container: str
                ) -> k8s.V1Container:
     containers = dep.spec.template.spec.containers or []

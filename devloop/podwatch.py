@@ -253,29 +253,6 @@ class PodWatch:
             resp.release_conn()
 
 
-def await_deployment(apps: k8s.AppsV1Api, namespace: str, name: str, stop: threading.Event,
-                     wake: threading.Event, on_error: Callable[[str], None], label: str,
-                     retry_s: float = 2.0) -> k8s.V1Deployment | None:
-    """The Deployment whose pods a watch follows, once it exists (on a fresh cluster, after the
-    first deploy): read again every `retry_s`, or at once when `wake` is set. A failure other
-    than 404 is said once; None when `stop` is set first."""
-    said = False
-    while not stop.is_set():
-        try:
-            return apps.read_namespaced_deployment(name, namespace, _request_timeout=(5, 15))
-        except Exception as exc:
-            if not (isinstance(exc, ApiException) or is_connection_error(exc)):
-                raise
-            if not said and not (isinstance(exc, ApiException) and exc.status == 404):
-                said = True
-                detail = api_message(exc) if isinstance(exc, ApiException) \
-                    else connection_detail(exc)
-                on_error(one_line(f"{label}: cannot read deployment/{name}: {detail}; retrying"))
-        wake.wait(retry_s)
-        wake.clear()
-    return None
-
-
 def shutdown_response(resp: Any) -> None:
     """urllib3's HTTPResponse.shutdown: unblocks a read in another thread."""
     with contextlib.suppress(Exception):

@@ -24,13 +24,14 @@ from devloop.cluster import Cluster, ClusterUnreachable, check_reachable
 from devloop.config import Config
 from devloop.deploy import connect_config
 from devloop.digest import DigestCache, ServiceDigest
-from devloop.errors_k8s import api_message, is_connection_error
+from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.livesync import pod_live
 from devloop.logfilter import count_probe_lines, probe_matcher, probe_paths
-from devloop.patch import PatchError, deployed_of
+from devloop.patch import Deployed, PatchError, deployed_of, workload_deployed
 from devloop.pods import pod_state
-from devloop.rollout import rollout_health
+from devloop.rollout import RolloutResult, rollout_health, workload_health
 from devloop.selectors import selector_query
+from devloop.workloads import WorkloadRef, read_workload
 
 _TIMEOUT = (5, 15)
 PROBE_WINDOW_S = 300
@@ -51,7 +52,14 @@ def collect_status(config: Config, cache: DigestCache | None = None,
         digest = ServiceDigest(config.services[name], hashes)
         digest.scan()
         rows.append({"service": name, "deployment": config.services[name].deployment,
+                     "workload": str(config.services[name].workload),
                      "namespace": config.namespace, "local_digest": digest.digest()[:12],
+                     "deployed_digest": None, "deployed_image": None, "stale": None,
+                     "state": "unknown", "healthy": None, "health": None, "log_tail": [],
+                     "pods": [], "error": None})
+    for name in sorted(n for n in config.resources if not services or n in services):
+        rows.append({"service": name, "resource": True, "namespace": config.namespace,
+                     "workload": str(config.resources[name].workload), "local_digest": None,
                      "deployed_digest": None, "deployed_image": None, "stale": None,
                      "state": "unknown", "healthy": None, "health": None, "log_tail": [],
                      "pods": [], "error": None})
@@ -64,16 +72,14 @@ def collect_status(config: Config, cache: DigestCache | None = None,
             row["error"] = str(exc)
         return rows, exitcodes.CLUSTER_UNREACHABLE
     for row in rows:
-        svc = config.services[row["service"]]
-        ident = f"deployment {config.namespace}/{svc.deployment}"
+        svc = config.resources[row["service"]] if row.get("resource") \
+            else config.services[row["service"]]
+        ref = svc.workload
+        ident = (f"deployment {config.namespace}/{ref.name}" if ref.kind.kind == "Deployment"
+                 else f"{ref} in namespace {config.namespace}")
         try:
-            dep = cluster.apps.read_namespaced_deployment(svc.deployment, config.namespace,
-                                                          _request_timeout=_TIMEOUT)
-            deployed = deployed_of(dep, config.namespace, svc.container)
-            health = rollout_health(cluster.apps, cluster.core, dep)
-            pods = cluster.core.list_namespaced_pod(
-                config.namespace, label_selector=selector_query(dep.spec.selector),
-                _request_timeout=_TIMEOUT).items
+            deployed, health, pods = _observe(cluster, config.namespace, ref,
+                                              None if row.get("resource") else svc.container)
         except PatchError as exc:
             row.update(error=str(exc), stale=True, state="deployment does not match devloop.yaml")
             continue
@@ -88,15 +94,42 @@ def collect_status(config: Config, cache: DigestCache | None = None,
                 raise
             row["error"] = str(ClusterUnreachable.from_error(exc, cluster.server))
             continue
-        row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
-        row.update(deployed_image=deployed.image, healthy=health.ok,
+        row.update(healthy=health.ok,
                    health=None if health.ok else f"{health.reason}: {health.message}",
                    log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
+        if deployed is None:  # a resource: devloop does not build it
+            row["state"] = "running" if health.ok else "not healthy"
+            continue
+        row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
+        row["deployed_image"] = deployed.image
         _live(row, [pod_live(p, svc.container) for p in pods
                     if p.metadata.deletion_timestamp is None])
         for pod_row, pod in zip(row["pods"], pods, strict=True) if probes else ():
             pod_row["probe_lines"] = probe_lines(cluster.core, pod, svc.container)
     return rows, exitcodes.OK
+
+
+def _observe(cluster: Cluster, namespace: str, ref: WorkloadRef, container: str | None
+             ) -> tuple[Deployed | None, RolloutResult, list[k8s.V1Pod]]:
+    """What the workload's template runs (for a container devloop feeds), its health right
+    now and its pods, for a workload of any kind (ApiException 404 when it does not exist)."""
+    if ref.kind.kind == "Deployment":
+        dep = cluster.apps.read_namespaced_deployment(ref.name, namespace,
+                                                      _request_timeout=_TIMEOUT)
+        deployed = deployed_of(dep, namespace, container) if container else None
+        pods = cluster.core.list_namespaced_pod(
+            namespace, label_selector=selector_query(dep.spec.selector),
+            _request_timeout=_TIMEOUT).items
+        return deployed, rollout_health(cluster.apps, cluster.core, dep), pods
+    workload = read_workload(cluster.api_client, namespace, ref)
+    deployed = workload_deployed(workload, container) if container else None
+    result, text, _ = workload_health(cluster.core, workload, workload.generation)
+    health = result or RolloutResult(False, "Progressing",
+                                     one_line(f"{ref} in namespace {namespace}: {text}"))
+    pods = [p for p in cluster.core.list_namespaced_pod(
+        namespace, label_selector=workload.selector_query, _request_timeout=_TIMEOUT).items
+        if workload.owns(cluster.api_client.sanitize_for_serialization(p))]
+    return deployed, health, pods
 
 
 def probe_lines(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str
@@ -155,8 +188,12 @@ def _live(row: dict[str, Any], synced: list[dict[str, Any] | None]) -> None:
 def render_status(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
-        lines.append(f"{row['service']:<10} local {row['local_digest']}  deployed "
-                     f"{row['deployed_digest'] or '-':<12}  {row['state']}")
+        if row.get("resource"):
+            lines.append(f"{row['service']:<10} {row['workload']} (not built by devloop)  "
+                         f"{row['state']}")
+        else:
+            lines.append(f"{row['service']:<10} local {row['local_digest']}  deployed "
+                         f"{row['deployed_digest'] or '-':<12}  {row['state']}")
         if row["health"]:
             lines.append(f"    not healthy: {row['health']}")
             lines.extend(f"    | {line}" for line in row["log_tail"][-5:])

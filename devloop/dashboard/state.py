@@ -123,7 +123,8 @@ class DashboardState:
     def _fold(self, event: ev.Event, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         t, d, name = event.type, event.data, event.service
         if t == ev.CONFIG_LOADED and name is None:  # devloop.yaml changed: services come and go
-            listed = [n for n in d.get("services", []) if self._only is None or n in self._only]
+            listed = [n for n in [*d.get("services", []), *d.get("resources", [])]
+                      if self._only is None or n in self._only]
             for service in listed:
                 self._cards.setdefault(service, _new_card(service))
             for gone in set(self._cards) - set(listed):

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from .cron_schedule import Schedule, ScheduleError
 from .selectors import label_selector_object
 
 Obj = dict[str, Any]
@@ -35,7 +36,8 @@ def name_causes(kind: str, name: str) -> Causes:
     return []
 
 
-def pod_spec_causes(spec: Obj, prefix: str) -> Causes:
+def pod_spec_causes(spec: Obj, prefix: str, claim_templates: list[str] | None = None) -> Causes:
+    """`claim_templates`: a StatefulSet's volumeClaimTemplates, which mounts may name too."""
     causes: Causes = []
     containers = spec.get("containers") or []
     if not containers:
@@ -52,7 +54,7 @@ def pod_spec_causes(spec: Obj, prefix: str) -> Causes:
             seen.add(name)
             if not container.get("image"):
                 causes.append((f"{path}.image", "Required value"))
-    volume_names = [v.get("name") for v in spec.get("volumes") or []]
+    volume_names = [v.get("name") for v in spec.get("volumes") or []] + (claim_templates or [])
     for group in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(group) or []):
             for mi, mount in enumerate(container.get("volumeMounts") or []):
@@ -79,7 +81,8 @@ def workload_causes(obj: Obj) -> Causes:
         ))
     if (spec.get("replicas") or 0) < 0:
         causes.append(("spec.replicas", "Invalid value: must be greater than or equal to 0"))
-    causes.extend(pod_spec_causes(template.get("spec") or {}, "spec.template.spec"))
+    claims = [(t.get("metadata") or {}).get("name") for t in spec.get("volumeClaimTemplates") or []]
+    causes.extend(pod_spec_causes(template.get("spec") or {}, "spec.template.spec", claims))
     strategy = spec.get("strategy") or {}
     if strategy.get("type") == "Recreate" and strategy.get("rollingUpdate"):
         causes.append((
@@ -100,6 +103,14 @@ def job_causes(spec: Obj, prefix: str) -> Causes:
     return causes
 
 
+def _schedule_causes(schedule: Any) -> Causes:
+    try:
+        Schedule.parse(str(schedule or ""))
+    except ScheduleError as exc:
+        return [("spec.schedule", f"Invalid value: {json.dumps(schedule)}: {exc}")]
+    return []
+
+
 def object_causes(obj: Obj) -> Causes:
     """Validation of a new or replaced object (after defaulting)."""
     kind = obj.get("kind", "")
@@ -112,6 +123,7 @@ def object_causes(obj: Obj) -> Causes:
         spec = obj.get("spec") or {}
         prefix = "spec"
         if kind == "CronJob":
+            causes.extend(_schedule_causes(spec.get("schedule")))
             spec, prefix = (spec.get("jobTemplate") or {}).get("spec") or {}, \
                 "spec.jobTemplate.spec"
         causes.extend(job_causes(spec, prefix))
@@ -153,6 +165,15 @@ def update_causes(old: Obj, new: Obj) -> Causes:
                 f"Invalid value: {json.dumps((new.get('spec') or {}).get('selector'))}: "
                 "field is immutable",
             ))
+    elif kind == "Job":
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+        if old_spec.get("template") != new_spec.get("template"):
+            causes.append((
+                "spec.template",
+                f"Invalid value: {json.dumps(new_spec.get('template'))[:200]}: field is immutable",
+            ))
+        if old_spec.get("selector") != new_spec.get("selector"):
+            causes.append(("spec.selector", "Invalid value: field is immutable"))
     elif kind == "Pod":
         old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
         node = old_spec.get("nodeName")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import defaultdict
 
@@ -14,8 +13,8 @@ from .pod_state import (
     is_active,
     is_available,
     is_ready,
-    owner_reference,
 )
+from .workloads import pod_from_template
 
 log = logging.getLogger("kube_standin.replicasets")
 
@@ -66,7 +65,7 @@ class ReplicaSetController:
         wanted = (rs.get("spec") or {}).get("replicas", 1)
         if len(active) < wanted:
             for _ in range(wanted - len(active)):
-                self._api.create(self._pods, ns, self._pod_for(rs))
+                self._api.create(self._pods, ns, pod_from_template(rs, rs["spec"].get("template")))
         elif len(active) > wanted:
             for pod in sorted(active, key=_deletion_rank)[: len(active) - wanted]:
                 self._api.delete(self._pods, ns, pod["metadata"]["name"])
@@ -88,12 +87,3 @@ class ReplicaSetController:
                 return obj
 
             self._api.store.update(self._rs, ns, name, write)
-
-    def _pod_for(self, rs: Obj) -> Obj:
-        template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
-        meta = template.get("metadata") or {}
-        meta.pop("name", None)
-        meta["generateName"] = f"{rs['metadata']['name']}-"
-        meta["ownerReferences"] = [owner_reference(rs)]
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-                "spec": template.get("spec") or {}}

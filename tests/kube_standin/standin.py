@@ -15,11 +15,14 @@ import docker.errors
 
 from .api import Api
 from .control_loop import ControlLoop
+from .cronjob_controller import CronJobController
+from .daemonset_controller import DaemonSetController
 from .deployment_controller import DeploymentController
 from .docker_pods import LABEL_EPHEMERAL, LABEL_INSTANCE, LABEL_STATE_DIR, LABEL_VOLUME_KIND
 from .faults import Faults
 from .housekeeping import Housekeeping
 from .http_server import NoLogs, Router, StandInHTTPServer
+from .job_controller import JobController
 from .kubeconfig import CONTEXT, write_kubeconfig
 from .node_ports import NodePorts
 from .pod_logs import PodLogs
@@ -29,6 +32,7 @@ from .remote import RemoteCommands
 from .replicaset_controller import ReplicaSetController
 from .resources import ResourceTable
 from .schema import Schemas
+from .statefulset_controller import StatefulSetController
 from .store import Store
 from .tls import ensure_certificate, server_context
 
@@ -190,6 +194,11 @@ class StandIn:
             ControlLoop("deployments", store, DeploymentController(
                 self.api, serialize_rollouts=self.pod_network == "host").reconcile),
             ControlLoop("replicasets", store, ReplicaSetController(self.api).reconcile),
+            ControlLoop("statefulsets", store, StatefulSetController(self.api).reconcile),
+            ControlLoop("daemonsets", store, DaemonSetController(self.api).reconcile),
+            ControlLoop("jobs", store, JobController(self.api).reconcile),
+            ControlLoop("cronjobs", store, CronJobController(
+                self.api, time_scale=self.options.probe_time_scale).reconcile),
             ControlLoop("housekeeping", store, housekeeping.reconcile, period=2.0),
         ]
         if self.runner is not None:
