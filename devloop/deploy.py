@@ -13,12 +13,13 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from devloop import events as ev
 from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connect, new_api_client
-from devloop.config import Config, ServiceConfig
+from devloop.config import Config, ResourceConfig, ServiceConfig
 from devloop.contextguard import registry_refusal, shares_engine
 from devloop.deliver import Delivery, DeliveryError, SharedDaemon, detect_delivery
 from devloop.errors_k8s import is_connection_error
@@ -27,19 +28,23 @@ from devloop.manifests.render import RenderError, env_values
 from devloop.manifests.render import find_helm as find_helm
 from devloop.manifests.session import ManifestSession, Outcome
 from devloop.patch import (
+    Deployed,
     DeploymentNotFound,
     PatchError,
     container_index,
     patch_image,
     patch_image_at,
+    patch_workload_image,
     read_deployed,
+    read_workload_deployed,
     warn_rwo_rolling,
 )
 from devloop.pipeline import CLUSTER_UNREACHABLE, DEPLOY_FAILED, OK, ROLLOUT_FAILED, DeployFailed
 from devloop.podlogs import LogFollower
 from devloop.problems import traceback_problem
 from devloop.redact import Redactor
-from devloop.rollout import RolloutResult, wait_rollout
+from devloop.rollout import RolloutResult, wait_rollout, wait_workload
+from devloop.workloads import WorkloadRef, await_workload, read_workload
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class ClusterDeployer:
         self._existing_tail = 10
         self._logs_lock = threading.Lock()
         self._closed = False
+        self._logs_stop = threading.Event()  # ends the waits for `resources:` workloads
         # one lock for image patches and manifest applies: an apply injects the images devloop
         # deployed, so it must never run between a patch's read and its write (or vice versa)
         self._apply_lock = threading.Lock()
@@ -129,6 +135,21 @@ class ClusterDeployer:
         return str(ClusterUnreachable(self.cluster.context, exc.server, exc.detail,
                                       status=exc.status))
 
+    def _read_deployed(self, service: ServiceConfig) -> Deployed:
+        """What the service's workload runs, whatever its kind."""
+        if service.kind == "Deployment":
+            return read_deployed(self.cluster.apps, self.cluster.namespace, service.deployment,
+                                 service.container)
+        return read_workload_deployed(self.cluster.api_client, self.cluster.namespace,
+                                      service.workload, service.container)[1]
+
+    def _pod_selector(self, ref: WorkloadRef) -> Any:
+        """The label selector of the pods of a workload, whatever its kind."""
+        if ref.kind.kind == "Deployment":
+            return self.cluster.apps.read_namespaced_deployment(
+                ref.name, self.cluster.namespace, _request_timeout=(5, 15)).spec.selector
+        return read_workload(self.cluster.api_client, self.cluster.namespace, ref).selector
+
     # --- Deployer protocol -----------------------------------------------------------------------
 
     def reconfigure(self, config: Config) -> None:
@@ -142,8 +163,7 @@ class ClusterDeployer:
 
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:
-            deployed = read_deployed(self.cluster.apps, self.cluster.namespace,
-                                     service.deployment, service.container)
+            deployed = self._read_deployed(service)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except DeploymentNotFound:
@@ -167,6 +187,7 @@ class ClusterDeployer:
                 generation = self._patch(service, ref, digest)
                 self._images[service.image] = ref
             self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=service.deployment,
+                             workload=str(service.workload),
                              container=service.container, image=ref, generation=generation)
             self._warn_once(service)
             self._follow_logs_quietly(service)
@@ -183,7 +204,7 @@ class ClusterDeployer:
         if stop.is_set():
             raise DeployFailed(ROLLOUT_FAILED, "stopped while waiting for the rollout")
         raise self._rollout_failed(service, result, seconds,
-                                   f"rollout of deployment/{service.deployment} failed")
+                                   f"rollout of {service.workload} failed")
 
     def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
         """Raise DeployFailed(ROLLOUT_FAILED) when the deployed workload is not healthy: its
@@ -191,8 +212,7 @@ class ClusterDeployer:
         rollout_timeout_s) or its newest pods crash. The same rule as after a patch, so `sync`
         never calls an unchanged but crash-looping service up to date."""
         try:
-            deployed = read_deployed(self.cluster.apps, self.cluster.namespace,
-                                     service.deployment, service.container)
+            deployed = self._read_deployed(service)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except PatchError as exc:
@@ -203,7 +223,7 @@ class ClusterDeployer:
         if stop.is_set():
             raise DeployFailed(ROLLOUT_FAILED, "stopped while checking the rollout")
         raise self._rollout_failed(service, result, seconds,
-                                   f"deployment/{service.deployment} runs the current image but"
+                                   f"{service.workload} runs the current image but"
                                    " is not healthy")
 
     def referenced_images(self) -> set[str] | None:
@@ -232,6 +252,12 @@ class ClusterDeployer:
     def _wait_rollout(self, service: ServiceConfig, generation: int, stop: threading.Event
                       ) -> tuple[RolloutResult, float]:
         started = time.monotonic()
+        if service.kind != "Deployment":  # a StatefulSet's rollout, a Job's completion, ...
+            result = wait_workload(
+                self.cluster.api_client, self.cluster.core, self.cluster.namespace,
+                service.workload, generation, self.config.rollout_timeout_s, stop,
+                lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, service.name, message=text))
+            return result, round(time.monotonic() - started, 3)
         result = wait_rollout(
             self.cluster.apps, self.cluster.core, self.cluster.namespace, service.deployment,
             generation, self.config.rollout_timeout_s, stop,
@@ -255,6 +281,9 @@ class ClusterDeployer:
         """One request per reload once the container's position is verified; the first patch
         (and any patch whose precondition fails) reads the Deployment and checks the container
         by name, so a wrong name is an error, never a new container."""
+        if service.kind != "Deployment":
+            return patch_workload_image(self.cluster.api_client, self.cluster.namespace,
+                                        service.workload, service.container, ref, digest)
         apps, ns = self.cluster.apps, self.cluster.namespace
         index = self._index.get(service.name)
         if index is not None:
@@ -281,8 +310,7 @@ class ClusterDeployer:
         if service.deployment in self._present:
             return
         try:
-            read_deployed(self.cluster.apps, self.cluster.namespace, service.deployment,
-                          service.container)
+            self._read_deployed(service)
             self._present.add(service.deployment)
             return
         except DeploymentNotFound:
@@ -352,7 +380,7 @@ class ClusterDeployer:
                              prune=self.config.prune)
 
     def _warn_once(self, service: ServiceConfig) -> None:
-        if service.name in self._warned:
+        if service.name in self._warned or service.kind != "Deployment":
             return
         self._warned.add(service.name)
         try:
@@ -372,16 +400,30 @@ class ClusterDeployer:
     def start_logs(self, services: list[str], existing_tail: int = 10) -> None:
         """Follow logs of these services' pods as soon as their Deployments are known; pods
         already running show their last `existing_tail` lines first."""
+        resources = sorted(self.config.resources)  # workloads devloop does not build, too
         with self._logs_lock:
-            self._log_services = set(services)
+            self._log_services = {*services, *resources}
             self._existing_tail = existing_tail
         for name in services:
             svc = self.config.services.get(name)
             if svc is not None:
                 threading.Thread(target=self._follow_logs_quietly, args=(svc,), daemon=True,
                                  name=f"logs-start:{name}").start()
+        for name in resources:
+            threading.Thread(target=self._follow_resource_logs, args=(name,), daemon=True,
+                             name=f"logs-start:{name}").start()
 
-    def _follow_logs_quietly(self, service: ServiceConfig) -> None:
+    def _follow_resource_logs(self, name: str) -> None:
+        """A `resources:` workload's logs, once it exists (the manifests may create it later)."""
+        resource = self.config.resources[name]
+        found = await_workload(self.cluster.api_client, self.cluster.namespace,
+                               resource.workload, self._logs_stop, threading.Event(),
+                               lambda text: self.bus.publish(ev.WARNING, name, message=text),
+                               f"logs of {name}")
+        if found is not None:
+            self._follow_logs_quietly(resource)
+
+    def _follow_logs_quietly(self, service: ServiceConfig | ResourceConfig) -> None:
         try:
             self._follow_logs(service)
         except Exception as exc:  # the first reload retries; a bug must not fail the reload
@@ -390,20 +432,20 @@ class ClusterDeployer:
             else:
                 log.warning("%s: following logs failed", service.name, exc_info=True)
 
-    def _follow_logs(self, service: ServiceConfig) -> None:
+    def _follow_logs(self, service: ServiceConfig | ResourceConfig) -> None:
         with self._logs_lock:
             if (self._closed or service.name not in self._log_services
                     or service.name in self._followers):
                 return
-        dep = self.cluster.apps.read_namespaced_deployment(
-            service.deployment, self.cluster.namespace, _request_timeout=(5, 15))
+        selector = self._pod_selector(service.workload)
         follower = LogFollower(
             lambda: new_api_client(self.cluster), self.cluster.namespace, service.name,
-            dep.spec.selector,
+            selector,
             on_line=self._on_line, on_error=lambda text, n=service.name: self.bus.publish(
                 ev.WARNING, n, message=text),
             existing_tail=self._existing_tail,
-            keep=lambda line, n=service.name: (s := self.config.services.get(n)) is None
+            keep=lambda line, n=service.name: (s := self.config.services.get(n)
+                                                or self.config.resources.get(n)) is None
             or s.logs.keeps(line),
             on_probe=self._on_probe_line, on_skipped=self._on_log_skipped)
         with self._logs_lock:
@@ -429,6 +471,7 @@ class ClusterDeployer:
 
     def close(self) -> None:
         """Stop log streams (within about a second); workloads keep running."""
+        self._logs_stop.set()
         with self._logs_lock:
             self._closed = True
             followers = list(self._followers.values())

@@ -34,6 +34,7 @@ _TIMEOUT = (5, 15)
 # must not carry them (the API server generates them anew for the new Job's UID).
 _JOB_GENERATED = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
                   "batch.kubernetes.io/job-name")
+_JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
 # Kinds whose pod template cannot be changed in place: devloop replaces the object.
 REPLACED_KINDS = frozenset({"Job", "Pod"})
 
@@ -129,6 +130,9 @@ class Workload:
         the pods of all its Jobs; a Pod's own labels select it (with others: see owns())."""
         if self.kind.kind in ("CronJob", "Pod"):
             return (self.template.get("metadata") or {}).get("labels") or {}
+        if self.kind.kind == "Job":  # not its UID: the pods of the Job that replaces it too
+            labels = (self.template.get("metadata") or {}).get("labels") or {}
+            return {k: v for k, v in labels.items() if k not in _JOB_UID_LABELS}
         return (self.obj.get("spec") or {}).get("selector")
 
     @property
