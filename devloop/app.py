@@ -16,7 +16,7 @@ import docker.errors
 from devloop import events as ev
 from devloop import exitcodes
 from devloop import pipeline as pl
-from devloop.build import Builder, EngineUnreachable, engine_address
+from devloop.build import Builder, EngineUnreachable, checkout_id, engine_address
 from devloop.buildslots import BuildSlots, limit_for
 from devloop.config import Config
 from devloop.digest import DigestCache, default_cache_path
@@ -88,7 +88,8 @@ class App:
         on first use, so reloads fail as docker_unreachable and are retried by the engine."""
         builder = Builder(lambda: docker.from_env(environment=environment),
                           keep_images=self.config.keep_images,
-                          engine=engine_address(environment))
+                          engine=engine_address(environment),
+                          checkout=checkout_id(self.config.path))
         try:
             builder.ping()
         except EngineUnreachable as exc:

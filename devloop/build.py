@@ -38,6 +38,7 @@ from devloop.errors_k8s import one_line
 
 LABEL_SERVICE = "devloop.service"
 LABEL_DIGEST = "devloop.digest"
+LABEL_CHECKOUT = "devloop.checkout"  # which clone built it: see checkout_id
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _OUTSIDE_DOCKERFILE = ".devloop.Dockerfile"
 
@@ -115,18 +116,27 @@ class BuildResult:
     seconds: float
 
 
+def checkout_id(config_path: Path) -> str:
+    """The identity of one checkout of a project: two clones sharing a Docker Engine have the
+    same service and image names, and must never prune each other's images."""
+    return hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:16]
+
+
 class Builder:
     """Builds images of services with a Docker Engine (explicit client, no globals).
 
     `client` may be a factory, called on first use: docker-py asks the engine its API version
-    when a client is made, so `watch` can start (and retry) while the engine is still down."""
+    when a client is made, so `watch` can start (and retry) while the engine is still down.
+    `checkout` (checkout_id) labels every image built and scopes pruning to those images."""
 
     def __init__(self, client: docker.DockerClient | Callable[[], docker.DockerClient],
-                 keep_images: int = 3, engine: str | None = None) -> None:
+                 keep_images: int = 3, engine: str | None = None,
+                 checkout: str | None = None) -> None:
         self._client = client if isinstance(client, docker.DockerClient) else None
         self._factory = None if isinstance(client, docker.DockerClient) else client
         self.keep_images = keep_images
         self.engine = engine or engine_address()
+        self.checkout = checkout
 
     @property
     def client(self) -> docker.DockerClient:
@@ -184,7 +194,7 @@ class Builder:
                     fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile_name,
                     buildargs=dict(svc.build_args) or None, target=svc.target, rm=True,
                     forcerm=True, decode=True,
-                    labels={LABEL_SERVICE: svc.name, LABEL_DIGEST: tag.rsplit(":", 1)[1]},
+                    labels=self._labels(svc.name, tag),
                 )
                 for message in stream:
                     if "errorDetail" in message or "error" in message:
@@ -219,6 +229,12 @@ class Builder:
             image_id = self.existing(tag) or ""
         return BuildResult(tag=tag, image_id=image_id, seconds=time.monotonic() - start)
 
+    def _labels(self, service: str, tag: str) -> dict[str, str]:
+        labels = {LABEL_SERVICE: service, LABEL_DIGEST: tag.rsplit(":", 1)[1]}
+        if self.checkout:
+            labels[LABEL_CHECKOUT] = self.checkout
+        return labels
+
     @staticmethod
     def _failed(svc: ServiceConfig, reason: str, step_no: int | None, step_text: str | None,
                 steps: list[dockerfile_mod.Instruction], last_lines: deque[str]) -> BuildFailed:
@@ -231,37 +247,57 @@ class Builder:
     def prune(self, service: str, keep: set[str], image: str | None = None,
               referenced: Callable[[], set[str] | None] | None = None) -> list[str]:
         """Remove this service's `dl-` images (of repository `image`: another project may have
-        a service of the same name) beyond the newest `keep_images`, never one whose
-        `dl-` tag is in `keep` (e.g. the deployed one) or in `referenced()` (every image a
-        Deployment or ReplicaSet still names: `rollout undo` needs it; asked only when there is
-        something to remove, since it costs API calls; None: unknown, remove nothing). Refs may
-        carry a registry prefix, so `dl-` tags are compared. Images still used by a container
-        are left alone. Best effort."""
+        a service of the same name) built by this checkout (another clone of the project on
+        the same engine has the same names, and its own images), beyond the newest
+        `keep_images`; never one whose `dl-` tag is in `keep` (e.g. the deployed one) or in
+        `referenced()` (every image a Deployment or ReplicaSet still names: `rollout undo`
+        needs it; asked only when there is something to remove, since it costs API calls;
+        None: unknown, remove nothing), nor one any container of the engine uses, running or
+        stopped (a pod in the shared daemon, another clone's pod). Refs may carry a registry
+        prefix, so `dl-` tags are compared. Best effort."""
         kept = {hex12 for ref in keep if (hex12 := dl_tag_hex(ref))}
+        labels = [f"{LABEL_SERVICE}={service}"]
+        if self.checkout:
+            labels.append(f"{LABEL_CHECKOUT}={self.checkout}")
         try:
-            images = self.client.images.list(filters={"label": f"{LABEL_SERVICE}={service}"})
+            images = self.client.images.list(filters={"label": labels})
         except (EngineUnreachable, docker.errors.DockerException, *_CONNECTION_ERRORS):
             return []
-        tagged = [(img.attrs.get("Created", ""), t) for img in images for t in img.tags
+        tagged = [(img.attrs.get("Created", ""), t, img.id) for img in images for t in img.tags
                   if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)
                   and (image is None or t.rsplit(":", 1)[0] == image)]
         tagged.sort(reverse=True)
-        candidates = [t for _, t in tagged[self.keep_images:]
+        candidates = [(t, image_id) for _, t, image_id in tagged[self.keep_images:]
                       if t not in keep and dl_tag_hex(t) not in kept]
+        if candidates:
+            in_use = self._images_in_use()
+            if in_use is None:
+                return []
+            candidates = [(t, i) for t, i in candidates if i not in in_use]
         if candidates and referenced is not None:
             refs = referenced()
             if refs is None:
                 return []
             named = {hex12 for ref in refs if (hex12 := dl_tag_hex(ref))}
-            candidates = [t for t in candidates if t not in refs and dl_tag_hex(t) not in named]
+            candidates = [(t, i) for t, i in candidates
+                          if t not in refs and dl_tag_hex(t) not in named]
         removed = []
-        for tag in candidates:
+        for tag, _image_id in candidates:
             try:
                 self.client.images.remove(tag, noprune=False)
                 removed.append(tag)
             except (docker.errors.DockerException, *_CONNECTION_ERRORS):
                 continue
         return removed
+
+    def _images_in_use(self) -> set[str] | None:
+        """Image IDs of every container of the engine, running or not (None: unknown). Docker
+        refuses to remove an image a container uses, but only its last tag: removing one of
+        two tags of that image would leave a pod that restarts with a name that is gone."""
+        try:
+            return {c.get("ImageID") for c in self.client.api.containers(all=True)}
+        except (docker.errors.DockerException, *_CONNECTION_ERRORS):
+            return None
 
 
 class _HashingReader:
