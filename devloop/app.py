@@ -115,7 +115,9 @@ class App:
                     environment=self.deployer.docker_environment()))
             except (docker.errors.DockerException, pl.DeployFailed):
                 shared = None  # the exec API still works
-        return LiveSyncer(self.bus, cluster, ExecUpdater(lambda: new_api_client(cluster)),
+        execs = ExecUpdater(lambda: new_api_client(cluster), on_retry=lambda r: self.bus.publish(
+            ev.WARNING, message=str(r)))
+        return LiveSyncer(self.bus, cluster, execs,
                           SnapshotStore(cache_file.parent / "images"), self.config.root,
                           shared_daemon=shared)
 

@@ -19,14 +19,15 @@ and a one-line message naming the pod/container.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
+import os
 import re
 import shlex
+import stat
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
+from devloop import retry
 from devloop.errors_k8s import api_message, one_line
 from devloop.liveupdate import within
 
@@ -90,35 +92,131 @@ class ContainerUpdater(Protocol):
 
 
 # the archive and the scripts ------------------------------------------------------------------
-def build_archive(copies: Sequence[tuple[Path, str]], owner: tuple[int, int] = (0, 0)) -> bytes:
-    """A tar of the files under their container paths (relative to /, extracted with -C /).
+_TAR_END = 2 * tarfile.BLOCKSIZE  # two zero blocks end an archive
+
+
+class SourcesChanged(Exception):
+    """Local files vanished, or changed size, between the plan and the copy: the caller
+    re-reads them and plans again (a copy already sent is redone by that plan, since the
+    intent recorded on the pod is left unconfirmed)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        shown = ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+        super().__init__(f"{shown} vanished or changed size while being synced")
+        self.paths = list(paths)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    local: Path
+    header: bytes
+    size: int  # bytes of content promised in the header (0 for a symlink)
+    regular: bool
+
+
+class Archive:
+    """A tar of files under their container paths (relative to /, extracted with -C /),
+    streamed in chunks instead of held in memory.
+
+    Every file is stat'ed up front, so the exact length is known before a byte is sent (the
+    exec script reads exactly that many: `head -c N`). A file that vanishes or changes size
+    while it is sent is padded to the size promised, so the stream stays a valid tar, and
+    named in `changed`: the caller raises SourcesChanged once the copy is over.
 
     owner: uid/gid in the headers; tar in the container ignores them (--no-same-owner), the
-    Docker daemon's put_archive applies them.
-
-    No directory entries: tar would chmod existing parents (e.g. /app) and fail as non-root;
-    missing parents are created by the extraction. Symlinks stay symlinks, like COPY.
+    Docker daemon's put_archive applies them. No directory entries: tar would chmod existing
+    parents (e.g. /app) and fail as non-root; missing parents are created by the extraction.
+    Symlinks stay symlinks, like COPY.
     """
-    buf = io.BytesIO()
-    now = int(time.time())
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+
+    def __init__(self, copies: Sequence[tuple[Path, str]], owner: tuple[int, int] = (0, 0)
+                 ) -> None:
+        now = int(time.time())
+        self.entries: list[_Entry] = []
+        self.modes: dict[str, int] = {}  # {container path: mode} of the regular files
+        self.changed: list[Path] = []
+        vanished = []
         for local, dest in copies:
             if not dest.startswith("/"):
                 raise ValueError(f"container path must be absolute: {dest!r}")
             try:
-                info = tar.gettarinfo(str(local), arcname=dest.lstrip("/"))
-                info.uid, info.gid = owner
-                info.uname = info.gname = ""
-                info.mtime = now
-                if info.isreg():
-                    with open(local, "rb") as handle:
-                        tar.addfile(info, handle)
-                else:
-                    tar.addfile(info)
+                st = os.lstat(local)
+                info = tarfile.TarInfo(dest.lstrip("/"))
+                if stat.S_ISLNK(st.st_mode):
+                    info.type, info.linkname = tarfile.SYMTYPE, os.readlink(local)
+                elif stat.S_ISREG(st.st_mode):
+                    info.size = st.st_size
+                    self.modes[dest] = st.st_mode & 0o7777
+                else:  # became a directory, a FIFO...: the plan is out of date
+                    vanished.append(local)
+                    continue
             except FileNotFoundError:
-                raise UpdateFailed("other", f"{local} vanished before it could be synced to"
-                                   f" {dest}; the next change will sync again", dest) from None
-    return buf.getvalue()
+                vanished.append(local)
+                continue
+            info.mode = st.st_mode & 0o7777
+            info.uid, info.gid = owner
+            info.uname = info.gname = ""
+            info.mtime = now
+            header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+            self.entries.append(_Entry(local, header, info.size, info.isreg()))
+        if vanished:
+            raise SourcesChanged(vanished)
+        body = sum(len(e.header) + _padded(e.size) for e in self.entries) + _TAR_END
+        self.size = _padded(body, tarfile.RECORDSIZE) if self.entries else 0
+
+    def chunks(self, chunk: int = 0) -> Iterator[bytes]:
+        """The archive, `chunk` bytes at a time (CHUNK by default); exactly `size` bytes."""
+        if not self.entries:
+            return
+        buf = bytearray()
+        sent = 0
+        for piece in self._pieces():
+            buf += piece
+            while len(buf) >= (chunk or CHUNK):
+                out = bytes(buf[:chunk or CHUNK])
+                del buf[:chunk or CHUNK]
+                sent += len(out)
+                yield out
+        buf += bytes(self.size - sent - len(buf))
+        if buf:
+            yield bytes(buf)
+
+    def _pieces(self) -> Iterator[bytes]:
+        for entry in self.entries:
+            yield entry.header
+            if entry.regular:
+                yield from self._content(entry)
+            pad = _padded(entry.size) - entry.size
+            if pad:
+                yield bytes(pad)
+
+    def _content(self, entry: _Entry) -> Iterator[bytes]:
+        """Exactly entry.size bytes of the file (zeros for what is missing)."""
+        left = entry.size
+        try:
+            with open(entry.local, "rb") as handle:
+                while left:
+                    data = handle.read(min(left, CHUNK))
+                    if not data:
+                        break
+                    left -= len(data)
+                    yield data
+                if handle.read(1):
+                    self.changed.append(entry.local)  # it grew: what was sent is a prefix
+        except OSError:
+            pass
+        if left:
+            self.changed.append(entry.local)
+            yield bytes(left)
+
+    def check(self) -> None:
+        """After the copy: SourcesChanged when a file changed while it was sent."""
+        if self.changed:
+            raise SourcesChanged(self.changed)
+
+
+def _padded(size: int, unit: int = tarfile.BLOCKSIZE) -> int:
+    return -(-size // unit) * unit
 
 
 def _phase(name: str) -> str:
@@ -165,8 +263,8 @@ def prepare_script(deletes: Sequence[str], dests: Sequence[str]) -> str:
         parents = sorted({str(Path(d).parent) for d in dests})
         lines.append(f"mkdir -p -- {_quoted(parents)} || exit $?")
         for dest in dests:
-            parent = shlex.quote(str(Path(dest).parent))
-            lines.append(f"[ -w {parent} ] || {{ echo \"can't open '{_sq(dest)}':"
+            parent = _word(str(Path(dest).parent))
+            lines.append(f"[ -w {parent} ] || {{ echo \"can't open '\"{_word(dest)}\"':"
                          f" Permission denied\"; exit 2; }}")
     return "\n".join(lines)
 
@@ -179,12 +277,21 @@ def _fits(target: Target, script: str, paths: int) -> str:
 
 
 def _quoted(paths: Sequence[str]) -> str:
-    return " ".join(shlex.quote(p) for p in paths)
+    return " ".join(_word(p) for p in paths)
 
 
-def _sq(text: str) -> str:
-    """Safe inside a double-quoted shell string."""
-    return re.sub(r'([\\"$`])', r"\\\1", text)
+def _word(path: str) -> str:
+    """One shell word for a container path. A name that is not UTF-8 (held surrogate-escaped)
+    is rebuilt by printf from octal escapes: the script travels as UTF-8 text (the exec URL,
+    Docker's JSON), which cannot carry those bytes."""
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        escaped = "".join(chr(b) if 32 <= b < 127 and chr(b) not in "\\'" else f"\\0{b:03o}"
+                          for b in raw)
+        return f"\"$(printf '%b' '{escaped}')\""
+    return shlex.quote(path)
 
 
 # classification -------------------------------------------------------------------------------
@@ -245,6 +352,10 @@ def classify(target: Target, output: str, code: int | None, run: Sequence[str]) 
 
 # Kubernetes exec ------------------------------------------------------------------------------
 _HANDSHAKE = re.compile(r"Handshake status (\d+)")
+_KUBELET_DIAL = re.compile(r"error dialing backend|:10250\b", re.IGNORECASE)
+# the websocket client's words for a connection that dropped or never opened
+_DROPPED = re.compile(r"connection (?:reset|refused|aborted)|broken pipe|timed out|"
+                      r"remote end closed|EOF occurred", re.IGNORECASE)
 _MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -254,24 +365,27 @@ class ExecUpdater:
     name = "exec"
 
     def __init__(self, api_client_factory: Callable[[], k8s.ApiClient], *,
-                 timeout_s: float = 60.0) -> None:
+                 timeout_s: float = 60.0, policy: retry.RetryPolicy = retry.DEFAULT,
+                 on_retry: Callable[[retry.Retry], object] | None = None) -> None:
         """api_client_factory: a fresh ApiClient per update, because kubernetes.stream patches
-        the client it is given (a shared one would break every other call made meanwhile)."""
+        the client it is given (a shared one would break every other call made meanwhile).
+        Only opening the exec is retried (policy, on_retry: told of each retry): once the
+        script runs, a second run could repeat its `run` steps."""
         self._factory = api_client_factory
         self._timeout = timeout_s
+        self._policy = policy
+        self._on_retry = on_retry
 
     def update(self, target: Target, copies: Sequence[tuple[Path, str]],
                deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:
         began = time.monotonic()
-        data = build_archive(copies) if copies else b""
-        modes = {dest: local.stat().st_mode for local, dest in copies
-                 if local.is_file() and not local.is_symlink()}
-        script = _fits(target, exec_script(deletes, len(data), run, modes),
+        archive = Archive(copies)
+        script = _fits(target, exec_script(deletes, archive.size, run, archive.modes),
                        len(copies) + len(deletes))
         api_client = self._factory()
         try:
             core = k8s.CoreV1Api(api_client)
-            output, code, status = self._exec(core, target, script, data)
+            output, code, status = self._exec(core, target, script, archive)
             if code != 0:
                 if code is None:  # no exit status: the exec was cut off or refused mid-way
                     raise self._not_done(core, target, status or "the exec ended without a"
@@ -280,26 +394,30 @@ class ExecUpdater:
         finally:
             with contextlib.suppress(Exception):
                 api_client.close()
-        return UpdateResult(len(copies), len(deletes), len(data), time.monotonic() - began,
+        archive.check()
+        return UpdateResult(len(copies), len(deletes), archive.size, time.monotonic() - began,
                             self.name)
 
     def _exec(self, core: k8s.CoreV1Api, target: Target, script: str,
-              data: bytes) -> tuple[str, int | None, str]:
+              archive: Archive) -> tuple[str, int | None, str]:
         """(output, exit code or None, status message) of the script."""
         try:
-            ws = stream(core.connect_get_namespaced_pod_exec, target.pod, target.namespace,
-                        container=target.container, command=["sh", "-c", script],
-                        stdin=bool(data), stdout=True, stderr=True, tty=False, binary=True,
-                        _preload_content=False, _request_timeout=self._timeout)
+            ws = retry.call(lambda: stream(
+                core.connect_get_namespaced_pod_exec, target.pod, target.namespace,
+                container=target.container, command=["sh", "-c", script],
+                stdin=bool(archive.size), stdout=True, stderr=True, tty=False, binary=True,
+                _preload_content=False, _request_timeout=self._timeout),
+                what=f"exec into {target.label}", policy=self._policy,
+                transient=exec_transient, on_retry=self._on_retry)
         except ApiException as exc:
             raise self._not_done(core, target, _handshake_detail(exc)) from None
         deadline = time.monotonic() + self._timeout
         try:
             with contextlib.suppress(Exception):
                 ws.sock.settimeout(self._timeout)
-            for at in range(0, len(data), CHUNK):
+            for chunk in archive.chunks():
                 try:
-                    ws.write_stdin(data[at:at + CHUNK])
+                    ws.write_stdin(chunk)
                 except Exception:  # the script ended early (a failed delete): read why
                     break
             lost = ""
@@ -341,9 +459,41 @@ class ExecUpdater:
                 now = status.container_id or ""
         if target.container_id and now and now != target.container_id:
             return UpdateFailed("gone", f"{where}: the container was restarted (now {now[:24]})")
-        hint = "" if now else " (the container is not running)"
-        return UpdateFailed("exec_refused", f"{where}: exec refused{hint}: {detail}; check RBAC"
-                            " allows pods/exec")
+        state = "" if now else " (the container is not running)"
+        hint = exec_hint(detail)
+        return UpdateFailed("exec_refused", f"{where}: exec refused{state}: {detail}"
+                            + (f"; {hint}" if hint else ""))
+
+
+def exec_hint(detail: str) -> str:
+    """What to check, for the cause a failed exec's detail (`HTTP 403: ...`) names, and only
+    for it: "" when the cause is not one of these."""
+    status = re.match(r"HTTP (\d+)", detail)
+    code = int(status.group(1)) if status else None
+    if _KUBELET_DIAL.search(detail):
+        return ("the API server cannot reach the kubelet on the pod's node (port 10250): check"
+                " the node is Ready (kubectl get nodes) and its kubelet is running")
+    if code == 403:
+        return ("check RBAC allows you to create pods/exec in this namespace (kubectl auth"
+                " can-i create pods/exec)")
+    if code == 404:
+        return "the pod or its container is gone; the next change syncs into its replacement"
+    return ""
+
+
+def exec_transient(exc: BaseException) -> bool:
+    """Whether opening an exec may succeed if tried again: 429, 5xx and dropped connections,
+    but not the API server failing to dial the kubelet (a node problem: retrying within
+    seconds does not fix it, and the hint says what to check)."""
+    if not isinstance(exc, ApiException) or exc.status:
+        return retry.is_transient(exc)
+    text = str(exc.reason or "")
+    if _KUBELET_DIAL.search(text):
+        return False
+    status = _HANDSHAKE.search(text)
+    if status:  # the client wraps the handshake's answer in an ApiException of status 0
+        return retry.is_transient(ApiException(status=int(status.group(1))))
+    return bool(_DROPPED.search(text))
 
 
 def _handshake_detail(exc: ApiException) -> str:
@@ -411,16 +561,17 @@ class DockerUpdater:
             output = self._run_script(target, cid, script, ())
             owner = _owner(output)
             known = {d for d in known or () if not any(within(d, g) for g in deletes)} | dirs
-        data = build_archive(copies, owner) if copies else b""
-        if data:
-            self._put(target, cid, data)
+        archive = Archive(copies, owner)
+        if archive.size:
+            self._put(target, cid, archive)
         with self._lock:
             self._ready[cid] = (owner, known)
             while len(self._ready) > self.REMEMBERED:
                 self._ready.pop(next(iter(self._ready)))
+        archive.check()
         if run:
             self._run_script(target, cid, "\n".join(["exec 2>&1", *_run_lines(run)]), run)
-        return UpdateResult(len(copies), len(deletes), len(data), time.monotonic() - began,
+        return UpdateResult(len(copies), len(deletes), archive.size, time.monotonic() - began,
                             self.name)
 
     def _run_script(self, target: Target, cid: str, script: str, run: Sequence[str]) -> str:
@@ -435,11 +586,12 @@ class DockerUpdater:
             raise classify(target, output, code, run)
         return output
 
-    def _put(self, target: Target, cid: str, data: bytes) -> None:
-        """The daemon keeps the headers' uid/gid (copyUIDGID would look the user up in the
-        image's /etc/passwd, which fails for a bare numeric runAsUser)."""
+    def _put(self, target: Target, cid: str, archive: Archive) -> None:
+        """Streamed (a chunked request body). The daemon keeps the headers' uid/gid
+        (copyUIDGID would look the user up in the image's /etc/passwd, which fails for a bare
+        numeric runAsUser)."""
         try:
-            self._api.put_archive(cid, "/", data)
+            self._api.put_archive(cid, "/", archive.chunks())
         except docker.errors.APIError as exc:
             raise _docker_failure(target, exc) from None
 

@@ -25,16 +25,27 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop.cluster import Cluster
 from devloop.config import ServiceConfig
-from devloop.containerupdate import ContainerUpdater, Target, UpdateFailed
+from devloop.containerupdate import Archive, ContainerUpdater, Target, UpdateFailed
 from devloop.digest import ServiceDigest, image_tag
 from devloop.errors_k8s import api_message, is_connection_error
-from devloop.liveupdate import LivePlan, Rebuild, dest_for, not_writable_hint, plan, rules_for
+from devloop.liveupdate import (
+    LivePlan,
+    LiveRules,
+    Rebuild,
+    dest_for,
+    not_writable_hint,
+    plan,
+    rules_for,
+    unconfirmed_holds,
+)
 from devloop.pipeline import LiveState, NeedRebuild
 from devloop.snapshots import SnapshotStore
 from devloop.workloads import read_workload
 
 LIVE_ANNOTATION = "devloop.dev/live"
 _TIMEOUT = (5, 15)
+MAX_LIVE_MB = 50  # a sync that would copy more into one container rebuilds instead
+_MAX_PENDING = 500  # paths an intent lists; beyond, "*": every file a sync rule covers
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,11 @@ class LiveTarget:
     mounts: tuple[str, ...]
     annotation: dict[str, Any] | None  # what an earlier sync recorded in this container
     uid: int | None  # the user the container runs as, when the spec says
+
+    @property
+    def unconfirmed(self) -> bool:
+        """A sync into this container began and never confirmed: its content is unknown."""
+        return self.annotation is not None and "syncing" in self.annotation
 
 
 class LiveSyncer:
@@ -119,6 +135,8 @@ class LiveSyncer:
             ann = t.annotation
             if not ann:
                 continue  # no sync, or the container restarted: it runs the image as built
+            if t.unconfirmed:
+                continue  # interrupted: the next sync copies its files again (or replaced)
             if ann.get("image") != image[:12]:
                 continue
             if ann.get("digest") != value[:12]:
@@ -135,11 +153,12 @@ class LiveSyncer:
     def replace_diverged(self, svc: ServiceConfig, value: str) -> list[str]:
         """Delete the pods whose container still runs files synced earlier that differ from
         sources of digest `value` (their Deployment starts pods of the image instead); the
-        names of the pods deleted. Deleting a pod touches no volume: claims stay bound."""
+        names of the pods deleted, also those a sync into was interrupted (content unknown).
+        Deleting a pod touches no volume: claims stay bound."""
         deleted = []
         for t in self.targets(svc):
             ann = t.annotation
-            if not ann or ann.get("digest") == value[:12]:
+            if not ann or (ann.get("digest") == value[:12] and not t.unconfirmed):
                 continue
             try:
                 self.cluster.core.delete_namespaced_pod(t.target.pod, t.target.namespace,
@@ -177,13 +196,22 @@ class LiveSyncer:
                               " into")
         plans: list[tuple[LiveTarget, LivePlan]] = []
         for t in targets:
-            holds = (live.files if live is not None and t.target.container_id in live.containers
-                     else snap.files)
+            holds = _holds(t, rules, snap.files, current, image, live)
             result = plan(rules, snap.files, current, holds, t.mounts)
             if isinstance(result, Rebuild):
                 raise NeedRebuild(result.reason)
             plans.append((t, result))
         work = [(t, p) for t, p in plans if p.copies or p.deletes or p.run]
+        for t, p in work:
+            size = Archive([(svc.context / c.rel, c.dest) for c in p.copies]).size
+            if size > MAX_LIVE_MB * 1024 * 1024:
+                raise NeedRebuild(f"the live update would copy {size / 1048576:.1f} MB into"
+                                  f" pod {t.target.pod}, above the {MAX_LIVE_MB} MB limit for a"
+                                  " live update: rebuilding instead")
+        for t in (t for t, _ in work if t.unconfirmed):
+            self.bus.publish(ev.WARNING, svc.name, message=(
+                f"pod {t.target.pod}: an earlier live sync into it did not finish (devloop"
+                " stopped or the copy failed); copying its files again"))
         files = max((len(p.copies) for _, p in work), default=0)
         deletes = max((len(p.deletes) for _, p in work), default=0)
         pods = [t.target.pod for t, _ in work]
@@ -193,6 +221,9 @@ class LiveSyncer:
         if work:
             self.bus.publish(ev.LIVE_SYNC_STARTED, svc.name, files=files, deletes=deletes,
                              pods=pods)
+        ahead = _ahead(snap.files, current)
+        for t, p in work:  # recorded before a byte is copied: a sync cut off is known
+            self._record(t, svc, _intent(t, p, value, image, ahead), must=True)
         for t, p in work:
             copies = [(svc.context / c.rel, c.dest) for c in p.copies]
             try:
@@ -211,10 +242,11 @@ class LiveSyncer:
                 raise NeedRebuild(reason) from None
             total_bytes += done.bytes
             method = done.method
-        ahead = _ahead(snap.files, current)
         ids = frozenset(t.target.container_id for t, _ in plans)
+        worked = {t.target.container_id for t, _ in work}  # their note is the intent now
         for t, _ in plans:
-            self._annotate(t, svc, value, image, ahead)
+            self._record(t, svc, _note(t, value, image, ahead),
+                         written=t.target.container_id in worked)
         if work:
             self.bus.publish(ev.LIVE_SYNC_FINISHED, svc.name, files=files, deletes=deletes,
                              bytes=total_bytes, seconds=round(time.monotonic() - started, 3),
@@ -233,38 +265,45 @@ class LiveSyncer:
                     raise
         return self.updater.update(target, copies, deletes, run)
 
-    def _annotate(self, t: LiveTarget, svc: ServiceConfig, value: str, image: str,
-                  ahead: int) -> None:
-        """Record on the pod what its container now runs (best effort: status reads it)."""
-        note = json.dumps({"digest": value[:12], "image": image[:12], "files": ahead,
-                           "containers": {svc.container: t.target.container_id}},
-                          separators=(",", ":"), sort_keys=True)
-        if t.annotation is not None and json.dumps(t.annotation, separators=(",", ":"),
-                                                   sort_keys=True) == note:
+    def _record(self, t: LiveTarget, svc: ServiceConfig, note: dict[str, Any],
+                must: bool = False, written: bool = False) -> None:
+        """Write the live note on the pod (status and the next devloop read it). The intent
+        (`must`) is required: a sync whose start cannot be recorded is not begun. The
+        confirmation is best effort: unconfirmed only means "copied again next time".
+        `written`: an intent replaced the note `t` was read with."""
+        text = _dumps(note)
+        if not (must or written) and t.annotation is not None and _dumps(t.annotation) == text:
             return
         try:
             self.cluster.core.patch_namespaced_pod(
                 t.target.pod, t.target.namespace,
-                {"metadata": {"annotations": {LIVE_ANNOTATION: note}}},
+                {"metadata": {"annotations": {LIVE_ANNOTATION: text}}},
                 _request_timeout=_TIMEOUT)
+            return
         except ApiException as exc:
-            self.bus.publish(ev.WARNING, svc.name, message=(
-                f"cannot record the live state on pod {t.target.pod}: {api_message(exc)}"))
+            why = api_message(exc)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
+            why = "the cluster is unreachable"
+        if must:
+            raise NeedRebuild(f"cannot record the live sync on pod {t.target.pod} before"
+                              f" copying ({why}): rebuilding instead")
+        self.bus.publish(ev.WARNING, svc.name, message=(
+            f"cannot record the live state on pod {t.target.pod}: {why}"))
 
 
 def pod_live(pod: Any, container: str) -> dict[str, Any] | None:
     """What devloop synced into this pod's running `container` (from the pod annotation), or
-    None when it runs its image as built (never synced, or restarted since)."""
+    None when it runs its image as built (never synced, or restarted since). `unconfirmed`:
+    a sync began and never finished (devloop killed, or the copy failed): content unknown."""
     running = next((s.container_id for s in pod.status.container_statuses or []
                     if s.name == container and s.state and s.state.running), None)
     note = _live_note(pod.metadata.annotations, container, running)
     if note is None:
         return None
     return {"digest": note.get("digest"), "image": note.get("image"),
-            "files_ahead": int(note.get("files") or 0)}
+            "files_ahead": int(note.get("files") or 0), "unconfirmed": "syncing" in note}
 
 
 def _live_note(annotations: dict[str, str] | None, container: str, running: str | None
@@ -280,6 +319,62 @@ def _live_note(annotations: dict[str, str] | None, container: str, running: str 
             (note.get("containers") or {}).get(container) != running:
         return None
     return note
+
+
+def _note(t: LiveTarget, value: str, image: str, ahead: int) -> dict[str, Any]:
+    """The confirmed note: the container runs sources of digest `value`, `ahead` files
+    beyond image `image`."""
+    return {"digest": value[:12], "image": image[:12], "files": ahead,
+            "containers": {t.target.container: t.target.container_id}}
+
+
+def _intent(t: LiveTarget, p: LivePlan, value: str, image: str, ahead: int) -> dict[str, Any]:
+    """The note written before copying: `syncing` the context paths about to change (or "*"),
+    `from` the digest of what the container held before (its image's, or an earlier sync's).
+    A second interrupted sync keeps the first one's `from` and adds to its paths."""
+    paths = set(p.changed)
+    before = t.annotation
+    start = image[:12]
+    if before is not None:
+        start = before.get("from", "?") if t.unconfirmed else before.get("digest", "?")
+        old = before.get("syncing") if t.unconfirmed else []
+        paths = paths | set(old) if isinstance(old, list) else {"*"}
+    utf8 = all(_encodable(rel) for rel in paths)
+    syncing: Any = sorted(paths) if "*" not in paths and utf8 and \
+        len(paths) <= _MAX_PENDING else "*"
+    return {**_note(t, value, image, ahead), "syncing": syncing, "from": start}
+
+
+def _holds(t: LiveTarget, rules: LiveRules, image_files: dict[str, str],
+           current: dict[str, str], image: str, live: LiveState | None) -> dict[str, str]:
+    """What container `t` holds, to plan from: the image's files, plus what this devloop
+    synced into it; after an interrupted sync, those with the paths it was copying unknown."""
+    cid = t.target.container_id
+    known = live is not None and cid in live.containers
+    if not t.unconfirmed:
+        return live.files if live is not None and known else image_files
+    note = t.annotation or {}
+    prior: dict[str, str] | None = None
+    if note.get("from") == image[:12]:
+        prior = image_files
+    elif live is not None and known and note.get("from") == live.digest[:12]:
+        prior = live.files
+    pending = note.get("syncing")
+    return unconfirmed_holds(rules, image_files, current, prior,
+                             pending if isinstance(pending, list) else None, t.mounts)
+
+
+def _dumps(note: dict[str, Any]) -> str:
+    return json.dumps(note, separators=(",", ":"), sort_keys=True)
+
+
+def _encodable(rel: str) -> bool:
+    """A path the API server stores as written (JSON of UTF-8 text)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ahead(image_files: dict[str, str], current: dict[str, str]) -> int:

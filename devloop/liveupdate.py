@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from docker.utils.build import PatternMatcher  # .dockerignore syntax, as devloop.ignore uses
@@ -93,6 +93,9 @@ class LivePlan:
     deletes: tuple[str, ...]  # absolute container paths
     run: tuple[str, ...]  # commands to run after the copy
     files: dict[str, str]  # {rel: sha} the container holds after the plan
+    # context paths whose copy in the container this plan writes or removes (what an
+    # interrupted sync leaves unknown); not part of equality
+    changed: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -411,7 +414,37 @@ def plan(rules: LiveRules, image_files: Mapping[str, str], current: Mapping[str,
                     if not step.trigger or any(PatternMatcher(list(step.trigger)).matches(rel)
                                                for rel in drifted))
     copies = tuple(by_dest[d] for d in sorted(by_dest))
-    return LivePlan(copies, tuple(sorted(deletes)), run, dict(current))
+    return LivePlan(copies, tuple(sorted(deletes)), run, dict(current),
+                    tuple(rel for rel in drifted if dest_for(rules, rel) is not None))
+
+
+UNKNOWN = "?"  # the content hash of a file whose content in a container is not known
+
+
+def unconfirmed_holds(rules: LiveRules, image_files: Mapping[str, str],
+                      current: Mapping[str, str], prior: Mapping[str, str] | None,
+                      pending: Sequence[str] | None, volume_mounts: Sequence[str] = ()
+                      ) -> dict[str, str]:
+    """What a container may hold after a sync into it was interrupted (its intent recorded on
+    the pod, never confirmed), as `plan()`'s `container`: the files that sync was copying or
+    deleting (`pending`) have unknown content, so the plan copies or deletes them again.
+
+    `prior` is what the container held before that sync, when known. Without it, or without
+    the list of pending paths, every file a sync rule covers is unknown (but triggers and
+    files in volume mounts: a sync never writes them), so all of them are copied again."""
+    if prior is not None and pending is not None:
+        holds = dict(prior)
+        holds.update(dict.fromkeys(pending, UNKNOWN))
+        return holds
+    triggers = PatternMatcher(list(rules.fall_back_on)) if rules.fall_back_on else None
+    holds = dict(image_files)
+    for rel in image_files.keys() | current.keys() | set(pending or ()):
+        rule = dest_for(rules, rel)
+        dest = rule.container_path(rel) if rule is not None else None
+        if dest is not None and not _is_trigger(triggers, rel) and \
+                not any(within(dest, m) for m in volume_mounts):
+            holds[rel] = UNKNOWN
+    return holds
 
 
 def dest_for(rules: LiveRules, rel: str) -> SyncTarget | None:

@@ -18,6 +18,7 @@ from devloop import events as ev
 from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
 from devloop.buildslots import BuildSlots, default_limit, limit_for
 from devloop.config import Config, ServiceConfig
+from devloop.containerupdate import SourcesChanged
 from devloop.digest import ServiceDigest, image_tag
 from devloop.problems import build_problem
 
@@ -224,8 +225,20 @@ class Pipeline:
             self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="live")
             try:
                 assert self.live is not None and image is not None
-                synced = self.live.sync(svc, digest, value, image, live)
-                return finish(SYNCED, synced=synced)
+                for _ in range(_MAX_INPUT_RETRIES):
+                    try:
+                        synced = self.live.sync(svc, digest, value, image, live)
+                        return finish(SYNCED, synced=synced)
+                    except SourcesChanged as changed:  # vanished or truncated: plan again
+                        digest.rehash(changed.paths)
+                        try:
+                            value = digest.digest()
+                        except OSError as err:
+                            raise NeedRebuild(f"cannot read inputs: {err}") from None
+                        tag = image_tag(svc.image, value)
+                        self.bus.publish(ev.WARNING, svc.name,
+                                         message=f"{svc.name}: {changed}; syncing again")
+                raise NeedRebuild("files kept changing while they were synced")
             except NeedRebuild as exc:
                 self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=str(exc))
         else:

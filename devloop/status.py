@@ -178,7 +178,15 @@ def _live(row: dict[str, Any], synced: list[dict[str, Any] | None]) -> None:
     row["live"] = {"pods": len(live), "of": len(synced), "files_ahead": ahead,
                    "digest": live[0]["digest"]}
     current = len(live) == len(synced) and all(s["digest"] == row["local_digest"] for s in live)
-    if row["stale"] is not None and not row["error"]:
+    unknown = sum(1 for s in live if s["unconfirmed"])
+    row["live"]["unconfirmed"] = unknown
+    if unknown and row["stale"] is not None and not row["error"]:
+        row["stale"] = True
+        row["state"] = (f"unknown: a live sync into {unknown} pod{'s' if unknown != 1 else ''}"
+                        " did not finish (devloop stopped or the copy failed), so its files may"
+                        " differ from both the image and the sources; `devloop watch` (copies"
+                        " them again) or `devloop sync` (replaces the pod) makes it true")
+    elif row["stale"] is not None and not row["error"]:
         row["stale"] = not current
         where = f"{len(live)}/{len(synced)} pods" if len(live) != len(synced) else "pods"
         row["state"] = (f"{'up to date' if current else 'local changes not synced'}: {where}"

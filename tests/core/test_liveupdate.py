@@ -18,6 +18,7 @@ from devloop.liveupdate import (
     not_writable_hint,
     plan,
     rules_for,
+    unconfirmed_holds,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -388,3 +389,38 @@ def test_not_writable_hint_names_the_line_to_change(uid, expected):
     assert not_writable_hint(rule, "services/backend/Dockerfile", uid).endswith(expected)
     config_rule = SyncTarget("app", "/srv", None, None)
     assert "live_update.sync app -> /srv" in not_writable_hint(config_rule, "x", 10001)
+
+
+# --- after a sync that was interrupted (intent on the pod, never confirmed) --------------------
+
+
+def test_an_interrupted_sync_then_a_revert_copies_the_reverted_file_back():
+    """The known bug: main.py m2 was being synced when devloop died; the edit was reverted.
+    The sources equal the image, yet the container may hold m2: the plan must copy m1 back."""
+    rules = _rules(APP)
+    holds = unconfirmed_holds(rules, IMAGE, dict(IMAGE), prior=IMAGE, pending=["app/main.py"])
+    result = plan(rules, IMAGE, dict(IMAGE), holds, ("/app/data",))
+    assert isinstance(result, LivePlan)
+    assert result.copies == (FileCopy("app/main.py", "/app/app/main.py"),)
+    # positive control: without the intent, the same container needs nothing
+    assert plan(rules, IMAGE, dict(IMAGE), IMAGE, ("/app/data",)).copies == ()
+
+
+def test_a_file_added_by_an_interrupted_sync_and_deleted_since_is_deleted():
+    rules = _rules(APP)
+    holds = unconfirmed_holds(rules, IMAGE, dict(IMAGE), prior=IMAGE, pending=["app/new.py"])
+    result = plan(rules, IMAGE, dict(IMAGE), holds, ())
+    assert isinstance(result, LivePlan)
+    assert result.deletes == ("/app/app/new.py",) and result.copies == ()
+
+
+def test_without_the_prior_content_every_synced_file_is_copied_again_but_no_trigger():
+    rules = _rules(APP)
+    current = {**IMAGE, "app/main.py": "m2"}
+    holds = unconfirmed_holds(rules, IMAGE, current, prior=None, pending=["app/main.py"],
+                              volume_mounts=("/app/data",))
+    result = plan(rules, IMAGE, current, holds, ("/app/data",))
+    # neither requirements.txt (a trigger) nor data/seed.db (in a volume) is unknown
+    assert isinstance(result, LivePlan), result
+    assert [c.rel for c in result.copies] == ["README.md", "app/db.py", "app/main.py"]
+    assert set(result.changed) == {"README.md", "app/db.py", "app/main.py"}
