@@ -171,11 +171,14 @@ class App:
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None
         if self.deploy:
-            from devloop.deploy import ClusterDeployer
+            from devloop.deploy import ClusterDeployer, ContextRefused
 
             try:
                 self.deployer = ClusterDeployer.create(self.config, self.bus, self.redactor,
                                                        context=self.context)
+            except ContextRefused as exc:
+                self.bus.publish(ev.ERROR, None, message=str(exc))
+                return exitcodes.CONFIG_ERROR
             except pl.DeployFailed as exc:
                 self.bus.publish(ev.ERROR, None, message=str(exc))
                 return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == pl.CLUSTER_UNREACHABLE
@@ -211,7 +214,10 @@ class App:
         results = engine.run_once()
         if self.deployer is not None:
             self.deployer.close()
-        code = exit_code((r.outcome for r in results.values()), self._interrupted)
+        outcomes = [r.outcome for r in results.values()]
+        if engine.manifests_outcome is not None:  # the manifest apply after the reloads
+            outcomes.append(engine.manifests_outcome)
+        code = exit_code(outcomes, self._interrupted)
         self.bus.publish(ev.SYNC_FINISHED, None, exit_code=code,
                          services={n: r.outcome for n, r in results.items()})
         return code

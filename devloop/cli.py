@@ -133,6 +133,13 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
                     services=sorted(config.services), resources=sorted(config.resources))
     if config.chart is not None:
         redactor.add_from_values(config.chart.set_values)
+    if args.command != "status" and not args.no_deploy:
+        from devloop.contextguard import check_config
+
+        refused = check_config(config, args.context)  # before any request to that cluster
+        if refused is not None:
+            bus.publish(ev.ERROR, None, message=f"{config.path}: {refused}")
+            return exitcodes.CONFIG_ERROR
 
     from devloop.app import App  # wiring of Docker and the cluster; imported late for --help
 

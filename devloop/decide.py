@@ -260,3 +260,56 @@ def container_started(state: ServiceState, container_id: str, now: float) -> boo
     state.resync = True
     _due_at_once(state, now)
     return True
+
+
+# --- the manifests, a watched input of their own -------------------------------------------------
+
+@dataclass
+class ManifestState:
+    """The project's manifests (chart, kustomization or YAML files) changed and are applied
+    once their writes settle, like a service's files; one apply runs at a time."""
+
+    first_at: float | None = None
+    last_at: float | None = None
+    busy: bool = False
+    retries: int = 0
+
+
+def note_manifest_change(state: ManifestState, at: float) -> None:
+    """Record a write to a manifest input (or a reason to apply again: start, devloop.yaml)."""
+    if state.first_at is None:
+        state.first_at = at
+    state.last_at = at
+
+
+def manifests_deadline(state: ManifestState, timing: Timing) -> float | None:
+    """When pending manifest changes are due (None: nothing pending, or an apply runs)."""
+    return None if state.busy else _deadline(state.first_at, state.last_at, timing)
+
+
+def start_manifests(state: ManifestState, states: dict[str, ServiceState], now: float,
+                    timing: Timing, config: ConfigState | None = None) -> bool:
+    """True (and the apply marked running) when the manifests are due now. They wait for a
+    config read and for service reloads that are running or due: a source change saved in the
+    same quiet period is built and deployed first, so the apply carries its new image."""
+    d = manifests_deadline(state, timing)
+    if d is None or d > now or config_pending(config):
+        return False
+    if any(s.busy or ((sd := deadline(s, timing)) is not None and sd <= now and _waiting(s))
+           for s in states.values() if not s.removed):
+        return False
+    state.first_at = state.last_at = None
+    state.busy = True
+    return True
+
+
+def manifests_done(state: ManifestState, retry: bool, now: float, timing: Timing) -> None:
+    """An apply finished; with `retry` (the cluster did not answer) it is due again after the
+    back-off, as a service's reload would be."""
+    state.busy = False
+    if not retry:
+        state.retries = 0
+        return
+    state.retries += 1
+    at = now + retry_delay(state.retries) - timing.quiet_s
+    note_manifest_change(state, at)

@@ -26,7 +26,13 @@ from devloop import events as ev
 from devloop.config import Config, ConfigError, ServiceConfig, load_config
 from devloop.decide import ServiceState
 from devloop.digest import DigestCache, FileEntry, ServiceDigest
-from devloop.pipeline import BUILD_FAILED, Pipeline, PipelineResult
+from devloop.pipeline import (
+    BUILD_FAILED,
+    CLUSTER_UNREACHABLE,
+    DEPLOY_FAILED,
+    Pipeline,
+    PipelineResult,
+)
 from devloop.watch import TreeWatcher, WatchRoot
 
 # --- messages on the queue -----------------------------------------------------------------------
@@ -77,6 +83,13 @@ class SetPaused:
 
 
 @dataclass(frozen=True)
+class ManifestsDone:
+    """A manifest apply finished with this pipeline outcome (None: nothing to apply)."""
+
+    outcome: str | None
+
+
+@dataclass(frozen=True)
 class Stop:
     reason: str
 
@@ -107,6 +120,8 @@ class Engine:
         self._stop_requested: str | None = None
         self.watcher: TreeWatcher | None = None
         self.config_state = decide.ConfigState()
+        self.manifest_state = decide.ManifestState()
+        self.manifests_outcome: str | None = None  # of the last apply (run_once: exit code)
         cached = cache.load() if cache else {}
         self.states: dict[str, ServiceState] = {
             name: ServiceState(ServiceDigest(svc, cached))
@@ -153,6 +168,8 @@ class Engine:
             elif isinstance(msg, Stop):
                 self.stop_event.set()
                 break
+        if self.config.deploy_format and not self.stop_event.is_set():
+            self.manifests_outcome = self._apply_manifests_now()
         self._save_cache()
         return {n: s.last for n, s in self.states.items() if s.last is not None}
 
@@ -164,11 +181,17 @@ class Engine:
         self._announce_watch()
         for name in self.states:
             self._start(name)
+        if self.config.deploy_format:  # the first apply: everything, after the first reloads
+            decide.note_manifest_change(self.manifest_state, self.clock() - 3600.0)
         reason = "stopped"
         try:
             while True:
                 timeout = decide.next_timeout(self.states, self.clock(), self.timing,
                                               self.config_state)
+                manifests_at = decide.manifests_deadline(self.manifest_state, self.timing)
+                if manifests_at is not None:
+                    wait = max(0.0, manifests_at - self.clock())
+                    timeout = wait if timeout is None else min(timeout, wait)
                 try:
                     # wake at least twice a second so signals are handled promptly
                     msg = self.queue.get(timeout=0.5 if timeout is None else min(timeout, 0.5))
@@ -184,6 +207,10 @@ class Engine:
                     self._route(msg)
                 elif isinstance(msg, ReloadDone):
                     self._finish(msg.result)
+                elif isinstance(msg, ManifestsDone):
+                    decide.manifests_done(self.manifest_state,
+                                          msg.outcome == CLUSTER_UNREACHABLE, self.clock(),
+                                          self.timing)
                 elif isinstance(msg, ConfigReloaded):
                     self._apply_config(msg)
                 elif isinstance(msg, ContainerStarted):
@@ -196,6 +223,9 @@ class Engine:
                 for name in decide.due(self.states, self.clock(), self.timing,
                                        self.config_state):
                     self._start(name)
+                if decide.start_manifests(self.manifest_state, self.states, self.clock(),
+                                          self.timing, self.config_state):
+                    self._spawn(lambda: self.post(ManifestsDone(self._apply_manifests_now())))
         finally:
             self.stop_event.set()
             if self.watcher is not None:
@@ -237,6 +267,20 @@ class Engine:
             owned = [p for p in msg.paths if p != config_path and state.digest.owns(p)]
             if owned:
                 decide.note_change(state, owned, msg.at)
+        if any(p != config_path and _under(p, self._manifest_inputs) for p in msg.paths):
+            decide.note_manifest_change(self.manifest_state, msg.at)
+
+    def _apply_manifests_now(self) -> str | None:
+        """Worker (or run_once): one manifest apply; a bug is reported, never raised."""
+        try:
+            return self.pipeline.apply_manifests(self.stop_event)
+        except Exception as exc:  # a bug must not kill the loop: report and carry on
+            self.bus.publish(ev.ERROR, None, message=f"manifests: internal error: {exc!r}")
+            return DEPLOY_FAILED
+
+    @property
+    def _manifest_inputs(self) -> list[Path]:
+        return manifest_inputs(self.config)
 
     def _start(self, name: str) -> None:
         state = self.states[name]
@@ -336,6 +380,8 @@ class Engine:
         old = self.config
         self.config = msg.config
         self.pipeline.reconfigure(msg.config)
+        if msg.config.deploy_format and _deploy_settings(old) != _deploy_settings(msg.config):
+            decide.note_manifest_change(self.manifest_state, self.clock())
         old_watcher, self.watcher = self.watcher, msg.watcher
         if old_watcher is not None:
             self._spawn(old_watcher.stop)
@@ -374,6 +420,12 @@ def watch_roots(config: Config, digests: dict[str, ServiceDigest]) -> list[Watch
     directory of devloop.yaml (for that file only), and Dockerfiles outside their context."""
     roots = [WatchRoot(config.path.parent, lambda rel: True, recursive=False,
                        only=frozenset({config.path.name}))]
+    for path in manifest_inputs(config):  # the chart, kustomization or YAML files
+        if path.is_dir():
+            roots.append(WatchRoot(path, lambda rel: False))
+        else:
+            roots.append(WatchRoot(path.parent, lambda rel: True, recursive=False,
+                                   only=frozenset({path.name})))
     for d in digests.values():
         roots.append(WatchRoot(d.service.context, d.context.rules.prunes_dir))
         for target, tree in zip(d.service.watch, d.extra, strict=True):
@@ -387,6 +439,23 @@ def watch_roots(config: Config, digests: dict[str, ServiceDigest]) -> list[Watch
             roots.append(WatchRoot(df.parent, lambda rel: True, recursive=False,
                                    only=frozenset({df.name})))
     return _merge_roots(roots)
+
+
+def manifest_inputs(config: Config) -> list[Path]:
+    """The paths whose changes re-render the manifests ([] without a deploy format)."""
+    from devloop.manifests.render import input_paths
+
+    return input_paths(config) if config.deploy_format else []
+
+
+def _under(path: Path, inputs: list[Path]) -> bool:
+    return any(path == p or p in path.parents for p in inputs)
+
+
+def _deploy_settings(config: Config) -> tuple[object, ...]:
+    """What devloop.yaml says about the manifests: a change to it re-applies them."""
+    return (config.chart, config.kustomize, config.manifests, config.prune,
+            config.image_paths)
 
 
 def _merge_roots(roots: list[WatchRoot]) -> list[WatchRoot]:

@@ -75,6 +75,11 @@ class Deployer(Protocol):
         """Images the namespace's Deployments and ReplicaSets name (never pruned); None when
         unknown (then nothing is pruned)."""
 
+    def apply_manifests(self, stop: threading.Event) -> str:
+        """Render the manifests and apply what changed, then wait for the rollouts that caused;
+        returns an outcome (OK, DEPLOY_FAILED, ROLLOUT_FAILED, CLUSTER_UNREACHABLE) and
+        publishes its own events."""
+
 
 @dataclass(frozen=True)
 class LiveState:
@@ -121,6 +126,10 @@ class Pipeline:
         self.slots.set_limit(limit_for(config.max_parallel))
         if self.deployer is not None:
             self.deployer.reconfigure(config)
+
+    def apply_manifests(self, stop: threading.Event) -> str | None:
+        """Apply the project's manifests (devloop.deploy); None without a cluster."""
+        return None if self.deployer is None else self.deployer.apply_manifests(stop)
 
     def run(self, digest: ServiceDigest, changed: Sequence[Path] | None, known: str | None,
             stop: threading.Event, ask_cluster: bool = False, known_failed: bool = False,

@@ -11,6 +11,7 @@ addressed directly; other kinds (custom resources) through API discovery.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,10 @@ _TIMEOUT = (5, 30)
 
 class ApplyError(Exception):
     """An object could not be applied, created or deleted; str() is one line naming it."""
+
+
+class Immutable(ApplyError):
+    """The API server refused to change a field that cannot change (a Job's pod template)."""
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -94,8 +99,9 @@ def conflict_message(exc: ApiException, what: str) -> str:
         causes = (json.loads(body or "{}").get("details") or {}).get("causes") or []
     except (ValueError, AttributeError):
         causes = []
-    parts = [str(c.get("message") or f"{c.get('field')}") for c in causes
-             if isinstance(c, dict)]
+    parts = [" ".join(p for p in (f"field {c['field']}" if c.get("field") else "",
+                                   str(c.get("message") or "")) if p)
+             for c in causes if isinstance(c, dict)]
     detail = "; ".join(parts) or api_message(exc)
     return one_line(f"cannot apply {what}: {detail} (another field manager owns a value the"
                     " manifests change: change it back with that tool, or drop the field from"
@@ -115,6 +121,8 @@ def apply(api_client: k8s.ApiClient, obj: Mapping[str, Any], source: str = "") -
     except ApiException as exc:
         if exc.status == 409:
             raise ApplyError(conflict_message(exc, what)) from exc
+        if exc.status == 422 and "immutable" in api_message(exc):
+            raise Immutable(one_line(f"cannot apply {what}: {api_message(exc)}", 600)) from exc
         raise ApplyError(one_line(f"cannot apply {what} in namespace"
                                   f" {meta.get('namespace') or '-'}: {api_message(exc)}", 600)
                          ) from exc
@@ -163,9 +171,11 @@ def api_version_of(key: str, known: Mapping[str, str] | None = None) -> str | No
 
 
 def delete_owned(api_client: k8s.ApiClient, key: str, api_version: str,
-                 owned: Callable[[Mapping[str, Any]], bool] = is_devloop_owned) -> str:
+                 owned: Callable[[Mapping[str, Any]], bool] = is_devloop_owned,
+                 wait: bool = False, timeout: float = 60.0) -> str:
     """Delete the object of `key` when it carries devloop's mark; "deleted", "gone" or "kept"
-    (not devloop's: someone else's object of the same name)."""
+    (not devloop's: someone else's object of the same name). With `wait`, return once it is
+    gone (so an object of the same name can be created again)."""
     _, kind, namespace, name = key.split("/", 3)
     current = read(api_client, api_version, kind, namespace or None, name)
     if current is None:
@@ -180,4 +190,9 @@ def delete_owned(api_client: k8s.ApiClient, key: str, api_version: str,
         if exc.status == 404:
             return "gone"
         raise ApplyError(one_line(f"cannot delete {kind}/{name}: {api_message(exc)}")) from exc
+    deadline = time.monotonic() + timeout
+    while wait and read(api_client, api_version, kind, namespace or None, name) is not None:
+        if time.monotonic() > deadline:
+            raise ApplyError(f"{kind}/{name} was deleted but still exists after {timeout:.0f}s")
+        time.sleep(0.2)
     return "deleted"

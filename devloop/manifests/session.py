@@ -74,8 +74,10 @@ class ManifestSession:
     """Applies a Config's manifests to a Cluster; thread-safe (one apply at a time)."""
 
     def __init__(self, config: Config, cluster: Cluster, env: Mapping[str, str],
-                 lock: threading.Lock | None = None) -> None:
+                 lock: threading.Lock | None = None,
+                 on_render: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.config = config
+        self.on_render = on_render  # e.g. the redactor: rendered Secrets are secrets
         self.cluster = cluster
         self.env = env
         self.lock = lock or threading.Lock()
@@ -86,6 +88,8 @@ class ManifestSession:
     def render(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Rendered, normalised objects; RenderError when the manifests do not render."""
         rendered = render(self.config, self.cluster.namespace, self.env)
+        if self.on_render is not None:
+            self.on_render([r.obj for r in rendered])
         return normalise(rendered, self.cluster.namespace, project_name(self.config))
 
     def live_images(self, objects: list[dict[str, Any]], images: Mapping[str, str]
@@ -109,7 +113,7 @@ class ManifestSession:
         return found
 
     def config_image_paths(self) -> Mapping[str, Any] | None:
-        return getattr(self.config, "image_paths", None) or None
+        return self.config.image_paths or None
 
     def apply(self, images: Mapping[str, str], publish: Callable[..., None] | None = None
               ) -> Outcome:
@@ -142,6 +146,19 @@ class ManifestSession:
             key = key_of(obj)
             try:
                 stored = api.apply(client, obj, sources.get(key, ""))
+            except api.Immutable as exc:
+                if obj.get("kind") != "Job":
+                    out.error = out.error or str(exc)
+                    applied.pop(key, None)
+                    continue
+                # a Job's pod template cannot change: replace it, as `kubectl replace --force`
+                api.delete_owned(client, key, str(obj.get("apiVersion")), wait=True)
+                try:
+                    stored = api.apply(client, obj, sources.get(key, ""))
+                except api.ApplyError as again:
+                    out.error = out.error or str(again)
+                    applied.pop(key, None)
+                    continue
             except api.ApplyError as exc:
                 out.error = out.error or str(exc)
                 applied.pop(key, None)  # tried again next time
