@@ -175,7 +175,25 @@ def test_a_restarted_container_gets_the_synced_files_again(standin, box):
                              for e in watch.since(mark, "log")), 30,
                  what="the new container serving the synced content")
         note = json.loads(the_pod(standin).metadata.annotations["devloop.dev/live"])
-        assert note["containers"]["box"] == container_id(now)
+        assert note["containers"]["box"] == container_id(now) and "syncing" not in note
+        assert exec_in(standin, now.metadata.name, ["cat", "/app/message.txt"]) == "v2\n"
+        row = status_row(box, standin)
+        assert row["stale"] is False and row["live"]["files_ahead"] == 1, row
+        # positive control: the next save is synced into the new container, in place
+        mark = watch.mark()
+        (box / "services/box/src/message.txt").write_text("v3\n")
+        watch.wait("live.sync.finished", after=mark, timeout=60)
+        assert exec_in(standin, now.metadata.name, ["cat", "/app/message.txt"]) == "v3\n"
+        assert the_pod(standin).metadata.uid == now.metadata.uid
+
+
+def status_row(root: Path, standin) -> dict:
+    """`devloop status -o json`'s row for box."""
+    env = devloop_env(KUBECONFIG=str(standin.kubeconfig),
+                      XDG_CACHE_HOME=str(root.parent / "cache"), HOME=str(root.parent))
+    done = subprocess.run([sys.executable, "-m", "devloop.cli", "status", "-o", "json"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    return json.loads(done.stdout)["services"][0]
 
 
 def test_sync_after_live_updates_deploys_an_image_of_the_synced_sources(standin, box):
@@ -184,13 +202,11 @@ def test_sync_after_live_updates_deploys_an_image_of_the_synced_sources(standin,
         (box / "services/box/src/message.txt").write_text("v2\n")
         watch.wait("live.sync.finished", after=mark, timeout=60)
     before = the_pod(standin)
-    env = devloop_env(KUBECONFIG=str(standin.kubeconfig), XDG_CACHE_HOME=str(box.parent / "cache"),
-                      HOME=str(box.parent))
-    status = subprocess.run([sys.executable, "-m", "devloop.cli", "status", "-o", "json"],
-                            cwd=box, env=env, capture_output=True, text=True, timeout=60)
-    row = json.loads(status.stdout)["services"][0]
+    row = status_row(box, standin)
     assert row["live"]["files_ahead"] == 1, row
     assert row["stale"] is False and "1 file ahead of the image" in row["state"], row
+    env = devloop_env(KUBECONFIG=str(standin.kubeconfig), XDG_CACHE_HOME=str(box.parent / "cache"),
+                      HOME=str(box.parent))
     done = subprocess.run([sys.executable, "-m", "devloop.cli", "sync", "-o", "json"], cwd=box,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
