@@ -25,6 +25,7 @@ from tests.kube_standin.fixtures import (  # noqa: F401
     standin_factory,
     wait_for,
 )
+from tests.watchproc import Watch
 
 NS = "faults"
 # Appends its message to the PVC at start (the data that must survive), serves it on 8080
@@ -95,6 +96,19 @@ class Box:
         assert found, f"devloop status printed no row for box: {done.stdout!r} {done.stderr!r}"
         return found[0]
 
+    def watch(self, forward: bool = True) -> Watch:
+        """A `devloop watch` that has finished its first reload (and opened the forward)."""
+        watch = Watch(self.root, self.standin.kubeconfig)
+        try:
+            first = watch.wait("reload.finished", timeout=240, service="box")
+            assert first["outcome"] in ("ok", "unchanged"), first
+            if forward:
+                watch.wait("forward.ready", timeout=60, service="box")
+        except BaseException:
+            watch.stop()
+            raise
+        return watch
+
     def get(self, timeout: float = 3) -> str | None:
         """The page through the port forward, None when nothing answers."""
         try:
@@ -129,7 +143,10 @@ def box(standin: StandInHandle, tmp_path: Path, image_prefix: str) -> Box:  # no
                  "template": {"metadata": {"labels": {"app": "box"}}, "spec": {
                      "containers": [{
                          "name": "box", "image": "box:none",
-                         "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                         # Ready 3 s after start (the stand-in runs probes 10x faster), so
+                         # a rollout lasts long enough for a fault to land in its middle
+                         "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1,
+                                            "initialDelaySeconds": 30},
                          "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                      "volumes": [{"name": "data",
                                   "persistentVolumeClaim": {"claimName": "box-data"}}]}}}})

@@ -13,7 +13,6 @@ import time
 from devloop import patch
 from devloop.cluster import ClusterUnreachable, connect
 from tests.faults.conftest import NS, Box, wait_for
-from tests.watchproc import Watch
 
 DEPLOYMENT_PATH = rf"/namespaces/{NS}/deployments/box$"
 
@@ -47,9 +46,8 @@ def test_a_burst_longer_than_the_retries_is_cluster_unreachable_not_a_patch_erro
 
 def test_a_503_burst_mid_patch_converges_without_a_save(box: Box):
     uid = box.pvc_uid()
-    watch = Watch(box.root, box.standin.kubeconfig)
+    watch = box.watch(forward=False)
     try:
-        watch.wait("rollout.ready", timeout=240, service="box")
         # more 503s than one reload's retries can absorb: that reload fails, the next passes
         rule = box.standin.standin.faults.fail("PATCH", DEPLOYMENT_PATH, status=503, count=9)
         mark = watch.mark()
