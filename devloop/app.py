@@ -21,6 +21,7 @@ from devloop.buildslots import BuildSlots, limit_for
 from devloop.config import Config
 from devloop.digest import DigestCache, default_cache_path
 from devloop.engine import Engine
+from devloop.ownership import owned_secrets
 from devloop.redact import Redactor
 
 # Deliveries where the cluster's containers run in the Docker Engine devloop builds with.
@@ -184,6 +185,8 @@ class App:
                 return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == pl.CLUSTER_UNREACHABLE
                         else exitcodes.DEPLOY_FAILED)
             docker_env = self.deployer.docker_environment()
+            # what the Secrets of an earlier run hold, before any pod's output is shown
+            self.redactor.add_secret_objects(owned_secrets(self.deployer.cluster))
         builder = self._builder(docker_env, wait_for_docker)
         if builder is None:
             return exitcodes.BUILD_FAILED
@@ -279,7 +282,8 @@ class App:
     def status(self, out: TextIO, json_output: bool) -> int:
         from devloop.status import collect_status, render_status
 
-        rows, code = collect_status(self.config, self.cache, self.services, self.context)
+        rows, code = collect_status(self.config, self.cache, self.services, self.context,
+                                    secrets=self.redactor.add_secret_objects)
         rows = self.redactor.value(rows)  # log tails and health messages can hold secrets
         if json_output:
             out.write(json.dumps({"schema": "devloop.status/v1", "services": rows}) + "\n")

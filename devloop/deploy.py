@@ -86,7 +86,8 @@ class ClusterDeployer:
         # deployed, so it must never run between a patch's read and its write (or vice versa)
         self._apply_lock = threading.Lock()
         self._images: dict[str, str] = {}  # image repository -> reference devloop deployed
-        self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock)
+        self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock,
+                                          on_render=redactor.add_secret_objects)
                           if config.deploy_format else None)
 
     @classmethod
@@ -159,7 +160,8 @@ class ClusterDeployer:
         if self.manifests is not None and config.deploy_format:
             self.manifests.config = config
         elif config.deploy_format:
-            self.manifests = ManifestSession(config, self.cluster, self.env, self._apply_lock)
+            self.manifests = ManifestSession(config, self.cluster, self.env, self._apply_lock,
+                                             on_render=self.redactor.add_secret_objects)
 
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:

@@ -8,8 +8,16 @@ objects (install.py's create-only install, a server-side apply) sets the mark wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client.exceptions import ApiException
+
+from devloop.errors_k8s import is_connection_error
+
+if TYPE_CHECKING:
+    from devloop.cluster import Cluster
 
 MANAGED_LABEL = "devloop.dev/managed-by"  # a label, so `-l devloop.dev/managed-by` finds them
 MANAGED_VALUE = "devloop"
@@ -34,3 +42,26 @@ def is_devloop_owned(obj: Mapping[str, Any], release: str | None = None) -> bool
     if (meta.get("labels") or {}).get(MANAGED_LABEL) != MANAGED_VALUE:
         return False
     return release is None or (meta.get("annotations") or {}).get(RELEASE_ANNOTATION) == release
+
+
+def owned_secrets(cluster: Cluster) -> list[dict[str, Any]]:
+    """The namespace's Secret objects that carry devloop's mark, as JSON objects: redaction
+    sources for a command that renders no chart (status) or that may print a pod's output
+    before it renders one (a pod still running from an earlier run). Empty when they cannot
+    be read: the environment and values files are still masked."""
+    try:
+        resp = cluster.core.list_namespaced_secret(
+            cluster.namespace, label_selector=f"{MANAGED_LABEL}={MANAGED_VALUE}",
+            _preload_content=False, _request_timeout=(5, 15))
+    except ApiException:
+        return []
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        return []
+    try:
+        return [{"kind": "Secret", **item} for item in json.loads(resp.data).get("items") or []]
+    except ValueError:
+        return []
+    finally:
+        resp.release_conn()

@@ -14,6 +14,7 @@ any pod, whoever started it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
@@ -27,6 +28,7 @@ from devloop.digest import DigestCache, ServiceDigest
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.livesync import pod_live
 from devloop.logfilter import count_probe_lines, probe_matcher, probe_paths
+from devloop.ownership import owned_secrets
 from devloop.patch import Deployed, PatchError, deployed_of, workload_deployed
 from devloop.pods import pod_state
 from devloop.rollout import RolloutResult, rollout_health, workload_health
@@ -40,12 +42,14 @@ _PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a l
 
 def collect_status(config: Config, cache: DigestCache | None = None,
                    services: list[str] | None = None, context: str | None = None,
-                   cluster: Cluster | None = None, probes: bool = True
+                   cluster: Cluster | None = None, probes: bool = True,
+                   secrets: Callable[[list[dict[str, Any]]], None] | None = None
                    ) -> tuple[list[dict[str, Any]], int]:
     """Rows for every selected service, and the exit code (CLUSTER_UNREACHABLE when the API
     server does not answer; the local part is still reported). A caller that is connected
     already (the dashboard, asked after every rollout) passes its `cluster`, and may skip the
-    bounded log read behind each pod's `probe_lines` (`probes=False`)."""
+    bounded log read behind each pod's `probe_lines` (`probes=False`). `secrets` is handed
+    the Secret objects devloop created (redaction sources: status renders no chart)."""
     hashes = cache.load() if cache else {}
     rows: list[dict[str, Any]] = []
     for name in services or sorted(config.services):
@@ -71,6 +75,8 @@ def collect_status(config: Config, cache: DigestCache | None = None,
         for row in rows:
             row["error"] = str(exc)
         return rows, exitcodes.CLUSTER_UNREACHABLE
+    if secrets is not None:
+        secrets(owned_secrets(cluster))
     for row in rows:
         svc = config.resources[row["service"]] if row.get("resource") \
             else config.services[row["service"]]
