@@ -31,7 +31,7 @@ from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.config import Config, ServiceConfig
 from devloop.discovery import DiscoveryIncomplete, Kind, Unreachable, list_objects, namespaced_kinds
 from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.install import InstallError, kind_name, render_chart, secret_values_from_env
+from devloop.install import InstallError, chart_values, kind_name, render_chart
 from devloop.ownership import is_devloop_owned
 from devloop.patch import DIGEST_ANNOTATION
 
@@ -186,8 +186,7 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
         chart_objects = None
         if config.chart is not None:
             chart = config.chart
-            values = dict(chart.set_values)
-            values.update(secret_values_from_env(env))
+            values = chart_values(chart, env)
             chart_objects = render_chart(chart.path, chart.release, ns,
                                          [p for p in chart.values_files if p.is_file()], values,
                                          helm=helm)
