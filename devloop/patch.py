@@ -104,9 +104,22 @@ def _api_error(api: Any, exc: BaseException, what: str) -> Exception:
     return ClusterUnreachable.from_error(exc, str(api.api_client.configuration.host))
 
 
+def _field(dep: k8s.V1Deployment, container: str) -> str:
+    """"initContainers" when `container` is an init container of the template, else
+    "containers" (an init container may run the built image too: a migration, a seed)."""
+    inits = dep.spec.template.spec.init_containers or []
+    return "initContainers" if any(c.name == container for c in inits) else "containers"
+
+
+def _containers(dep: k8s.V1Deployment, field: str) -> list[k8s.V1Container]:
+    spec = dep.spec.template.spec
+    return (spec.init_containers if field == "initContainers" else spec.containers) or []
+
+
 def _container(dep: k8s.V1Deployment, namespace: str, deployment: str, container: str
                ) -> k8s.V1Container:
-    containers = dep.spec.template.spec.containers or []
+    containers = [*(dep.spec.template.spec.init_containers or []),
+                  *(dep.spec.template.spec.containers or [])]
     for item in containers:
         if item.name == container:
             return item
@@ -149,14 +162,15 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
     conflicts = 0
     while True:
         dep = _read(apps, namespace, deployment)
-        before = len(dep.spec.template.spec.containers or [])
         _container(dep, namespace, deployment, container)
+        field = _field(dep, container)
+        before = len(_containers(dep, field))
         body = {
             "metadata": {"resourceVersion": dep.metadata.resource_version,
                          "annotations": {DIGEST_ANNOTATION: digest}},
             "spec": {"template": {
                 "metadata": {"annotations": {DIGEST_ANNOTATION: digest}},
-                "spec": {"containers": [{"name": container, "image": image}]},
+                "spec": {field: [{"name": container, "image": image}]},
             }},
         }
         try:
@@ -181,7 +195,7 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
             if is_connection_error(exc):
                 raise _api_error(apps, exc, "") from exc
             raise
-        after = patched.spec.template.spec.containers or []
+        after = _containers(patched, field)
         if len(after) != before or not any(c.name == container and c.image == image
                                            for c in after):
             raise PatchError(f"deployment {namespace}/{deployment}: the API server did not apply"
@@ -190,9 +204,13 @@ def patch_image(apps: k8s.AppsV1Api, namespace: str, deployment: str, container:
 
 
 def container_index(apps: k8s.AppsV1Api, namespace: str, deployment: str, container: str) -> int:
-    """Position of `container` in the pod template (for patch_image_at)."""
+    """Position of `container` in the pod template (for patch_image_at); PatchError for an
+    init container (patched by patch_image only)."""
     dep = _read(apps, namespace, deployment)
     _container(dep, namespace, deployment, container)
+    if _field(dep, container) == "initContainers":
+        raise PatchError(f"deployment {namespace}/{deployment}: '{container}' is an init"
+                         " container")
     return [c.name for c in dep.spec.template.spec.containers].index(container)
 
 
