@@ -41,6 +41,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def first_reload(watch: Watch, after: int = 0, timeout: float = 240) -> dict[str, Any]:
+    """The end of box's next reload: reload.finished, or build.skipped when the cluster
+    already runs the current sources (then it has also waited for the rollout's health)."""
+    def found() -> dict[str, Any] | None:
+        return next((e for e in watch.events[after:] if e.get("service") == "box"
+                     and e.get("type") in ("reload.finished", "build.skipped")), None)
+    return wait_for(found, timeout, what="box's reload to end")
+
+
 @dataclass
 class Box:
     """The `box` service of a project on `standin`: its sources and its cluster objects."""
@@ -100,8 +109,8 @@ class Box:
         """A `devloop watch` that has finished its first reload (and opened the forward)."""
         watch = Watch(self.root, self.standin.kubeconfig)
         try:
-            first = watch.wait("reload.finished", timeout=240, service="box")
-            assert first["outcome"] in ("ok", "unchanged"), first
+            first = first_reload(watch)
+            assert first.get("outcome", "ok") == "ok", first
             if forward:
                 watch.wait("forward.ready", timeout=60, service="box")
         except BaseException:
