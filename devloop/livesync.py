@@ -67,7 +67,8 @@ class LiveSyncer:
 
     def __init__(self, bus: ev.EventBus, cluster: Cluster, updater: ContainerUpdater,
                  snapshots: SnapshotStore, root: Path,
-                 shared_daemon: ContainerUpdater | None = None) -> None:
+                 shared_daemon: ContainerUpdater | None = None,
+                 max_live_mb: float = MAX_LIVE_MB) -> None:
         """`updater` works on every cluster (the exec API); `shared_daemon`, when the pods run
         in the Docker Engine devloop builds with, copies through the Docker API instead:
         measured 1.5x to 3x faster (bench/bench_transfer.py)."""
@@ -77,6 +78,7 @@ class LiveSyncer:
         self.shared_daemon = shared_daemon
         self.snapshots = snapshots
         self.root = root  # the project root, for repository paths in messages
+        self.max_live_mb = max_live_mb  # a bigger copy into one container rebuilds instead
 
     # --- image records ---------------------------------------------------------------------------
 
@@ -204,10 +206,10 @@ class LiveSyncer:
         work = [(t, p) for t, p in plans if p.copies or p.deletes or p.run]
         for t, p in work:
             size = Archive([(svc.context / c.rel, c.dest) for c in p.copies]).size
-            if size > MAX_LIVE_MB * 1024 * 1024:
+            if size > self.max_live_mb * 1048576:
                 raise NeedRebuild(f"the live update would copy {size / 1048576:.1f} MB into"
-                                  f" pod {t.target.pod}, above the {MAX_LIVE_MB} MB limit for a"
-                                  " live update: rebuilding instead")
+                                  f" pod {t.target.pod}, above the {self.max_live_mb:g} MB limit"
+                                  " for a live update: rebuilding instead")
         for t in (t for t, _ in work if t.unconfirmed):
             self.bus.publish(ev.WARNING, svc.name, message=(
                 f"pod {t.target.pod}: an earlier live sync into it did not finish (devloop"
