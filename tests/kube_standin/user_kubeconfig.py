@@ -87,8 +87,8 @@ def add(source: Path, target: Path, record: Path) -> str:
     if made_current:
         return f"added kube context {name} to {target} (current context until scripts/dev stops)"
     return (f"added kube context {name} to {target}; your current context stays '{previous}': "
-            f"in another terminal use `devloop --context {name} ...` / "
-            f"`kubectl --context {name} ...`")
+            f"in another terminal add --context {name} (`devloop status --context {name}`, "
+            f"`kubectl --context {name} get pods -A`)")
 
 
 def remove(record: Path) -> str:
