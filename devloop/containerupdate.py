@@ -38,6 +38,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from devloop import retry
+from devloop.build import _detail as lost_engine_detail  # the build's words for a lost engine
+from devloop.build import _is_lost_engine as is_lost_engine
 from devloop.errors_k8s import api_message, one_line
 from devloop.liveupdate import within
 
@@ -477,7 +479,7 @@ def exec_hint(detail: str) -> str:
         return ("check RBAC allows you to create pods/exec in this namespace (kubectl auth"
                 " can-i create pods/exec)")
     if code == 404:
-        return "the pod or its container is gone; the next change syncs into its replacement"
+        return "the pod or its container is gone (deleted or replaced)"
     return ""
 
 
@@ -580,7 +582,7 @@ class DockerUpdater:
                                             stderr=True)["Id"]
             output = self._api.exec_start(exec_id).decode("utf-8", errors="replace")
             code = self._api.exec_inspect(exec_id).get("ExitCode")
-        except docker.errors.APIError as exc:
+        except Exception as exc:
             raise _docker_failure(target, exc) from None
         if code != 0:
             raise classify(target, output, code, run)
@@ -592,7 +594,7 @@ class DockerUpdater:
         numeric runAsUser)."""
         try:
             self._api.put_archive(cid, "/", archive.chunks())
-        except docker.errors.APIError as exc:
+        except Exception as exc:
             raise _docker_failure(target, exc) from None
 
 
@@ -605,8 +607,15 @@ def _owner(output: str) -> tuple[int, int]:
     return 0, 0
 
 
-def _docker_failure(target: Target, exc: docker.errors.APIError) -> UpdateFailed:
+def _docker_failure(target: Target, exc: Exception) -> UpdateFailed:
+    """The daemon's refusal, or the engine lost mid-sync (exec_refused: the exec API is tried
+    instead); anything else is a bug and raised as it is."""
     where = f"cannot sync into {target.label} through Docker"
+    if not isinstance(exc, docker.errors.APIError):
+        if not is_lost_engine(exc):
+            raise exc
+        return UpdateFailed("exec_refused", f"{where}: the Docker Engine went away"
+                            f" ({lost_engine_detail(exc)})")
     detail = one_line(str(exc.explanation or exc), 200)
     low = detail.lower()
     if isinstance(exc, docker.errors.NotFound):

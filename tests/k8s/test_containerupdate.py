@@ -407,3 +407,17 @@ def test_an_exec_refused_by_a_503_burst_is_retried_and_the_files_land(
     assert rule.served == 2 and len(retried) == 2, retried
     assert all(f"exec into {target.label}" in str(r) for r in retried)
     assert result.files == 1 and sh(docker_client, target, "cat /srv/a.py") == (0, "a")
+
+
+def test_a_docker_engine_gone_mid_sync_is_a_refusal_the_exec_api_takes_over(
+        tmp_path: Path) -> None:
+    """No engine listens on the socket (it was stopped): one line, and the kind on which
+    LiveSyncer tries the Kubernetes exec API instead."""
+    gone = docker.DockerClient(base_url=f"unix://{tmp_path}/docker.sock", version="1.41")
+    target = Target("ns", "api-1", "app", "docker://c1")
+    with pytest.raises(UpdateFailed) as failed:
+        DockerUpdater(gone).update(target, [(local(tmp_path, "a.py", "a\n"), "/srv/a.py")],
+                                   [], [])
+    assert failed.value.kind == "exec_refused"
+    assert "ns/api-1/app" in str(failed.value) and "Docker Engine went away" in str(failed.value)
+    assert "\n" not in str(failed.value)
