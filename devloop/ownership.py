@@ -33,6 +33,20 @@ def mark(obj: Mapping[str, Any], release: str | None = None) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
+def unmark(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `obj` without devloop's mark: what is applied to an object that exists and is
+    not devloop's (a person's own `helm install`, a ConfigMap made by hand), so that applying
+    to it never makes it look like devloop made it."""
+    meta = dict(obj.get("metadata") or {})
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k != MANAGED_LABEL}
+    meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items()
+                           if k != RELEASE_ANNOTATION}
+    for key in ("labels", "annotations"):
+        if not meta[key]:
+            del meta[key]
+    return {**obj, "metadata": meta}
+
+
 def is_devloop_owned(obj: Mapping[str, Any], release: str | None = None) -> bool:
     """Whether devloop created `obj` (a JSON object from the API), for `release` when given.
 
