@@ -10,6 +10,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.kube_standin.fixtures import wait_for
+from tests.standin.clis import run, tool
 
 pytestmark = pytest.mark.docker
 
@@ -76,6 +77,9 @@ def test_statefulset_ordered_pods_claims_that_outlive_them_and_a_rolling_update(
     apps.patch_namespaced_stateful_set("db", ns, {"spec": {"template": {"spec": {"containers": [
         {"name": "main", "env": [{"name": "V", "value": "2"}]}]}}}})
     wait_for(lambda: sts_rolled_out(apps, ns, "2"), 120, what="the rolling update")
+    out = run(standin, tool("kubectl"), "rollout", "status", "statefulset/db", "-n", ns,
+              "--timeout=30s")
+    assert "partitioned roll out complete" in out or "rolling update complete" in out
     assert apps.read_namespaced_stateful_set("db", ns).status.update_revision != before
     assert {c.metadata.name: c.metadata.uid
             for c in core.list_namespaced_persistent_volume_claim(ns).items} == claims
@@ -111,6 +115,9 @@ def test_daemonset_runs_one_pod_on_the_node_and_replaces_it_on_a_template_change
     apps.patch_namespaced_daemon_set("agent", ns, {"spec": {"template": {"spec": {
         "containers": [{"name": "main", "env": [{"name": "V", "value": "2"}]}]}}}})
     wait_for(lambda: rolled("2"), 60, what="the daemon pod replaced")
+    out = run(standin, tool("kubectl"), "rollout", "status", "daemonset/agent", "-n", ns,
+              "--timeout=30s")
+    assert "successfully rolled out" in out
 
 
 def test_job_runs_to_completion_or_fails_past_its_backoff_limit(standin, busybox_image):
@@ -125,6 +132,9 @@ def test_job_runs_to_completion_or_fails_past_its_backoff_limit(standin, busybox
                     None)
 
     wait_for(lambda: condition("ok") and condition("bad"), 90, what="both Jobs finished")
+    kubectl = tool("kubectl")
+    run(standin, kubectl, "wait", "--for=condition=complete", "job/ok", "-n", ns, "--timeout=5s")
+    run(standin, kubectl, "wait", "--for=condition=failed", "job/bad", "-n", ns, "--timeout=5s")
     ok, bad = (batch.read_namespaced_job(n, ns).status for n in ("ok", "bad"))
     assert condition("ok") == "Complete" and ok.succeeded == 2 and ok.completion_time
     assert condition("bad") == "Failed" and bad.failed == 2
