@@ -41,7 +41,7 @@ from devloop import dashboard  # noqa: E402
 from devloop import events as ev  # noqa: E402
 from devloop.redact import Redactor  # noqa: E402
 from tests.conftest import scratch_dockerfile  # noqa: E402
-from tests.dashboard.dashboard_page import request  # noqa: E402
+from tests.dashboard.dashboard_page import remember, request  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
 from tests.kube_standin.standin import StandIn  # noqa: E402
 from tests.services.frontend.conftest import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
@@ -70,7 +70,8 @@ def browser(work: Path) -> webdriver.Chrome:
 
 
 def open_page(driver: webdriver.Chrome, url: str) -> None:
-    driver.get(url + "/")
+    """`url`: the address devloop prints (with the token)."""
+    driver.get(url)
     deadline = time.monotonic() + 30
     while driver.execute_script("return document.getElementById('conn').className") != "on":
         if time.monotonic() > deadline:
@@ -89,7 +90,7 @@ def latency(driver: webdriver.Chrome, samples: int) -> dict[str, list[float]]:
                            dashboard.UiOptions(port=0))
     assert dash is not None
     try:
-        open_page(driver, dash.url)
+        open_page(driver, dash.open_url)
         driver.execute_script(_OBSERVE)
         logs: list[float] = []
         cards: list[float] = []
@@ -178,12 +179,13 @@ def memory_and_cpu(driver: webdriver.Chrome, work: Path, lines: int, idle: float
     root = make_project(work, kubeconfig, lines)
     watch = Watch(root, kubeconfig, args=("--ui-port", "0"))
     try:
-        url = watch.wait("dashboard.ready", timeout=60)["url"]
+        ready = watch.wait("dashboard.ready", timeout=60)
+        url = remember(ready)  # request() then carries its token
         watch.wait("rollout.ready", timeout=300)
         watch.wait("log", timeout=60, line="started")
         pid = watch.proc.pid
         cpu_closed = idle_cpu(pid, idle)
-        open_page(driver, url)
+        open_page(driver, ready["open"])
         time.sleep(2)
         cpu_open = idle_cpu(pid, idle)
         before = rss_mb(pid)

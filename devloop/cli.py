@@ -8,6 +8,8 @@ which belong to the entry point.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -32,6 +34,25 @@ examples:
   devloop sync && echo deployed      one shot for scripts and editor tasks
   devloop watch --output json        JSON lines (schema devloop.event/v1) for other tools
 """
+
+
+def _port(text: str) -> int:
+    """--ui-port: 0 (any free port) to 65535, or argparse's one-line usage error."""
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port (0-65535; 0 picks a free one)")
+    return int(text)
+
+
+def _address(text: str) -> str:
+    """--ui-address: an IP address to bind; `localhost` is 127.0.0.1 (the Host check and the
+    printed URL need one address, not a name that may resolve to several)."""
+    if text.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an IP address (e.g. 127.0.0.1, ::1, "
+                                         "or 0.0.0.0 for every interface)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,9 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                     "rebuilds only its service, patches its Deployment, waits for the rollout "
                     "and streams logs; a dashboard is served in the browser. Ctrl-C stops "
                     "devloop and leaves the workloads running.")
-    watch.add_argument("--ui-port", type=int, default=10350, metavar="PORT",
+    watch.add_argument("--ui-port", type=_port, default=10350, metavar="PORT",
                        help="serve the browser dashboard on this port (default 10350; 0: any)")
-    watch.add_argument("--ui-address", default="127.0.0.1", metavar="ADDR",
+    watch.add_argument("--ui-address", type=_address, default="127.0.0.1", metavar="ADDR",
                        help="address the dashboard binds (default 127.0.0.1; any other is "
                             "reachable from other machines and prints a warning)")
     watch.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")
@@ -101,6 +122,19 @@ def find_config(start: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    """The entry point: `_run`, with Ctrl-C before the signal handlers exist and a closed pipe
+    (`devloop status | head -1`) ending quietly instead of in a traceback."""
+    try:
+        return _run(argv, stdout)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):  # nothing more can be written: silence the flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _run(argv: Sequence[str] | None, stdout: TextIO | None) -> int:
     args = _parser().parse_args(argv)
     out = stdout or sys.stdout
     redactor = Redactor.from_env(os.environ)

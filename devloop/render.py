@@ -125,7 +125,7 @@ def describe(event: ev.Event) -> str:
     if t == ev.LIVE_REBUILD:
         return f"full reload: {d['reason']}"
     if t == ev.DASHBOARD_READY:
-        return f"dashboard: {d['url']}"
+        return f"dashboard: {d.get('open') or d['url']}"  # `open` carries the token
     if t == ev.RELOAD_QUEUED:
         return f"queued for a build slot (position {d['position']})"
     if t == ev.IMAGES_PRUNED:

@@ -47,5 +47,5 @@ def start(bus: ev.EventBus, redactor: Redactor, post: Callable[[object], None],
             f"({exc.strerror or exc}); watching without it (choose a port with --ui-port, "
             "or --no-ui)"))
         return None
-    bus.publish(DASHBOARD_READY, None, url=dashboard.url)
+    bus.publish(DASHBOARD_READY, None, url=dashboard.url, open=dashboard.open_url)
     return dashboard

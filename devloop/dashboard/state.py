@@ -8,13 +8,15 @@ page can never disagree with `--output json`, and nothing in the pipeline knows 
 from __future__ import annotations
 
 import heapq
+import json
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
 from devloop import events as ev
+from devloop.dashboard.feed import Feed
 
 LOG_LINES_PER_POD = 1000  # the last N lines kept per pod (and per service's build output)
 PODS_PER_SERVICE = 8  # log buffers kept per service; the oldest pod's buffer is dropped first
@@ -40,16 +42,18 @@ def _new_card(name: str) -> dict[str, Any]:
 
 class DashboardState:
     """Cards and logs, updated from any publishing thread (one lock; every update is a few
-    dict operations). `listen` registers a sink that sees each change in the same order, with
-    a consistent snapshot first, so a page that connects mid-reload misses nothing."""
+    dict operations). Each change goes to `feed` in the same order, encoded once for every open
+    page; `snapshot` gives the state as of one feed position, so a page that connects
+    mid-reload misses nothing."""
 
-    def __init__(self, services: Iterable[str] = (), only: Iterable[str] | None = None) -> None:
+    def __init__(self, services: Iterable[str] = (), only: Iterable[str] | None = None,
+                 feed: Feed | None = None) -> None:
         self._lock = threading.Lock()
+        self.feed = feed or Feed()
         self._only = set(only) if only else None  # `watch --service`: the others are not shown
         self._cards: dict[str, dict[str, Any]] = {n: _new_card(n) for n in services}
         # service -> OrderedDict(source key -> deque of lines); key "build" or the pod name
         self._logs: dict[str, OrderedDict[str, deque[dict[str, Any]]]] = {}
-        self._sinks: list[Callable[[str, Any], None]] = []
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -69,56 +73,46 @@ class DashboardState:
     def logs(self, service: str | None = None, limit: int = 2000) -> list[dict[str, Any]]:
         """The kept lines (of one service, or all), oldest first, at most `limit` per service."""
         with self._lock:
-            return self._logs_locked(service, limit)
+            buffers = self._copy_buffers(service)
+        return _merge(buffers, limit)
 
-    def _logs_locked(self, service: str | None, limit: int) -> list[dict[str, Any]]:
-        """Each pod's buffer is in time order already: merged, not sorted (this runs under the
-        lock every log line waits on, each time a page connects)."""
-        per_service = []
-        for name, buffers in self._logs.items():
-            if service is None or name == service:
-                mine = deque(heapq.merge(*buffers.values(), key=_ts), maxlen=limit)
-                per_service.append(mine)
-        return list(heapq.merge(*per_service, key=_ts))
+    def _copy_buffers(self, service: str | None) -> list[list[tuple[dict[str, Any], ...]]]:
+        """Per service, a copy of each pod's buffer: the only part of a log read done under the
+        lock every log line waits on (a C-speed copy of references; merged outside it)."""
+        return [[tuple(b) for b in buffers.values()] for name, buffers in self._logs.items()
+                if service is None or name == service]
 
     def line_count(self) -> int:
         with self._lock:
             return sum(len(b) for bufs in self._logs.values() for b in bufs.values())
 
-    # --- listeners (the SSE connections) ---------------------------------------------------------
+    # --- what a connecting page gets first --------------------------------------------------------
 
-    def listen(self, sink: Callable[[str, Any], None], log_limit: int = 2000
-               ) -> Callable[[], None]:
-        """Call `sink("snapshot", {...})` now, then `sink("card", card)` after each change and
-        `sink("event", json)` for each event, until the returned function is called."""
+    def snapshot(self, log_limit: int = 2000) -> tuple[int, dict[str, Any]]:
+        """(feed position, {services, logs, log_lines_per_pod}): the state after exactly the
+        messages up to that position, so the page continues from there with nothing missed or
+        doubled. Under the lock only the cards and buffer references are copied."""
         with self._lock:
-            sink("snapshot", {"services": [_public(c) for _, c in sorted(self._cards.items())],
-                              "logs": self._logs_locked(None, log_limit),
-                              "log_lines_per_pod": LOG_LINES_PER_POD})
-            self._sinks.append(sink)
-
-        def stop() -> None:
-            with self._lock:
-                if sink in self._sinks:
-                    self._sinks.remove(sink)
-
-        return stop
-
-    def listening(self) -> int:
-        with self._lock:
-            return len(self._sinks)
+            seq = self.feed.seq
+            cards = [_public(c) for _, c in sorted(self._cards.items())]
+            buffers = self._copy_buffers(None)
+        return seq, {"services": cards, "logs": _merge(buffers, log_limit),
+                     "log_lines_per_pod": LOG_LINES_PER_POD}
 
     # --- folding events --------------------------------------------------------------------------
 
     def apply(self, event: ev.Event, doc: dict[str, Any] | None) -> None:
-        """Fold one event in; `doc` is its redacted JSON form (None: no listener needs it)."""
+        """Fold one event in; `doc` is its redacted JSON form. With a page open the event is
+        encoded once, before the lock, and a changed card once, under it (its order matters)."""
+        data = encode(doc if doc is not None else event.to_json()) if self.feed.readers else None
         with self._lock:
             changed = self._fold(event, doc)
-            for sink in list(self._sinks):
-                if doc is not None:
-                    sink("event", doc)
-                if changed is not None:
-                    sink("card", _public(changed))
+            if self.feed.readers:
+                if data is None:  # a page opened meanwhile (rare): encoded here instead
+                    data = encode(doc if doc is not None else event.to_json())
+                self.feed.append("event", data)
+            if changed is not None and self.feed.readers:
+                self.feed.append("card", encode(_public(changed)))
 
     def _fold(self, event: ev.Event, doc: dict[str, Any] | None) -> dict[str, Any] | None:
         t, d, name = event.type, event.data, event.service
@@ -161,6 +155,17 @@ class DashboardState:
         else:
             buffers.move_to_end(key)
         buffer.append(entry)
+
+
+def encode(doc: Any) -> bytes:
+    """One JSON line, as SSE `data:` carries it (no newline inside: separators are compact)."""
+    return json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+
+
+def _merge(buffers: list[list[tuple[dict[str, Any], ...]]], limit: int) -> list[dict[str, Any]]:
+    """Each pod's buffer is in time order already: merged, not sorted; `limit` per service."""
+    per_service = [deque(heapq.merge(*pods, key=_ts), maxlen=limit) for pods in buffers]
+    return list(heapq.merge(*per_service, key=_ts))
 
 
 def _public(card: dict[str, Any]) -> dict[str, Any]:

@@ -36,16 +36,35 @@ window.__marker = 'same page';
 _CARD = "const c = document.querySelector(`.card[data-service=\"${arguments[0]}\"]`);"
 
 
+# dashboard url -> its token, from `dashboard.ready`'s `open` address (a person opens that one)
+_TOKENS: dict[str, str] = {}
+
+
 def start_watch(root: Path, kubeconfig: Path) -> tuple[Watch, str]:
     watch = Watch(root, kubeconfig, args=("--ui-port", "0"))
-    url = watch.wait("dashboard.ready", timeout=60)["url"]
-    return watch, url
+    return watch, remember(watch.wait("dashboard.ready", timeout=60))
+
+
+def remember(ready: dict[str, Any]) -> str:
+    """Keep the token of a `dashboard.ready` event for request(); return the dashboard's url."""
+    _TOKENS[ready["url"]] = ready["open"].split("?token=", 1)[1]
+    return ready["url"]
+
+
+def open_url(url: str) -> str:
+    """The address with the token, as devloop prints it."""
+    return f"{url}/?token={_TOKENS[url]}"
 
 
 def request(url: str, method: str = "GET", headers: dict[str, str] | None = None
             ) -> tuple[int, Any]:
-    """(status, parsed JSON body) without raising on 4xx."""
-    req = urllib.request.Request(url, method=method, headers=headers or {})
+    """(status, parsed JSON body) without raising on 4xx. Reads carry the dashboard's token,
+    as the page's do (its cookie); a POST carries only the headers given."""
+    headers = dict(headers or {})
+    base = next((b for b in _TOKENS if url.startswith(b + "/")), None)
+    if method in ("GET", "HEAD") and base is not None:
+        headers.setdefault("X-Devloop-Token", _TOKENS[base])
+    req = urllib.request.Request(url, method=method, headers=headers)
     try:
         with _OPENER.open(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -59,7 +78,7 @@ class Page:
     def __init__(self, driver: WebDriver, url: str) -> None:
         self.driver = driver
         self.url = url
-        driver.get(url + "/")
+        driver.get(open_url(url))
         self.wait(lambda: self.js("return document.getElementById('conn').className") == "on",
                   30, "the page's event stream to connect")
         self.js(_RECORD_STATES)

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import devloop_env
-from tests.dashboard.dashboard_page import request, start_watch
+from tests.dashboard.dashboard_page import open_url, request, start_watch
 from tests.kube_standin.fixtures import wait_for
 from tests.live.test_live_watch import make_box
 
@@ -35,7 +35,11 @@ def running(standin, tmp_path, image_prefix):
 
 
 def token_of(url: str) -> str:
-    with _OPENER.open(url + "/", timeout=10) as resp:
+    """The token written in the page, opened as a person does: the printed address, whose
+    redirect sets the cookie that then gets the page."""
+    browser = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                          urllib.request.HTTPCookieProcessor())
+    with browser.open(open_url(url), timeout=10) as resp:
         page = resp.read().decode()
     return page.split('name="devloop-token" content="', 1)[1].split('"', 1)[0]
 
@@ -72,7 +76,8 @@ def test_cards_logs_and_the_event_stream(running):
     assert card["last_reload"]["ok"] is True and card["last_reload"]["seconds"] > 0
     assert {p["name"] for p in card["last_reload"]["phases"]} >= {"build", "rollout"}
 
-    stream = _OPENER.open(url + "/api/events", timeout=30)
+    stream = _OPENER.open(urllib.request.Request(url + "/api/events", headers={
+        "X-Devloop-Token": token_of(url)}), timeout=30)
     (root / "services/box/src/message.txt").write_text("from the api test\n")
     seen = []
     while not any(e["type"] == "reload.finished" for e in seen):
