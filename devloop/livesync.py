@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from devloop import events as ev
+from devloop import retry
 from devloop.cluster import Cluster
 from devloop.config import ServiceConfig
 from devloop.containerupdate import Archive, ContainerUpdater, Target, UpdateFailed
@@ -38,6 +40,7 @@ from devloop.liveupdate import (
     rules_for,
     unconfirmed_holds,
 )
+from devloop.manifests.render import RenderError
 from devloop.pipeline import LiveState, NeedRebuild
 from devloop.snapshots import SnapshotStore
 from devloop.workloads import read_workload
@@ -78,6 +81,8 @@ class LiveSyncer:
         self.shared_daemon = shared_daemon
         self.snapshots = snapshots
         self.root = root  # the project root, for repository paths in messages
+        # the workloads a service's image feeds (the deployer's answer when there is one)
+        self.workloads: Callable[[ServiceConfig], list[ServiceConfig]] = lambda svc: [svc]
         self.max_live_mb = max_live_mb  # a bigger copy into one container rebuilds instead
 
     # --- image records ---------------------------------------------------------------------------
@@ -89,6 +94,24 @@ class LiveSyncer:
     # --- the containers --------------------------------------------------------------------------
 
     def targets(self, svc: ServiceConfig) -> list[LiveTarget]:
+        """Running containers of every workload the service's image feeds. When it feeds
+        several and one has none (a finished Job, a CronJob between runs, an init container),
+        only a rebuild gets the change to all of them: NeedRebuild."""
+        try:
+            workloads = self.workloads(svc)
+        except RenderError as exc:
+            raise NeedRebuild(str(exc)) from None
+        out: list[LiveTarget] = []
+        for workload in workloads:
+            found = self._workload_targets(workload)
+            if not found and len(workloads) > 1:
+                raise NeedRebuild(f"{workload.workload} container {workload.container} is not"
+                                  f" running: rebuilding so every workload of {svc.image} gets"
+                                  " the change")
+            out += found
+        return out
+
+    def _workload_targets(self, svc: ServiceConfig) -> list[LiveTarget]:
         """Running containers of the workload's current pod template (old pods of a rollout
         in progress are skipped: they are about to go), for a workload of any kind."""
         ns = self.cluster.namespace
@@ -277,10 +300,12 @@ class LiveSyncer:
         if not (must or written) and t.annotation is not None and _dumps(t.annotation) == text:
             return
         try:
-            self.cluster.core.patch_namespaced_pod(
+            retry.call(lambda: self.cluster.core.patch_namespaced_pod(
                 t.target.pod, t.target.namespace,
                 {"metadata": {"annotations": {LIVE_ANNOTATION: text}}},
-                _request_timeout=_TIMEOUT)
+                _request_timeout=retry.REQUEST_TIMEOUT),
+                what=f"record the live sync on pod {t.target.pod}",
+                on_retry=lambda r: self.bus.publish(ev.WARNING, svc.name, message=str(r)))
             return
         except ApiException as exc:
             why = api_message(exc)

@@ -217,3 +217,22 @@ def test_a_failed_run_step_then_a_lost_engine_then_a_revert_leaves_no_synced_fil
     assert project.holds(new, "/app/message.txt") == "v1\n"
     row = project.status()
     assert row["stale"] is False and row["live"] is None and row["state"] == "up to date", row
+
+
+def test_a_503_burst_while_the_intent_is_recorded_is_retried_and_the_sync_lands(
+        standin: StandInHandle, project: Project) -> None:
+    src, image = project.src, project.digest.digest()
+    pod = project.pod()
+    rule = standin.standin.faults.fail("PATCH", rf"/pods/{pod.metadata.name}$", status=503,
+                                       count=2)
+    (src / "message.txt").write_text("v1 patched\n")
+    mark = len(project.events.events)
+    result = project.pipeline.run(project.digest, [src / "message.txt"], image,
+                                  threading.Event(), image=image, allow_live=True)
+    assert result.outcome == pl.SYNCED, result
+    assert rule.served == 2
+    retried = [e.data["message"] for e in project.since(mark, ev.WARNING)]
+    assert len(retried) == 2 and all("record the live sync on pod" in m for m in retried)
+    assert project.holds(pod, "/app/message.txt") == "v1 patched\n"
+    note = json.loads(project.pod().metadata.annotations["devloop.dev/live"])
+    assert "syncing" not in note and note["digest"] == result.digest[:12], note
