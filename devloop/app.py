@@ -285,9 +285,20 @@ class App:
         rows, code = collect_status(self.config, self.cache, self.services, self.context,
                                     secrets=self.redactor.add_secret_objects)
         rows = self.redactor.value(rows)  # log tails and health messages can hold secrets
+        import os
+
+        from devloop.manifests.session import find_orphans
+
+        orphaned = find_orphans(self.config, self.context, os.environ)
         if json_output:
-            out.write(json.dumps({"schema": "devloop.status/v1", "services": rows}) + "\n")
+            out.write(json.dumps({"schema": "devloop.status/v1", "services": rows,
+                                  "orphaned": orphaned}) + "\n")
         else:
             out.write(render_status(rows))
+            if orphaned:
+                what = "deleted by the next apply" if self.config.prune else \
+                    "set prune: true in devloop.yaml to delete them"
+                out.write(f"orphaned (no longer in the manifests; {what}):"
+                          f" {', '.join(orphaned)}\n")
         return code
 

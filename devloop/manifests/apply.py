@@ -22,7 +22,7 @@ from devloop import retry
 from devloop.cluster import ClusterUnreachable
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.kinds import find_kind, group_of, kind_of
-from devloop.ownership import is_devloop_owned
+from devloop.ownership import MANAGED_LABEL, MANAGED_VALUE, is_devloop_owned
 
 FIELD_MANAGER = "devloop"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -196,3 +196,27 @@ def delete_owned(api_client: k8s.ApiClient, key: str, api_version: str,
             raise ApplyError(f"{kind}/{name} was deleted but still exists after {timeout:.0f}s")
         time.sleep(0.2)
     return "deleted"
+
+
+def list_owned(api_client: k8s.ApiClient, namespace: str, project: str,
+               kinds: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The objects of these (apiVersion, kind) in `namespace` (cluster-wide for cluster-scoped
+    kinds) that carry devloop's mark for `project`: what an earlier run applied. A kind the
+    server does not serve is skipped."""
+    found: list[dict[str, Any]] = []
+    for api_version, kind in kinds:
+        path = object_path(api_client, api_version, kind, namespace)
+        try:
+            data = _call(api_client, "GET", path, f"list {kind}",
+                         query=[("labelSelector", f"{MANAGED_LABEL}={MANAGED_VALUE}")])
+        except ApiException as exc:
+            if exc.status in (404, 405):
+                continue
+            raise ApplyError(one_line(f"cannot list {kind} in {namespace}: {api_message(exc)}")
+                             ) from exc
+        for item in data.get("items") or []:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+            if is_devloop_owned(item, project):
+                found.append(item)
+    return found

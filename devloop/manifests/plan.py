@@ -141,9 +141,11 @@ def _order(obj: Mapping[str, Any]) -> int:
 
 
 def plan(rendered: Iterable[dict[str, Any]], last: Mapping[str, str] | None,
-         prune: bool = False) -> Plan:
+         prune: bool = False, earlier: Iterable[str] = ()) -> Plan:
     """Compare `rendered` (namespaces filled in, images injected, marked) with `last`, the
-    {key: content hash} devloop applied (None: nothing known, apply everything)."""
+    {key: content hash} devloop applied (None: nothing known, apply everything). `earlier`:
+    keys of objects an earlier run applied (found by devloop's mark), orphaned when no longer
+    rendered even though their content is not known."""
     objects = with_config_hashes(rendered)
     result = Plan()
     changed_configs: set[tuple[str, str | None, str]] = set()
@@ -168,8 +170,8 @@ def plan(rendered: Iterable[dict[str, Any]], last: Mapping[str, str] | None,
                      if (kind, ns, name) in changed_configs)
         if hit:
             result.rolls[key_of(obj)] = hit
-    if last is not None:
-        result.orphaned = sorted(k for k in last if k not in result.hashes)
-        if prune:
-            result.prune = [k for k in result.orphaned if k.split("/")[1] not in NEVER_PRUNED]
+    known = {*(last or {}), *earlier}
+    result.orphaned = sorted(k for k in known if k not in result.hashes)
+    if prune:
+        result.prune = [k for k in result.orphaned if k.split("/")[1] not in NEVER_PRUNED]
     return result

@@ -17,7 +17,7 @@ from typing import Any
 from devloop.cluster import Cluster
 from devloop.config import Config
 from devloop.inject import inject, same_repository, users
-from devloop.kinds import kind_of
+from devloop.kinds import KINDS, kind_of
 from devloop.manifests import apply as api
 from devloop.manifests.plan import Plan, display, key_of, plan
 from devloop.manifests.render import Rendered, render
@@ -125,8 +125,28 @@ class ManifestSession:
             objects, sources = self.render()
             all_images = {**self.live_images(objects, images), **images}
             objects = [inject(o, all_images, self.config_image_paths()) for o in objects]
-            todo = plan(objects, self.last, prune=self.config.prune)
+            earlier = self.earlier(objects) if self.last is None else []
+            todo = plan(objects, self.last, prune=self.config.prune, earlier=earlier)
             return self._run(todo, objects, sources)
+
+    def earlier(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Keys of objects carrying devloop's mark for this project in the cluster (an
+        earlier run applied them), so what was dropped while devloop was stopped is orphaned
+        too. Only kinds the project renders, plus the common ones, are listed."""
+        kinds = {(k.api_version, k.kind) for k in KINDS
+                 if k.kind not in ("Pod", "ReplicaSet", "Endpoints", "PersistentVolume")}
+        kinds |= {(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects}
+        found = api.list_owned(self.cluster.api_client, self.cluster.namespace,
+                               project_name(self.config), sorted(kinds))
+        for obj in found:
+            self.versions.setdefault(key_of(obj), str(obj.get("apiVersion")))
+        return [key_of(o) for o in found]
+
+    def orphans(self) -> list[str]:
+        """`Kind/name` of what devloop applied and the manifests no longer render (status)."""
+        objects, _ = self.render()
+        rendered = {key_of(o) for o in objects}
+        return sorted(display(k) for k in self.earlier(objects) if k not in rendered)
 
     def _run(self, todo: Plan, objects: list[dict[str, Any]], sources: dict[str, str]
              ) -> Outcome:
@@ -224,3 +244,19 @@ def _container_image(obj: Mapping[str, Any], container: str, init: bool) -> str 
             if c.get("name") == container:
                 return c.get("image")
     return None
+
+
+def find_orphans(config: Config, context: str | None, env: Mapping[str, str]) -> list[str]:
+    """For `devloop status`: what devloop applied that the manifests no longer render ([]
+    without a deploy format, or when the cluster or the manifests cannot say)."""
+    from devloop.cluster import ClusterUnreachable, connect
+    from devloop.manifests.render import RenderError
+
+    if not config.deploy_format:
+        return []
+    try:
+        cluster = connect(context or config.context, config.namespace,
+                          str(config.kubeconfig) if config.kubeconfig else None)
+        return ManifestSession(config, cluster, env).orphans()
+    except (ValueError, ClusterUnreachable, RenderError, api.ApplyError):
+        return []

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from kubernetes import client as k8s
 
-from tests.conftest import busybox_context
+from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
 from tests.watchproc import Watch
 
@@ -164,6 +166,12 @@ def test_manifest_edits_apply_only_what_changed_orphans_prune_and_conflicts(
         assert sorted(orphaned["objects"]) == ["Deployment/other", "PersistentVolumeClaim/data"]
         assert orphaned["prune"] is False
         assert apps.read_namespaced_deployment("other", ns).metadata.uid == other.metadata.uid
+        status = subprocess.run(  # a separate process finds them by devloop's mark
+            [sys.executable, "-m", "devloop.cli", "status", "-o", "json"], cwd=root,
+            env=devloop_env(KUBECONFIG=str(standin.kubeconfig), HOME=str(tmp_path)),
+            capture_output=True, text=True, timeout=120)
+        report = json.loads(status.stdout.strip().splitlines()[-1])
+        assert report["orphaned"] == ["Deployment/other", "PersistentVolumeClaim/data"]
         mark = watch.mark()
         with (root / "devloop.yaml").open("a") as handle:
             handle.write("prune: true\n")
@@ -187,11 +195,6 @@ def test_manifest_edits_apply_only_what_changed_orphans_prune_and_conflicts(
 
 
 def test_devloop_sync_applies_a_plain_yaml_project_and_exits_0(standin, image_prefix, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.conftest import devloop_env
-
     ns = standin.create_namespace()
     image = f"{image_prefix}-web"
     root = _project(tmp_path / "repo", image, ns)

@@ -118,3 +118,11 @@ def test_a_cronjob_template_gets_the_config_hash_too():
     p = plan([_cm("web-config", {"A": "2"}), cron], first.hashes)
     assert _names(p.apply) == ["ConfigMap/web-config", "CronJob/nightly"]
     assert key_of(cron) in p.rolls
+
+
+def test_objects_an_earlier_run_applied_are_orphaned_when_no_longer_rendered():
+    p = plan(_objects(), None, earlier=["apps/Deployment/app/web", "apps/Deployment/app/gone",
+                                        "/PersistentVolumeClaim/app/old"], prune=True)
+    assert p.orphaned == ["/PersistentVolumeClaim/app/old", "apps/Deployment/app/gone"]
+    assert p.prune == ["apps/Deployment/app/gone"]
+    assert len(p.apply) == 5  # nothing known about their content: everything is applied
