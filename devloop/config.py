@@ -361,6 +361,9 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
     path = path.resolve()
     checker = _Checker(path, dict(os.environ) if env is None else env)
     try:
+        if path.exists() and not path.is_file():  # a FIFO or a device would never end
+            raise ConfigError([Problem(checker.display, 0, "", "is not a regular file (pass "
+                                       "the devloop.yaml file with --config PATH)")])
         text = decode_text(path.read_bytes())
     except NotText as exc:
         raise ConfigError([Problem(checker.display, exc.line, "", exc.message)]) from None

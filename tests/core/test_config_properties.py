@@ -153,3 +153,14 @@ def test_a_dockerignore_that_is_not_utf8_is_one_line_naming_it(tmp_path, monkeyp
     assert load_config(path).services["svc"].image == "demo"
     from devloop.ignore import read_dockerignore
     assert read_dockerignore(tmp_path / "svc") == ["caf\u00e9/"]
+
+
+def test_a_fifo_or_a_directory_given_as_config_is_one_line_not_a_hang(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "fifo.yaml")  # reading it would block until a writer came
+    assert _refusal(tmp_path / "fifo.yaml") == (
+        "fifo.yaml: is not a regular file (pass the devloop.yaml file with --config PATH)")
+    (tmp_path / "dir.yaml").mkdir()
+    assert _refusal(tmp_path / "dir.yaml").startswith("dir.yaml: is not a regular file")
