@@ -401,7 +401,7 @@ class Api:
             raise errors.conflict(res.plural, res.group, name)
         if dry_run:
             return current
-        if options.get("propagationPolicy") == "Orphan":
+        if _orphans(res, options):
             self._orphan_dependents(current)
         grace = options.get("gracePeriodSeconds")
         deferred = (
@@ -544,3 +544,12 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def _orphans(res: Resource, options: Obj) -> bool:
+    """Whether a delete leaves the dependents behind. batch/v1 Jobs do by default (kept for
+    compatibility by the real server; kubectl asks for Background explicitly)."""
+    policy = options.get("propagationPolicy")
+    if policy is None and options.get("orphanDependents") is not None:
+        return bool(options["orphanDependents"])
+    return policy == "Orphan" or (policy is None and res.kind == "Job")

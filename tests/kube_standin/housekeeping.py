@@ -50,8 +50,10 @@ class Housekeeping:
             if refs and all(ref.get("uid") not in alive for ref in refs):
                 res = self._api.table.by_plural(plural)
                 try:
+                    # As the garbage collector does: the dependent's own dependents go too
+                    # (a Job's pods, which a plain Job delete would orphan).
                     self._api.delete(res, obj["metadata"].get("namespace", ""),
-                                     obj["metadata"]["name"])
+                                     obj["metadata"]["name"], {"propagationPolicy": "Background"})
                 except errors.ApiError as exc:
                     if exc.code != 404:
                         log.warning("gc of %s %s: %s", plural, obj["metadata"]["name"],

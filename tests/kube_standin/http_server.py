@@ -71,6 +71,19 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
     return (query.get(name) or ["false"])[0].lower() in ("true", "1")
 
 
+def _delete_options(body: Any, query: dict[str, list[str]]) -> dict[str, Any] | None:
+    """DeleteOptions from the body and the query string (the Python client sends
+    propagationPolicy and gracePeriodSeconds as query parameters); the body wins."""
+    options = dict(body) if isinstance(body, dict) else {}
+    if "propagationPolicy" in query:
+        options.setdefault("propagationPolicy", query["propagationPolicy"][0])
+    if "orphanDependents" in query:
+        options.setdefault("orphanDependents", _flag(query, "orphanDependents"))
+    if "gracePeriodSeconds" in query:
+        options.setdefault("gracePeriodSeconds", _int(query, "gracePeriodSeconds"))
+    return options or body
+
+
 def _int(query: dict[str, list[str]], name: str) -> int | None:
     value = (query.get(name) or [None])[0]
     if value in (None, ""):
@@ -218,7 +231,8 @@ class Router:
                                                           manager))
             if verb == "DELETE":
                 return req.send_json(
-                    200, self.api.delete_collection(res, namespace, q, req.body_or_none()))
+                    200, self.api.delete_collection(res, namespace, q,
+                                                    _delete_options(req.body_or_none(), query)))
             raise errors.method_not_allowed(verb, res.plural)
         if sub in ("exec", "portforward"):
             if self.remote is None:
@@ -250,7 +264,8 @@ class Router:
                 res, ns, name, ctype, req.body(), sub, dry_run,
                 named if APPLY in ctype else manager, _flag(query, "force")))
         if verb == "DELETE":
-            return req.send_json(200, self.api.delete(res, ns, name, req.body_or_none(),
+            return req.send_json(200, self.api.delete(res, ns, name,
+                                                      _delete_options(req.body_or_none(), query),
                                                       dry_run))
         raise errors.method_not_allowed(verb, res.plural)
 

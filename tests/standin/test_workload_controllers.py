@@ -149,6 +149,18 @@ def test_job_runs_to_completion_or_fails_past_its_backoff_limit(standin, busybox
     assert caught.value.status == 422 and "spec.template" in caught.value.body \
         and "field is immutable" in caught.value.body
 
+    # batch/v1's default deletion orphans the pods (what a client that replaces a Job without
+    # propagationPolicy gets on a real cluster); Background takes them along.
+    core = client.CoreV1Api(standin.api_client())
+    batch.delete_namespaced_job("bad", ns)
+    wait_for(lambda: not batch.list_namespaced_job(ns, field_selector="metadata.name=bad").items,
+             30, what="job/bad deleted")
+    left = core.list_namespaced_pod(ns, label_selector="job-name=bad").items
+    assert len(left) == 2 and all(not p.metadata.owner_references for p in left)
+    batch.delete_namespaced_job("ok", ns, propagation_policy="Background")
+    wait_for(lambda: not core.list_namespaced_pod(ns, label_selector="job-name=ok").items, 60,
+             what="job/ok's pods collected")
+
 
 def test_cronjob_creates_jobs_on_schedule_and_not_while_suspended(standin, busybox_image):
     ns = standin.create_namespace()
