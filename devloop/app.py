@@ -32,6 +32,7 @@ _OUTCOME_EXIT = [  # worst first
     (pl.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
     (pl.BUILD_FAILED, exitcodes.BUILD_FAILED),
     (pl.DOCKER_UNREACHABLE, exitcodes.BUILD_FAILED),
+    (pl.DISK_FULL, exitcodes.BUILD_FAILED),
     (pl.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
     (pl.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
 ]

@@ -13,6 +13,7 @@ build failure: the inputs are fine and the build is retried once the engine answ
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -41,6 +42,21 @@ LABEL_DIGEST = "devloop.digest"
 LABEL_CHECKOUT = "devloop.checkout"  # which clone built it: see checkout_id
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _OUTSIDE_DOCKERFILE = ".devloop.Dockerfile"
+SPOOL_BYTES = 64 << 20  # a build context up to this size stays in memory; a larger one spills
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _scratch_file() -> Iterator[IO[bytes]]:
+    """Where the build context is written: memory up to SPOOL_BYTES, then TMPDIR. Closing
+    never raises: on a full disk the writes already failed (DiskFull, said once), and dropping
+    the unwritten buffer must not fail a second time."""
+    scratch = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - see above
+    try:
+        yield scratch  # type: ignore[misc]
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.close()
 
 
 class BuildFailed(Exception):
@@ -68,6 +84,17 @@ class InputsChanged(Exception):
         self.paths = paths
         shown = ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
         super().__init__(f"{service}: {shown} changed while the build context was sent")
+
+
+class DiskFull(Exception):
+    """The build context could not be written to TMPDIR (no space, quota): not the inputs'
+    fault, so it is retried rather than reported as a failed build; one line saying where."""
+
+    def __init__(self, service: str, where: str, detail: str) -> None:
+        super().__init__(one_line(
+            f"{service}: cannot write the build context to {where}: {detail} (contexts over"
+            f" {SPOOL_BYTES >> 20} MB are written there); free space there or point TMPDIR at"
+            " a larger disk"))
 
 
 class EngineUnreachable(Exception):
@@ -186,9 +213,15 @@ class Builder:
         step_no: int | None = None
         step_text: str | None = None
         image_id: str | None = None
-        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as context:
-            dockerfile_name = _write_context(context, digest)
-            context.seek(0)
+        with _scratch_file() as context:
+            try:
+                dockerfile_name = _write_context(context, digest)
+                context.seek(0)
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                raise DiskFull(svc.name, tempfile.gettempdir(), exc.strerror or str(exc)
+                               ) from None
             try:
                 stream = self.client.api.build(
                     fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile_name,
@@ -334,7 +367,9 @@ def _add_checked(tar: tarfile.TarFile, path: Path, rel: str, sha: str, mode: int
             reader = _HashingReader(f)
             tar.addfile(info, reader)  # reads exactly info.size bytes; fewer raise OSError
             grew = f.read(1) != b""
-    except OSError:  # shrank or vanished while being read
+    except OSError as exc:  # shrank or vanished while being read
+        if exc.errno in _DISK_FULL:  # the write side failed: not the file's doing
+            raise
         return False
     return not grew and reader.sha.hexdigest() == sha
 

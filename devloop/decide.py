@@ -17,6 +17,7 @@ from devloop.pipeline import (
     BUILD_FAILED,
     CANCELLED,
     CLUSTER_UNREACHABLE,
+    DISK_FULL,
     DOCKER_UNREACHABLE,
     OK,
     ROLLOUT_FAILED,
@@ -27,7 +28,7 @@ from devloop.pipeline import (
 )
 
 # Outcomes that are not the inputs' fault: retried with back-off in `watch`.
-RETRIED = frozenset({CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE})
+RETRIED = frozenset({CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE, DISK_FULL})
 MAX_RETRY_DELAY_S = 30.0
 
 

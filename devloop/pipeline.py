@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
-from devloop.build import Builder, BuildFailed, EngineUnreachable, InputsChanged
+from devloop.build import Builder, BuildFailed, DiskFull, EngineUnreachable, InputsChanged
 from devloop.buildslots import BuildSlots, default_limit, limit_for
 from devloop.config import Config, ServiceConfig
 from devloop.containerupdate import SourcesChanged
@@ -34,6 +34,7 @@ ROLLOUT_FAILED = "rollout_failed"
 CLUSTER_UNREACHABLE = "cluster_unreachable"
 DOCKER_UNREACHABLE = "docker_unreachable"
 CANCELLED = "cancelled"
+DISK_FULL = "disk_full"  # the build context could not be written (TMPDIR full): retried
 SYNCED = "synced"  # changed files were copied into the running containers (live update)
 
 _MAX_PATHS_SHOWN = 5
@@ -267,6 +268,9 @@ class Pipeline:
         except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
             return finish(DOCKER_UNREACHABLE, str(exc))
+        except DiskFull as exc:
+            self.bus.publish(ev.ERROR, svc.name, message=str(exc))
+            return finish(DISK_FULL, str(exc))
         if built is None:
             return finish(CANCELLED, "stopped while queued for a build slot")
         value, tag = built

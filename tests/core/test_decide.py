@@ -14,6 +14,7 @@ from devloop.digest import ServiceDigest
 from devloop.pipeline import (
     BUILD_FAILED,
     CLUSTER_UNREACHABLE,
+    DISK_FULL,
     DOCKER_UNREACHABLE,
     OK,
     ROLLOUT_FAILED,
@@ -93,7 +94,7 @@ def test_a_crashing_rollout_is_what_the_deployment_runs(tmp_path):
     assert s.known == "crash" and s.failed == "crash" and s.live is None
 
 
-@pytest.mark.parametrize("outcome", [CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE])
+@pytest.mark.parametrize("outcome", [CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE, DISK_FULL])
 def test_unreachable_cluster_or_engine_is_retried_with_back_off(tmp_path, outcome):
     s = state(tmp_path)
     starts = []
