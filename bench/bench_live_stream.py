@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
 import docker
@@ -28,10 +27,14 @@ import docker
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.bench_transfer import busybox_image, start_pod  # noqa: E402
-from devloop.cluster import connect, new_api_client  # noqa: E402
-from devloop.containerupdate import ContainerUpdater, DockerUpdater, ExecUpdater  # noqa: E402
-from tests.kube_standin import StandIn  # noqa: E402
+from bench.bench_transfer import busybox_image, pod_on_standin  # noqa: E402
+from devloop.cluster import new_api_client  # noqa: E402
+from devloop.containerupdate import (  # noqa: E402
+    ContainerUpdater,
+    DockerUpdater,
+    ExecUpdater,
+    Target,
+)
 
 
 def main() -> None:
@@ -42,37 +45,34 @@ def main() -> None:
     client = docker.from_env()
     root = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     built = busybox_image(client, root)
-    standin = StandIn(root / "standin", volume_prefix=f"bench-{uuid.uuid4().hex[:6]}-pvc")
-    standin.start()
     try:
-        namespace = f"bench-{uuid.uuid4().hex[:6]}"
-        cluster = connect(StandIn.context, namespace, str(standin.kubeconfig))
-        cluster.core.create_namespace({"metadata": {"name": namespace}})
-        target = start_pod(cluster, built)
-        big = root / "blob.bin"
-        big.write_bytes(os.urandom(args.mb * 1024 * 1024))
-        copies = [(big, "/tmp/app/blob.bin")]
-        updaters: list[ContainerUpdater] = [ExecUpdater(lambda: new_api_client(cluster)),
-                                            DockerUpdater(client)]
-        print(f"one {args.mb} MB file into a running pod on the stand-in, {args.rounds} rounds")
-        print(f"{'updater':<10}{'median':>12}{'peak Python memory during a copy':>36}")
-        for u in updaters:
-            u.update(target, copies, [], [])  # warm-up: first exec, prepare
-            took = []
-            for _ in range(args.rounds):
-                began = time.perf_counter()
-                u.update(target, copies, [], [])
-                took.append(time.perf_counter() - began)
-            tracemalloc.start()
-            u.update(target, copies, [], [])
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            print(f"{u.name:<10}{statistics.median(took) * 1000:>9.0f} ms"
-                  f"{peak / 1048576:>33.1f} MB")
+        with pod_on_standin(root, built) as (cluster, target):
+            big = root / "blob.bin"
+            big.write_bytes(os.urandom(args.mb * 1024 * 1024))
+            measure(args, [(big, "/tmp/app/blob.bin")], target,
+                    [ExecUpdater(lambda: new_api_client(cluster)), DockerUpdater(client)])
     finally:
-        standin.stop(remove_volumes=True)
         client.images.remove(built, force=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, copies: list[tuple[Path, str]], target: Target,
+            updaters: list[ContainerUpdater]) -> None:
+    print(f"one {args.mb} MB file into a running pod on the stand-in, {args.rounds} rounds")
+    print(f"{'updater':<10}{'median':>12}{'peak Python memory during a copy':>36}")
+    for u in updaters:
+        u.update(target, copies, [], [])  # warm-up: first exec, prepare
+        took = []
+        for _ in range(args.rounds):
+            began = time.perf_counter()
+            u.update(target, copies, [], [])
+            took.append(time.perf_counter() - began)
+        tracemalloc.start()
+        u.update(target, copies, [], [])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"{u.name:<10}{statistics.median(took) * 1000:>9.0f} ms"
+              f"{peak / 1048576:>33.1f} MB")
 
 
 if __name__ == "__main__":

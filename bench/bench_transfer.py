@@ -13,6 +13,7 @@ The default image is a FROM-scratch busybox (built here); --image runs e.g. a De
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -82,6 +84,21 @@ def start_pod(cluster: Cluster, image: str) -> Target:
     raise SystemExit("bench pod did not start")
 
 
+@contextlib.contextmanager
+def pod_on_standin(root: Path, image: str) -> Iterator[tuple[Cluster, Target]]:
+    """A fresh stand-in under `root` (pods are containers of the local Docker Engine) with one
+    running pod of `image`; stopped afterwards."""
+    standin = StandIn(root / "standin", volume_prefix=f"bench-{uuid.uuid4().hex[:6]}-pvc")
+    standin.start()
+    try:
+        namespace = f"bench-{uuid.uuid4().hex[:6]}"
+        cluster = connect(StandIn.context, namespace, str(standin.kubeconfig))
+        cluster.core.create_namespace({"metadata": {"name": namespace}})
+        yield cluster, start_pod(cluster, image)
+    finally:
+        standin.stop(remove_volumes=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
@@ -90,41 +107,40 @@ def main() -> None:
     client = docker.from_env()
     root = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
     built = None if args.image else busybox_image(client, root)
-    standin = StandIn(root / "standin", volume_prefix=f"bench-{uuid.uuid4().hex[:6]}-pvc")
-    standin.start()
     try:
-        namespace = f"bench-{uuid.uuid4().hex[:6]}"
-        cluster = connect(StandIn.context, namespace, str(standin.kubeconfig))
-        cluster.core.create_namespace({"metadata": {"name": namespace}})
-        target = start_pod(cluster, args.image or built)
-        updaters: list[ContainerUpdater] = [ExecUpdater(lambda: new_api_client(cluster)),
-                                            DockerUpdater(client)]
-        print(f"transfer into a running pod on the stand-in, {args.rounds} rounds, image "
-              f"{args.image or 'busybox'}")
-        print(f"{'case':<16}{'exec median':>13}{'p90':>8}{'docker median':>15}{'p90':>8}"
-              f"{'exec/docker':>13}")
-        for name, (copies, deletes) in cases(root).items():
-            took: dict[str, list[float]] = {u.name: [] for u in updaters}
-            for u in updaters:  # warm-up: first exec, first connection
-                u.update(target, copies, deletes, [])
-            for i in range(args.rounds):
-                order = updaters if i % 2 == 0 else updaters[::-1]
-                for u in order:
-                    began = time.perf_counter()
-                    u.update(target, copies, deletes, [])
-                    took[u.name].append((time.perf_counter() - began) * 1000)
-            ex, dk = (statistics.median(took[n]) for n in ("exec", "docker"))
-            p90 = {n: sorted(v)[int(len(v) * 0.9) - 1] for n, v in took.items()}
-            print(f"{name:<16}{ex:>10.1f} ms{p90['exec']:>8.1f}{dk:>12.1f} ms"
-                  f"{p90['docker']:>8.1f}{ex / dk:>12.2f}x")
-        print("exec: one exec through the API (rm + head|tar + run) per update; docker: one"
-              " put_archive once the container was prepared (its first sync, deletes and new"
-              " directories add an exec; `run` steps add an exec)")
+        with pod_on_standin(root, args.image or built) as (cluster, target):
+            run_cases(args, client, root, cluster, target)
     finally:
-        standin.stop(remove_volumes=True)
         if built:
             client.images.remove(built, force=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def run_cases(args: argparse.Namespace, client: docker.DockerClient, root: Path,
+              cluster: Cluster, target: Target) -> None:
+    updaters: list[ContainerUpdater] = [ExecUpdater(lambda: new_api_client(cluster)),
+                                        DockerUpdater(client)]
+    print(f"transfer into a running pod on the stand-in, {args.rounds} rounds, image "
+          f"{args.image or 'busybox'}")
+    print(f"{'case':<16}{'exec median':>13}{'p90':>8}{'docker median':>15}{'p90':>8}"
+          f"{'exec/docker':>13}")
+    for name, (copies, deletes) in cases(root).items():
+        took: dict[str, list[float]] = {u.name: [] for u in updaters}
+        for u in updaters:  # warm-up: first exec, first connection
+            u.update(target, copies, deletes, [])
+        for i in range(args.rounds):
+            order = updaters if i % 2 == 0 else updaters[::-1]
+            for u in order:
+                began = time.perf_counter()
+                u.update(target, copies, deletes, [])
+                took[u.name].append((time.perf_counter() - began) * 1000)
+        ex, dk = (statistics.median(took[n]) for n in ("exec", "docker"))
+        p90 = {n: sorted(v)[int(len(v) * 0.9) - 1] for n, v in took.items()}
+        print(f"{name:<16}{ex:>10.1f} ms{p90['exec']:>8.1f}{dk:>12.1f} ms"
+              f"{p90['docker']:>8.1f}{ex / dk:>12.2f}x")
+    print("exec: one exec through the API (rm + head|tar + run) per update; docker: one"
+          " put_archive once the container was prepared (its first sync, deletes and new"
+          " directories add an exec; `run` steps add an exec)")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 
 from tests.conftest import busybox_context
 from tests.faults.conftest import NS, Box
+from tests.k8s.support import deployment
 from tests.kube_standin.fixtures import StandInHandle, wait_for
 from tests.watchproc import Watch
 
@@ -64,13 +65,8 @@ def live_box(standin: StandInHandle, tmp_path: Path, image_prefix: str) -> LiveB
         f"services:\n  box:\n    context: services/box\n    image: {image_prefix}-box\n"
         "    live_update:\n      run: [{cmd: sleep 4}]\n")
     standin.create_namespace(NS)
-    standin.apps().create_namespaced_deployment(NS, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "box"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "box"}},
-                 "strategy": {"type": "Recreate"},
-                 "template": {"metadata": {"labels": {"app": "box"}}, "spec": {
-                     "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "box", "image": "box:none"}]}}}})
+    standin.apps().create_namespaced_deployment(
+        NS, deployment("box", "box:none", strategy="Recreate"))
     return LiveBox(root, standin, 0)
 
 

@@ -32,6 +32,7 @@ from devloop.redact import Redactor
 from devloop.snapshots import SnapshotStore
 from devloop.status import collect_status
 from tests.conftest import busybox_context
+from tests.k8s.support import deployment
 from tests.kube_standin.fixtures import StandInHandle, namespace_cluster, wait_for
 from tests.kube_standin.kubeconfig import CONTEXT
 
@@ -110,13 +111,8 @@ def project(standin: StandInHandle, cluster: Cluster, tmp_path: Path,
         f"kubeconfig: {standin.kubeconfig}\nrollout_timeout_s: 60\n"
         f"services:\n  box:\n    context: services/box\n    image: {image_prefix}-box\n"
         "    live_update:\n      run: [{cmd: grep -q v1 /app/message.txt}]\n")
-    cluster.apps.create_namespaced_deployment(cluster.namespace, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "box"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "box"}},
-                 "strategy": {"type": "Recreate"},
-                 "template": {"metadata": {"labels": {"app": "box"}}, "spec": {
-                     "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "box", "image": "box:none"}]}}}})
+    cluster.apps.create_namespaced_deployment(
+        cluster.namespace, deployment("box", "box:none", strategy="Recreate"))
     config = load_config(root / "devloop.yaml")
     bus = ev.EventBus()
     events = ev.Recorder(limit=10_000)
