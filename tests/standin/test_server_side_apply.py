@@ -163,3 +163,23 @@ def test_kubectl_apply_server_side_conflicts_and_force(api, tmp_path):
                            "--show-managed-fields"))
     assert shown["spec"]["replicas"] == 1
     assert ("kubectl", "Apply") in entries(shown)
+
+
+def test_the_clients_own_request_path_with_a_dict_body(api):
+    """How devloop sends applies: ApiClient.call_api, the apply content type, a dict body (the
+    client serialises it as JSON)."""
+    ns = api.create_namespace()
+    api_client = api.api_client()
+
+    def apply(data: dict[str, str]) -> dict:
+        response = api_client.call_api(
+            f"/api/v1/namespaces/{ns}/configmaps/settings", "PATCH",
+            query_params=[("fieldManager", "devloop")],
+            header_params={"Content-Type": APPLY, "Accept": "application/json"},
+            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+                  "data": data},
+            auth_settings=["BearerToken"], _preload_content=False)
+        return json.loads(response[0].data)
+
+    assert apply({"a": "1", "b": "2"})["data"] == {"a": "1", "b": "2"}
+    assert apply({"a": "1"})["data"] == {"a": "1"}
