@@ -40,6 +40,7 @@ from devloop import events as ev
 from devloop import retry
 from devloop.cluster import Cluster, new_api_client
 from devloop.config import Config, PortForward, ServiceConfig
+from devloop.containerupdate import exec_transient
 from devloop.errors_k8s import connection_detail, is_connection_error, one_line
 from devloop.podwatch import Pod, PodWatch
 from devloop.workloads import await_workload, read_workload
@@ -400,7 +401,8 @@ class ServiceForwards:
             forward = retry.call(lambda: portforward(
                 k8s.CoreV1Api(api).connect_get_namespaced_pod_portforward,
                 pod, self.cluster.namespace, ports=str(remote_port)),
-                what=f"port-forward to pod {pod}", policy=FORWARD_RETRY)
+                what=f"port-forward to pod {pod}", policy=FORWARD_RETRY,
+                transient=exec_transient)  # the same websocket handshake as exec
         except Exception as exc:
             local.close()
             if not (isinstance(exc, ApiException) or is_connection_error(exc)):
