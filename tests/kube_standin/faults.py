@@ -80,7 +80,10 @@ class Faults:
             raise ValueError(f"a fault's status must be 4xx or 5xx, not {status}")
         if count < 1:
             raise ValueError(f"a fault's count must be at least 1, not {count}")
-        re.compile(path)  # a bad pattern fails here, not on the next request
+        try:
+            re.compile(path)  # a bad pattern fails here, not on the next request
+        except re.error as exc:
+            raise ValueError(f"a fault's path must be a regular expression: {exc}") from exc
         rule = Rule(verb.upper(), path, status, count, retry_after)
         with self._lock:
             self._rules.append(rule)
@@ -170,7 +173,7 @@ class Faults:
                               int(body.get("status", 503)), int(body.get("count", 1)),
                               None if body.get("retry_after") is None
                               else float(body["retry_after"]))
-            except (KeyError, ValueError, TypeError, re.error) as exc:
+            except (KeyError, ValueError, TypeError) as exc:
                 raise errors.bad_request(f"bad fault: {exc}") from exc
         elif req.command == "DELETE":
             self.clear()
