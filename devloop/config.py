@@ -27,6 +27,7 @@ from devloop.workloads import WorkloadError, WorkloadRef
 
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
+WATCH_BACKENDS = ("auto", "inotify", "native", "polling")
 _IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -163,6 +164,7 @@ class Config:
     quiet_period_cap_ms: int = 2000
     keep_images: int = 3
     max_parallel: int = 0  # concurrent image builds; 0: chosen from the CPU count
+    watch_backend: str = "auto"  # auto | inotify | native | polling (devloop.watch)
     rollout_timeout_s: float = 120.0
     delivery: str = "auto"
     default_repo: str | None = None
@@ -189,7 +191,7 @@ class Config:
 _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
     "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
-    "services", "kustomize", "manifests", "allow_contexts", "prune",
+    "services", "watch_backend", "kustomize", "manifests", "allow_contexts", "prune",
     "resources", "image_paths",
 }
 DEPLOY_FORMATS = ("chart", "kustomize", "manifests")
@@ -438,6 +440,13 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
         if mode is not None and mode not in DELIVERY_MODES:
             c.problem(top["delivery"], "delivery",
                       f"'{mode}' is not one of {', '.join(DELIVERY_MODES)}")
+    if "watch_backend" in top:
+        backend = c.string(top["watch_backend"], "watch_backend")
+        if backend is not None and backend not in WATCH_BACKENDS:
+            c.problem(top["watch_backend"], "watch_backend",
+                      f"'{backend}' is not one of {', '.join(WATCH_BACKENDS)}")
+        elif backend:
+            opts["watch_backend"] = backend
         elif mode:
             opts["delivery"] = mode
     if "default_repo" in top:

@@ -10,6 +10,7 @@ import copy
 import datetime as dt
 import ipaddress
 import secrets
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -205,6 +206,8 @@ class Api:
                         )])
                     used.add(port["nodePort"])
             obj["status"] = {"loadBalancer": {}}
+        elif res.kind == "Job":
+            _select_own_pods(obj)
         elif res.kind == "PersistentVolumeClaim":
             finalizers = obj["metadata"].setdefault("finalizers", [])
             if PVC_PROTECTION not in finalizers:
@@ -553,3 +556,19 @@ def _orphans(res: Resource, options: Obj) -> bool:
     if policy is None and options.get("orphanDependents") is not None:
         return bool(options["orphanDependents"])
     return policy == "Orphan" or (policy is None and res.kind == "Job")
+
+
+def _select_own_pods(job: Obj) -> None:
+    """What the API server does to a new Job (unless `manualSelector`): a uid of its own, a
+    selector on it, and the labels that match it on the pod template."""
+    spec = job.setdefault("spec", {})
+    if spec.get("manualSelector"):
+        return
+    meta = job["metadata"]
+    meta["uid"] = str(uuid.uuid4())
+    labels = {"batch.kubernetes.io/controller-uid": meta["uid"],
+              "batch.kubernetes.io/job-name": meta["name"],
+              "controller-uid": meta["uid"], "job-name": meta["name"]}
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}}
+    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}

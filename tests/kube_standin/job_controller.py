@@ -73,13 +73,8 @@ class JobController:
             active = []
         else:
             wanted = min(spec.get("parallelism", 1), completions - succeeded)
-            uid, name = job["metadata"]["uid"], job["metadata"]["name"]
-            labels = {"batch.kubernetes.io/controller-uid": uid,
-                      "batch.kubernetes.io/job-name": name, "controller-uid": uid,
-                      "job-name": name}
-            for _ in range(wanted - len(active)):
-                self._api.create(self._pods, ns,
-                                 pod_from_template(job, spec.get("template"), labels=labels))
+            for _ in range(wanted - len(active)):  # the API put the job-name labels on the template
+                self._api.create(self._pods, ns, pod_from_template(job, spec.get("template")))
         status: Obj = {"startTime": old.get("startTime") or rfc3339()} \
             if not spec.get("suspend") or old.get("startTime") else {}
         status.update(active=len(active), ready=sum(1 for p in active if is_ready(p)),

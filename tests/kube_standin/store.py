@@ -97,7 +97,7 @@ class Store:
             if key in objs:
                 raise errors.already_exists(res.plural, res.group, meta["name"])
             self._rv += 1
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = meta.get("uid") or str(uuid.uuid4())  # the API may pick it (Jobs)
             meta["resourceVersion"] = str(self._rv)
             meta["creationTimestamp"] = rfc3339()
             if res.has_generation:

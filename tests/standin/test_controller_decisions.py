@@ -172,6 +172,13 @@ def test_job_keeps_parallelism_pods_until_completions_succeeded(api):
     control.reconcile()
     first = sorted(pods(api))
     assert len(first) == 2
+    made = api.store.get("jobs", "ns", "j")  # the API selects the Job's own pods by its uid
+    uid = made["metadata"]["uid"]
+    assert made["spec"]["selector"] == {
+        "matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert {pods(api)[first[0]]["metadata"]["labels"][k] for k in
+            ("batch.kubernetes.io/controller-uid", "controller-uid")} == {uid}
+    assert pods(api)[first[0]]["metadata"]["labels"]["job-name"] == "j"
     kubelet(api, first[0], "Succeeded", ready=False)
     control.reconcile()
     assert len(pods(api)) == 3
