@@ -154,21 +154,25 @@ class LiveSyncer:
 
         A container still holding files synced earlier (same container ID as recorded) is
         known only when those files are today's sources; otherwise its content is unknown and
-        only a full reload makes it true again."""
+        only a full reload makes it true again. A sync that was interrupted (an intent never
+        confirmed) makes the whole state unknown (None): every container is planned again from
+        its note, so the next sync copies the unknown files again, or the pods are replaced."""
         synced: set[str] = set()
+        interrupted = False
         for t in self.targets(svc):
             ann = t.annotation
             if not ann:
                 continue  # no sync, or the container restarted: it runs the image as built
             if t.unconfirmed:
-                continue  # interrupted: the next sync copies its files again (or replaced)
+                interrupted = True
+                continue
             if ann.get("image") != image[:12]:
                 continue
             if ann.get("digest") != value[:12]:
                 raise NeedRebuild(f"pod {t.target.pod} runs files synced by an earlier devloop"
                                   " run that differ from the sources now")
             synced.add(t.target.container_id)
-        if not synced:
+        if not synced or interrupted:
             return None
         snap = self.snapshots.load(image)
         current = digest.context_files()
