@@ -135,7 +135,8 @@ class Plan:
         return not (self.apply or self.create or self.prune)
 
 
-def _order(obj: Mapping[str, Any]) -> int:
+def order(obj: Mapping[str, Any]) -> int:
+    """Rank in apply order (Namespaces first, workloads last)."""
     kind = str(obj.get("kind"))
     return _ORDER.index(kind) if kind in _ORDER else _WORKLOAD_LAST
 
@@ -163,7 +164,7 @@ def plan(rendered: Iterable[dict[str, Any]], last: Mapping[str, str] | None,
         if obj.get("kind") in ("ConfigMap", "Secret") and last is not None and key in last:
             meta = obj.get("metadata") or {}
             changed_configs.add((str(obj["kind"]), meta.get("namespace"), str(meta.get("name"))))
-    result.apply.sort(key=_order)
+    result.apply.sort(key=order)
     for obj in result.apply:
         ns = (obj.get("metadata") or {}).get("namespace")
         hit = sorted(f"{kind}/{name}" for kind, name in consumed(obj)

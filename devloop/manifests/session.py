@@ -19,7 +19,7 @@ from devloop.config import Config
 from devloop.inject import inject, same_repository, users
 from devloop.kinds import KINDS, kind_of
 from devloop.manifests import apply as api
-from devloop.manifests.plan import Plan, display, key_of, plan
+from devloop.manifests.plan import CREATE_ONLY, Plan, display, key_of, order, plan
 from devloop.manifests.render import Rendered, render
 from devloop.ownership import is_devloop_owned, mark, unmark
 
@@ -154,17 +154,18 @@ class ManifestSession:
                                                             for k, v in todo.rolls.items()})
         applied = dict(self.last or {})
         client = self.cluster.api_client
-        for obj in todo.create:
+        # one sequence in dependency order: a claim is created after its Namespace exists
+        for obj in sorted([*todo.create, *todo.apply], key=order):
             key = key_of(obj)
-            try:
-                if api.create_if_missing(client, obj, sources.get(key, "")):
-                    out.created.append(display(key))
-            except api.ApplyError as exc:
-                out.error = out.error or str(exc)
+            if obj.get("kind") in CREATE_ONLY:
+                try:
+                    if api.create_if_missing(client, obj, sources.get(key, "")):
+                        out.created.append(display(key))
+                except api.ApplyError as exc:
+                    out.error = out.error or str(exc)
+                    continue
+                applied[key] = todo.hashes[key]
                 continue
-            applied[key] = todo.hashes[key]
-        for obj in todo.apply:
-            key = key_of(obj)
             try:
                 obj = self._unless_foreign(key, obj)
                 stored = api.apply(client, obj, sources.get(key, ""))
