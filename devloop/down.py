@@ -32,6 +32,8 @@ from devloop.config import Config, ServiceConfig
 from devloop.discovery import DiscoveryIncomplete, Kind, Unreachable, list_objects, namespaced_kinds
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.install import InstallError, chart_values, kind_name, render_chart
+from devloop.kinds import kind_of
+from devloop.manifests import apply as manifest_api
 from devloop.ownership import is_devloop_owned
 from devloop.patch import DIGEST_ANNOTATION
 
@@ -56,6 +58,8 @@ class Plan:
     delete: dict[str, str] = field(default_factory=dict)  # object -> why it is devloop's
     keep: dict[str, str] = field(default_factory=dict)  # object -> why it stays
     claims: list[str] = field(default_factory=list)  # PersistentVolumeClaim names kept
+    # the chart's other kinds (Ingress, Role, HPA, custom resources): "Kind/name" -> apiVersion
+    other_kinds: dict[str, str] = field(default_factory=dict)
 
 
 # --- which chart objects belong to a service ---------------------------------------------------
@@ -121,8 +125,10 @@ def chart_objects_of(objects: list[dict[str, Any]], deployment: str) -> set[str]
 # --- the plan ----------------------------------------------------------------------------------
 
 def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
-         chart_objects: list[dict[str, Any]] | None) -> Plan:
-    """Decide, from the chart and the cluster's objects, what to delete and what to keep."""
+         chart_objects: list[dict[str, Any]] | None, whole_chart: bool = False) -> Plan:
+    """Decide, from the chart and the cluster's objects, what to delete and what to keep.
+    With `whole_chart` (every service selected), the chart's objects that belong to no service
+    (an Ingress, a Role, an HPA, a custom resource) are candidates too."""
     selected = list(services)
     release = config.chart.release if config.chart else None
     candidates: set[str] = set()
@@ -163,7 +169,39 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
             result.delete[ident] = "patched by devloop"
         else:
             result.keep[ident] = "not created by devloop"
+    if whole_chart and chart_objects:
+        _plan_other_kinds(cluster, chart_objects, candidates, release, result)
     return result
+
+
+def _plan_other_kinds(cluster: Cluster, chart_objects: list[dict[str, Any]],
+                      candidates: set[str], release: str | None, result: Plan) -> None:
+    """The chart's namespaced objects of any other kind: deleted when they carry devloop's mark
+    for the release (the manifests apply every kind a chart renders)."""
+    for obj in chart_objects:
+        ident, kind = kind_name(obj), str(obj.get("kind"))
+        if ident in candidates or kind in ("Namespace", "PersistentVolumeClaim"):
+            continue
+        api_version = str(obj.get("apiVersion"))
+        entry = kind_of(obj)
+        if entry is not None and not entry.namespaced:
+            continue  # cluster-wide: not what a namespace's `down` removes
+        name = str((obj.get("metadata") or {}).get("name"))
+        try:
+            current = manifest_api.read(cluster.api_client, api_version, kind,
+                                        cluster.namespace, name)
+        except manifest_api.ApplyError as exc:
+            if "serves no" in str(exc):
+                continue  # the kind is not served: no such object can exist
+            raise DownFailed(str(exc), exitcodes.DEPLOY_FAILED) from exc
+        if current is None:
+            continue
+        if is_devloop_owned(current, release):
+            result.delete[ident] = ("installed by devloop" +
+                                    (f" from the chart (release {release})" if release else ""))
+            result.other_kinds[ident] = api_version
+        else:
+            result.keep[ident] = "not created by devloop"
 
 
 def kubectl_delete_claims(cluster: Cluster, config: Config, claims: list[str]) -> str:
@@ -190,7 +228,8 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
             chart_objects = render_chart(chart.path, chart.release, ns,
                                          [p for p in chart.values_files if p.is_file()], values,
                                          helm=helm)
-        todo = plan(cluster, config, services, chart_objects)
+        todo = plan(cluster, config, services, chart_objects,
+                    whole_chart={s.name for s in services} == set(config.services))
         deleted: list[str] = []
         gone: set[str] = set()
         unseen = None  # why what the namespace holds is unknown
@@ -199,8 +238,14 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
                 gone = dependents(_everything(cluster), set(todo.delete))
             except DiscoveryIncomplete as exc:
                 unseen = str(exc)
-        for ident in sorted(todo.delete, key=lambda i: DELETE_ORDER.index(i.split("/")[0])):
-            _delete(cluster, ident)
+        for ident in sorted(todo.delete, key=_delete_order):
+            if ident in todo.other_kinds:
+                if not _delete_other(cluster, ident, todo.other_kinds[ident],
+                                     config.chart.release if config.chart else None):
+                    todo.keep[ident] = "not created by devloop"  # its mark went meanwhile
+                    continue
+            else:
+                _delete(cluster, ident)
             deleted.append(ident)
             bus.publish(ev.DOWN_DELETED, None, object=ident, namespace=ns,
                         reason=todo.delete[ident])
@@ -352,6 +397,26 @@ def _list(cluster: Cluster, kind: str) -> list[dict[str, Any]]:
 def _read(cluster: Cluster, kind: str, name: str) -> dict[str, Any] | None:
     return _call(cluster, f"read {kind}/{name}", _method(cluster, "read", kind), name,
                  cluster.namespace)
+
+
+def _delete_order(ident: str) -> tuple[int, str]:
+    """The workload first; the chart's other kinds next; then Services, Secrets, ConfigMaps."""
+    kind = ident.split("/")[0]
+    return (DELETE_ORDER.index(kind) * 2 if kind in DELETE_ORDER else 1), ident
+
+
+def _delete_other(cluster: Cluster, ident: str, api_version: str, release: str | None) -> bool:
+    """Delete an object of any kind, checking devloop's mark again at the moment it goes;
+    False when it no longer carries it."""
+    kind, name = ident.split("/", 1)
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    try:
+        done = manifest_api.delete_owned(
+            cluster.api_client, f"{group}/{kind}/{cluster.namespace}/{name}", api_version,
+            owned=lambda o: is_devloop_owned(o, release))
+    except manifest_api.ApplyError as exc:
+        raise DownFailed(str(exc), exitcodes.DEPLOY_FAILED) from exc
+    return done != "kept"
 
 
 def _delete(cluster: Cluster, ident: str) -> None:

@@ -38,6 +38,13 @@ CHART = {
         "apiVersion: v1\nkind: PersistentVolumeClaim\n"
         "metadata: {name: data-claim}\nspec:\n  accessModes: [ReadWriteOnce]\n"
         "  resources: {requests: {storage: 1Mi}}\n{{- end }}\n"),
+    "templates/extra.yaml": (  # kinds that belong to no service: down removes them too
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: data}\nspec:\n"
+        "  rules: [{http: {paths: [{path: /, pathType: Prefix,"
+        " backend: {service: {name: data, port: {number: 80}}}}]}}]\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n"
+        "metadata: {name: data-reader}\n"
+        "rules: [{apiGroups: [''], resources: [configmaps], verbs: [get]}]\n"),
     "templates/service.yaml": (
         "apiVersion: v1\nkind: Service\nmetadata: {name: data}\nspec:\n"
         "  selector: {app: data}\n  ports: [{port: 80, targetPort: 8080}]\n"),
@@ -155,7 +162,7 @@ def test_down_keeps_the_claim_and_its_data_and_what_it_did_not_create(standin, p
     assert code == 0, events[-3:]
     deleted = {e["object"] for e in events if e["type"] == "down.deleted"}
     kept = {e["object"]: e for e in events if e["type"] == "down.kept"}
-    assert deleted == {"Deployment/data", "Service/data"}
+    assert deleted == {"Deployment/data", "Service/data", "Ingress/data", "Role/data-reader"}
     assert kept["PersistentVolumeClaim/data-claim"]["command"] == (
         "kubectl --context devloop-standin --namespace lumina delete persistentvolumeclaim"
         " data-claim")
@@ -202,8 +209,8 @@ def test_down_namespace_removes_a_namespace_holding_only_what_devloop_installed(
     assert code == 0, events
     assert [(e["object"], e["reason"]) for e in events if e["type"] == "down.kept"] == []
     deleted = [e["object"] for e in events if e["type"] == "down.deleted"]
-    assert deleted == ["Deployment/data", "Service/data", "Secret/data-secret",
-                       "ConfigMap/data-config", "Namespace/lumina"]
+    assert deleted == ["Deployment/data", "Ingress/data", "Role/data-reader", "Service/data",
+                       "Secret/data-secret", "ConfigMap/data-config", "Namespace/lumina"]
     wait_for(lambda: not exists(lambda name, _ns: core.read_namespace(name), NS), 60,
              what="namespace gone")
     # positive control: without --namespace a second project's namespace stays
@@ -316,7 +323,7 @@ def test_down_leaves_a_persons_own_helm_install_of_the_same_release(standin, pro
     assert [e["object"] for e in events if e["type"] == "down.deleted"] == []
     kept = {e["object"]: e["reason"] for e in events if e["type"] == "down.kept"}
     for ident in ("Deployment/data", "Service/data", "ConfigMap/data-config",
-                  "Secret/data-secret"):
+                  "Secret/data-secret", "Ingress/data", "Role/data-reader"):
         assert kept[ident] == "not created by devloop", kept
     assert "Deployment/data" in kept["Namespace/lumina"]  # positive control: down looked
     assert exists(apps.read_namespaced_deployment, "data")
