@@ -17,6 +17,7 @@ CPU of a real `devloop watch` while 100,000 pod log lines go through its dashboa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -115,14 +116,16 @@ def latency(driver: webdriver.Chrome, samples: int) -> dict[str, list[float]]:
         dash.close()
 
 
-def make_project(work: Path, kubeconfig: Path, lines: int) -> Path:
+def make_project(work: Path, kubeconfig: Path, lines: int, width: int = 0) -> Path:
+    """One busybox service printing `lines` numbered lines (padded with `width` dots) once
+    /go exists."""
     root = work / "repo"
     ctx = root / "services/chatty"
     (ctx / "src").mkdir(parents=True)
     shutil.copy("/bin/busybox", ctx / "busybox")
     (ctx / "src/readme.txt").write_text("chatty\n")
     cmd = ('["/bin/sh","-c","echo started; while [ ! -f /go ]; do sleep 0.2; done; '
-           f"seq 1 {lines} | sed 's/^/chatty line /'; echo all-lines-done; "
+           f"seq 1 {lines} | sed 's/^/chatty line {'.' * width}/'; echo all-lines-done; "
            'while true; do sleep 3600; done"]')
     (ctx / "Dockerfile").write_text(scratch_dockerfile("src/", cmd=cmd))
     prefix = f"dlbench-{uuid.uuid4().hex[:6]}"
@@ -219,11 +222,18 @@ def memory_and_cpu(driver: webdriver.Chrome, work: Path, lines: int, idle: float
     finally:
         watch.stop()
         standin.stop(keep_pods=False, remove_volumes=True)
-        client = docker.from_env()
-        for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith("dlbench-"):
-                    client.images.remove(tag, force=True)
+        remove_bench_images()
+
+
+def remove_bench_images() -> None:
+    """The dlbench- images this run built (listed without inspecting each: other processes
+    may remove images meanwhile)."""
+    engine = docker.from_env()
+    for image in engine.api.images():
+        for tag in image.get("RepoTags") or []:
+            if tag.startswith("dlbench-"):
+                with contextlib.suppress(docker.errors.NotFound):
+                    engine.images.remove(tag, force=True)
 
 
 def main() -> None:
