@@ -86,6 +86,7 @@ class ClusterDeployer:
         # deployed, so it must never run between a patch's read and its write (or vice versa)
         self._apply_lock = threading.Lock()
         self._images: dict[str, str] = {}  # image repository -> reference devloop deployed
+        self._orphans_said: list[str] = []
         self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock,
                                           on_render=redactor.add_secret_objects)
                           if config.deploy_format else None)
@@ -377,7 +378,8 @@ class ClusterDeployer:
         if outcome.pruned or outcome.kept:
             self.bus.publish(ev.MANIFESTS_PRUNED, service, objects=outcome.pruned,
                              kept=outcome.kept)
-        if outcome.orphaned:
+        if outcome.orphaned != self._orphans_said:  # said when the list changes (also to [])
+            self._orphans_said = list(outcome.orphaned)
             self.bus.publish(ev.MANIFESTS_ORPHANED, service, objects=outcome.orphaned,
                              prune=self.config.prune)
 

@@ -150,6 +150,22 @@ def describe(event: ev.Event) -> str:
     if t == ev.DOWN_FINISHED:
         return (f"down finished with exit code {d['exit_code']}: {len(d['deleted'])} deleted,"
                 f" {len(d['kept'])} kept")
+    if t == ev.MANIFESTS_APPLIED:
+        rolls = "".join(f"; {w} rolls: {', '.join(c)} changed" for w, c in d["rolls"].items())
+        made = f"; created {', '.join(d['created'])}" if d["created"] else ""
+        return (f"applied {', '.join(d['objects']) or 'nothing'}{made} ({d['unchanged']}"
+                f" unchanged) in {d['seconds']:.2f}s{rolls}")
+    if t == ev.MANIFESTS_FAILED:
+        return f"manifests not applied: {d['message']}"
+    if t == ev.MANIFESTS_ORPHANED:
+        if not d["objects"]:
+            return "no orphaned objects left"
+        what = "deleting them (prune: true)" if d["prune"] else \
+            "kept; set prune: true in devloop.yaml to delete them"
+        return f"orphaned (no longer in the manifests): {', '.join(d['objects'])}; {what}"
+    if t == ev.MANIFESTS_PRUNED:
+        kept = f"; kept (not devloop's): {', '.join(d['kept'])}" if d["kept"] else ""
+        return f"pruned {', '.join(d['objects']) or 'nothing'}{kept}"
     rest = " ".join(f"{k}={v}" for k, v in d.items())
     return f"{t} {rest}".strip()
 
@@ -241,7 +257,8 @@ class ConsoleRenderer:
             return prefix + text
         tint = ""
         if event.type in (ev.BUILD_FAILED, ev.ROLLOUT_FAILED, ev.ERROR, ev.CONFIG_INVALID,
-                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED, ev.FORWARD_FAILED):
+                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED, ev.FORWARD_FAILED,
+                          ev.MANIFESTS_FAILED):
             tint = _RED + _BOLD
         elif event.type == ev.WARNING:
             tint = _YELLOW

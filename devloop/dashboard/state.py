@@ -54,6 +54,7 @@ class DashboardState:
         self._cards: dict[str, dict[str, Any]] = {n: _new_card(n) for n in services}
         # service -> OrderedDict(source key -> deque of lines); key "build" or the pod name
         self._logs: dict[str, OrderedDict[str, deque[dict[str, Any]]]] = {}
+        self._orphaned: list[str] = []  # objects applied earlier, no longer in the manifests
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -96,8 +97,9 @@ class DashboardState:
             seq = self.feed.seq
             cards = [_public(c) for _, c in sorted(self._cards.items())]
             buffers = self._copy_buffers(None)
+            orphaned = list(self._orphaned)
         return seq, {"services": cards, "logs": _merge(buffers, log_limit),
-                     "log_lines_per_pod": LOG_LINES_PER_POD}
+                     "log_lines_per_pod": LOG_LINES_PER_POD, "orphaned": orphaned}
 
     # --- folding events --------------------------------------------------------------------------
 
@@ -124,6 +126,9 @@ class DashboardState:
             for gone in set(self._cards) - set(listed):
                 del self._cards[gone]
                 self._logs.pop(gone, None)
+            return None
+        if t == ev.MANIFESTS_ORPHANED:
+            self._orphaned = list(d.get("objects") or [])
             return None
         if name is None:
             return None
