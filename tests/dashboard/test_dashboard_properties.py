@@ -36,7 +36,11 @@ def _first_response(dash, data: bytes) -> bytes:
             sock.shutdown(2 if not data.endswith(b"\r\n\r\n") else 1)
         out = b""
         with contextlib.suppress(OSError):
-            while b"\r\n\r\n" not in out and (chunk := sock.recv(65536)):
+            while True:
+                if out.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in out:
+                    out = out.split(b"\r\n\r\n", 1)[1]  # `Expect: 100-continue`: interim
+                if b"\r\n\r\n" in out or not (chunk := sock.recv(65536)):
+                    break
                 out += chunk
         return out
 
