@@ -119,9 +119,22 @@ class App:
                 shared = None  # the exec API still works
         execs = ExecUpdater(lambda: new_api_client(cluster), on_retry=lambda r: self.bus.publish(
             ev.WARNING, message=str(r)))
-        return LiveSyncer(self.bus, cluster, execs,
-                          SnapshotStore(cache_file.parent / "images"), self.config.root,
-                          shared_daemon=shared)
+        syncer = LiveSyncer(self.bus, cluster, execs,
+                            SnapshotStore(cache_file.parent / "images"), self.config.root,
+                            shared_daemon=shared)
+        syncer.workloads = self.deployer.workloads_of  # one image may feed several workloads
+        return syncer
+
+    def _workloads_of(self, service: Any) -> list[Any]:
+        """Every workload the service's image feeds; the one devloop.yaml names while the
+        manifests do not render (the reload says why)."""
+        from devloop.manifests.render import RenderError
+
+        assert self.deployer is not None
+        try:
+            return self.deployer.workloads_of(service)
+        except RenderError:
+            return [service]
 
     def _container_watch(self, engine: Engine) -> Any:
         """With live update: report container (re)starts to the engine, which re-syncs a
@@ -131,8 +144,8 @@ class App:
         from devloop.containerwatch import ContainerWatch
         from devloop.engine import ContainerStarted
 
-        services = [s.digest.service for s in engine.states.values()
-                    if s.digest.service.live_update.enabled]
+        services = [t for s in engine.states.values() if s.digest.service.live_update.enabled
+                    for t in self._workloads_of(s.digest.service)]
         watch = ContainerWatch(
             self.deployer.cluster, services,
             on_started=lambda name, pod, cid: engine.post(ContainerStarted(name, pod, cid)),

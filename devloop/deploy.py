@@ -9,6 +9,7 @@ only touched by that service's worker (the engine never runs two reloads of one 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -23,6 +24,8 @@ from devloop.config import Config, ResourceConfig, ServiceConfig
 from devloop.contextguard import registry_refusal, shares_engine
 from devloop.deliver import Delivery, DeliveryError, SharedDaemon, detect_delivery
 from devloop.errors_k8s import is_connection_error
+from devloop.inject import users
+from devloop.kinds import find_kind
 from devloop.manifests.apply import ApplyError
 from devloop.manifests.render import RenderError, env_values
 from devloop.manifests.render import find_helm as find_helm
@@ -75,8 +78,10 @@ class ClusterDeployer:
         self._install_lock = threading.Lock()
         self._warned: set[str] = set()
         self._present: set[str] = set()  # Deployments seen to exist: no install check needed
-        self._index: dict[str, int] = {}  # service -> container index after a verified patch
-        self._followers: dict[str, LogFollower] = {}
+        # (service, workload, container) -> container index after a verified patch
+        self._index: dict[tuple[str, str, str], int] = {}
+        self._targets_of: dict[str, list[ServiceConfig]] = {}  # service -> workloads it feeds
+        self._followers: dict[tuple[str, str], LogFollower] = {}  # (service, workload) ->
         self._log_services: set[str] = set()
         self._existing_tail = 10
         self._logs_lock = threading.Lock()
@@ -158,24 +163,50 @@ class ClusterDeployer:
         """Per-use settings (log filters, rollout deadline, the manifests) follow a reloaded
         devloop.yaml."""
         self.config = config
+        self._targets_of.clear()
         if self.manifests is not None and config.deploy_format:
             self.manifests.config = config
         elif config.deploy_format:
             self.manifests = ManifestSession(config, self.cluster, self.env, self._apply_lock,
                                              on_render=self.redactor.add_secret_objects)
 
+    def workloads_of(self, service: ServiceConfig) -> list[ServiceConfig]:
+        """The workloads (and containers) the service's image feeds, each as the service with
+        its workload and container: with manifests, every built-in workload kind and container
+        (init containers too) that names the image's repository, as Tilt and Skaffold match;
+        else, or when none does, the one devloop.yaml names. Cached until the manifests or
+        devloop.yaml change."""
+        if self.manifests is None:
+            return [service]
+        cached = self._targets_of.get(service.name)
+        if cached is None:
+            objects, _ = self.manifests.render()
+            cached = [dataclasses.replace(service, kind=use.kind, deployment=use.name,
+                                          container=use.container)
+                      for use in users(objects, service.image, self.config.image_paths or None)
+                      if use.container and (kind := find_kind(use.kind)) is not None
+                      and kind.workload] or [service]
+            self._targets_of[service.name] = cached
+        return cached
+
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:
-            deployed = self._read_deployed(service)
+            targets = self.workloads_of(service)
+            digests = {self._read_deployed(t).digest for t in targets}
+        except RenderError as exc:
+            raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except DeploymentNotFound:
             return None  # the first deploy installs it
         except PatchError as exc:
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
+        if len(digests) != 1:
+            return None  # its workloads run different images: deploy to all of them
         self._present.add(service.deployment)
-        self._follow_logs_quietly(service)
-        return deployed.digest
+        for target in targets:
+            self._follow_logs_quietly(target)
+        return digests.pop()
 
     def deploy(self, service: ServiceConfig, tag: str, digest: str,
                stop: threading.Event) -> None:
@@ -186,28 +217,35 @@ class ClusterDeployer:
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3))
             self._install_if_missing(service, ref)
+            targets = self.workloads_of(service)
+            patched: list[tuple[ServiceConfig, int]] = []
             with self._apply_lock:
-                generation = self._patch(service, ref, digest)
+                for target in targets:  # one image in several workloads: all of them get it
+                    patched.append((target, self._patch(target, ref, digest)))
                 self._images[service.image] = ref
-            self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=service.deployment,
-                             workload=str(service.workload),
-                             container=service.container, image=ref, generation=generation)
+            for target, generation in patched:
+                self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=target.deployment,
+                                 workload=str(target.workload), container=target.container,
+                                 image=ref, generation=generation)
             self._warn_once(service)
-            self._follow_logs_quietly(service)
+            for target in targets:
+                self._follow_logs_quietly(target)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
         except (DeliveryError, RenderError, ApplyError, PatchError) as exc:
             self.bus.publish(ev.ERROR, name, message=str(exc))
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
-        result, seconds = self._wait_rollout(service, generation, stop)
-        if result.ok:
-            self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
-                             seconds=seconds)
-            return
-        if stop.is_set():
-            raise DeployFailed(ROLLOUT_FAILED, "stopped while waiting for the rollout")
-        raise self._rollout_failed(service, result, seconds,
-                                   f"rollout of {service.workload} failed")
+        started = time.monotonic()
+        for target, generation in patched:
+            result, seconds = self._wait_rollout(target, generation, stop)
+            if result.ok:
+                continue
+            if stop.is_set():
+                raise DeployFailed(ROLLOUT_FAILED, "stopped while waiting for the rollout")
+            raise self._rollout_failed(target, result, seconds,
+                                       f"rollout of {target.workload} failed")
+        self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
+                         seconds=round(time.monotonic() - started, 3))
 
     def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
         """Raise DeployFailed(ROLLOUT_FAILED) when the deployed workload is not healthy: its
@@ -215,19 +253,20 @@ class ClusterDeployer:
         rollout_timeout_s) or its newest pods crash. The same rule as after a patch, so `sync`
         never calls an unchanged but crash-looping service up to date."""
         try:
-            deployed = self._read_deployed(service)
+            checks = [(t, self._read_deployed(t)) for t in self.workloads_of(service)]
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
-        except PatchError as exc:
+        except (PatchError, RenderError) as exc:
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None
-        result, seconds = self._wait_rollout(service, deployed.generation, stop)
-        if result.ok:
-            return
-        if stop.is_set():
-            raise DeployFailed(ROLLOUT_FAILED, "stopped while checking the rollout")
-        raise self._rollout_failed(service, result, seconds,
-                                   f"{service.workload} runs the current image but"
-                                   " is not healthy")
+        for target, deployed in checks:  # every workload the image feeds
+            result, seconds = self._wait_rollout(target, deployed.generation, stop)
+            if result.ok:
+                continue
+            if stop.is_set():
+                raise DeployFailed(ROLLOUT_FAILED, "stopped while checking the rollout")
+            raise self._rollout_failed(target, result, seconds,
+                                       f"{target.workload} runs the current image but"
+                                       " is not healthy")
 
     def referenced_images(self) -> set[str] | None:
         """Every image a Deployment or ReplicaSet of the namespace names (old ReplicaSets are
@@ -288,17 +327,17 @@ class ClusterDeployer:
             return patch_workload_image(self.cluster.api_client, self.cluster.namespace,
                                         service.workload, service.container, ref, digest)
         apps, ns = self.cluster.apps, self.cluster.namespace
-        index = self._index.get(service.name)
+        key = (service.name, service.deployment, service.container)
+        index = self._index.get(key)
         if index is not None:
             generation = patch_image_at(apps, ns, service.deployment, service.container, index,
                                         ref, digest)
             if generation is not None:
                 return generation
-            self._index.pop(service.name, None)
+            self._index.pop(key, None)
         generation = patch_image(apps, ns, service.deployment, service.container, ref, digest)
         with contextlib.suppress(PatchError, ClusterUnreachable):
-            self._index[service.name] = container_index(apps, ns, service.deployment,
-                                                        service.container)
+            self._index[key] = container_index(apps, ns, service.deployment, service.container)
         return generation
 
     # --- first deploy ----------------------------------------------------------------------------
@@ -336,6 +375,7 @@ class ClusterDeployer:
         a rendering error leaves every running object as it is."""
         if self.manifests is None:
             return OK
+        self._targets_of.clear()  # the manifests may name the images elsewhere now
         started = time.monotonic()
         try:
             with self._apply_lock:
@@ -439,7 +479,7 @@ class ClusterDeployer:
     def _follow_logs(self, service: ServiceConfig | ResourceConfig) -> None:
         with self._logs_lock:
             if (self._closed or service.name not in self._log_services
-                    or service.name in self._followers):
+                    or (service.name, str(service.workload)) in self._followers):
                 return
         selector = self._pod_selector(service.workload)
         follower = LogFollower(
@@ -453,9 +493,9 @@ class ClusterDeployer:
             or s.logs.keeps(line),
             on_probe=self._on_probe_line, on_skipped=self._on_log_skipped)
         with self._logs_lock:
-            if self._closed or service.name in self._followers:
+            if self._closed or (service.name, str(service.workload)) in self._followers:
                 return
-            self._followers[service.name] = follower
+            self._followers[(service.name, str(service.workload))] = follower
         follower.start()
 
     def _on_line(self, service: str, pod: str, container: str, line: str) -> None:

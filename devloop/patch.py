@@ -340,24 +340,30 @@ def patch_workload_image(api_client: Any, namespace: str, ref: WorkloadRef, cont
 
     A JSON patch tests the resourceVersion and the container's name at its index, so the server
     applies it only to the object verified (re-read and retried on a conflict). A Job's or a
-    Pod's template cannot change: the object is replaced (deleted, then created again)."""
+    Pod's template cannot change: the object is replaced (deleted, then created again), unless
+    it runs the image already."""
     deadline = time.monotonic() + conflict_deadline_s
     while True:
-        workload, _ = read_workload_deployed(api_client, namespace, ref, container)
-        if ref.kind.kind in REPLACED_KINDS:
+        workload, deployed = read_workload_deployed(api_client, namespace, ref, container)
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
+                                      "value": workload.obj["metadata"].get("resourceVersion")}]
+        metas = [("/metadata", workload.obj["metadata"])]
+        if ref.kind.kind in REPLACED_KINDS and deployed.image != image:
             return _replace_image(api_client, workload, container, image, digest)
-        base = "/" + "/".join(ref.kind.template or ())
-        spec = workload.template.get("spec") or {}
-        field, index = next((f, i) for f in ("initContainers", "containers")
-                            for i, c in enumerate(spec.get(f) or []) if c.get("name") == container)
-        ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/metadata/resourceVersion",
-             "value": workload.obj["metadata"].get("resourceVersion")},
-            {"op": "test", "path": f"{base}/spec/{field}/{index}/name", "value": container},
-            {"op": "replace", "path": f"{base}/spec/{field}/{index}/image", "value": image},
-        ]
-        for meta_path, meta in (("/metadata", workload.obj["metadata"]),
-                                (f"{base}/metadata", workload.template.get("metadata"))):
+        if ref.kind.kind not in REPLACED_KINDS:
+            base = "/" + "/".join(ref.kind.template or ())
+            spec = workload.template.get("spec") or {}
+            field, index = next((f, i) for f in ("initContainers", "containers")
+                                for i, c in enumerate(spec.get(f) or [])
+                                if c.get("name") == container)
+            ops += [
+                {"op": "test", "path": f"{base}/spec/{field}/{index}/name", "value": container},
+                {"op": "replace", "path": f"{base}/spec/{field}/{index}/image", "value": image},
+            ]
+            metas.append((f"{base}/metadata", workload.template.get("metadata")))
+        # else a Job or Pod that runs the image already (a manifest apply put it there): only
+        # its own annotation is recorded, so it does not run again
+        for meta_path, meta in metas:
             if meta is None:
                 ops.append({"op": "add", "path": meta_path,
                             "value": {"annotations": {DIGEST_ANNOTATION: digest}}})
