@@ -83,18 +83,20 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+def _transient_status(status: int) -> bool:
+    return status == 429 or (500 <= status < 600 and status not in _PERMANENT_5XX)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures a later identical request may not meet: 429, 5xx (but 501/505),
     connection refused or reset, and timeouts. TLS errors (ApiException status 0), 4xx and
     anything that is not a transport failure are not."""
     exc = _root(exc)
     if isinstance(exc, ApiException):
-        status = exc.status or 0
-        return status == 429 or (500 <= status < 600 and status not in _PERMANENT_5XX)
+        return _transient_status(exc.status or 0)
     status_code = getattr(exc, "status_code", None)  # websocket-client's handshake failure
     if isinstance(status_code, int):
-        return status_code == 429 or (500 <= status_code < 600
-                                       and status_code not in _PERMANENT_5XX)
+        return _transient_status(status_code)
     if isinstance(exc, urllib3.exceptions.SSLError):
         return False
     if isinstance(exc, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError

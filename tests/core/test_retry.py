@@ -7,6 +7,7 @@ from email.utils import formatdate
 
 import pytest
 import urllib3
+import websocket
 from kubernetes.client.exceptions import ApiException
 
 from devloop import retry
@@ -64,6 +65,8 @@ def flaky(failures: list[BaseException], result: str = "ok"):
         None, "Failed to establish a new connection: [Errno 111] Connection refused")),
     ConnectionResetError(104, "Connection reset by peer"), ConnectionRefusedError(111, "refused"),
     TimeoutError("timed out"),
+    websocket.WebSocketBadStatusException("Handshake status %d %s", 503, "Unavailable"),
+    websocket.WebSocketConnectionClosedException("closed"),
 ])
 def test_server_overload_resets_and_timeouts_are_transient(exc):
     assert retry.is_transient(exc)
@@ -75,6 +78,7 @@ def test_server_overload_resets_and_timeouts_are_transient(exc):
     ApiException(status=0, reason="SSLError: certificate verify failed"),
     urllib3.exceptions.MaxRetryError(None, "/api", urllib3.exceptions.SSLError("bad cert")),
     ValueError("bad manifest"), FileNotFoundError("chart"), KeyError("x"),
+    websocket.WebSocketBadStatusException("Handshake status %d %s", 403, "Forbidden"),
 ])
 def test_answers_that_a_retry_cannot_change_are_not_transient(exc):
     assert not retry.is_transient(exc)
