@@ -92,6 +92,7 @@ class ClusterDeployer:
         self._apply_lock = threading.Lock()
         self._images: dict[str, str] = {}  # image repository -> reference devloop deployed
         self._orphans_said: list[str] = []
+        self._digests: dict[str, str] = {}  # image repository -> input digest devloop deployed
         self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock,
                                           on_render=redactor.add_secret_objects)
                           if config.deploy_format else None)
@@ -216,13 +217,14 @@ class ClusterDeployer:
             ref = self.delivery.deliver(tag, stop)
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3))
-            self._install_if_missing(service, ref)
+            self._install_if_missing(service, ref, digest)
             targets = self.workloads_of(service)
             patched: list[tuple[ServiceConfig, int]] = []
             with self._apply_lock:
                 for target in targets:  # one image in several workloads: all of them get it
                     patched.append((target, self._patch(target, ref, digest)))
                 self._images[service.image] = ref
+                self._digests[service.image] = digest
             for target, generation in patched:
                 self.bus.publish(ev.DEPLOY_PATCHED, name, deployment=target.deployment,
                                  workload=str(target.workload), container=target.container,
@@ -342,7 +344,7 @@ class ClusterDeployer:
 
     # --- first deploy ----------------------------------------------------------------------------
 
-    def _install_if_missing(self, service: ServiceConfig, ref: str) -> None:
+    def _install_if_missing(self, service: ServiceConfig, ref: str, digest: str) -> None:
         """Apply the manifests when the service's Deployment does not exist (its first deploy),
         with the image just built for it.
 
@@ -361,7 +363,8 @@ class ClusterDeployer:
             raise PatchError(f"deployment {self.cluster.namespace}/{service.deployment} not found"
                              f" and {self.config.path} names no manifests (chart:, kustomize:"
                              " or manifests:) to create it from; create it first")
-        outcome = self.manifests.apply({**self._images, service.image: ref})
+        outcome = self.manifests.apply({**self._images, service.image: ref},
+                                       {**self._digests, service.image: digest})
         self._publish_outcome(service.name, outcome, 0.0)
         if outcome.error:
             raise ApplyError(outcome.error)
@@ -379,8 +382,8 @@ class ClusterDeployer:
         started = time.monotonic()
         try:
             with self._apply_lock:
-                images = dict(self._images)
-            outcome = self.manifests.apply(images)
+                images, digests = dict(self._images), dict(self._digests)
+            outcome = self.manifests.apply(images, digests)
         except RenderError as exc:
             self.bus.publish(ev.MANIFESTS_FAILED, None, message=str(exc))
             return DEPLOY_FAILED

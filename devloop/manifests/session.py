@@ -9,6 +9,7 @@ applies are serialised by one lock, so neither reads what the other is half-way 
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from typing import Any
 from devloop.cluster import Cluster
 from devloop.config import Config
 from devloop.inject import inject, same_repository, users
-from devloop.kinds import KINDS, kind_of
+from devloop.kinds import KINDS, kind_of, pod_template
 from devloop.manifests import apply as api
 from devloop.manifests.plan import CREATE_ONLY, Plan, display, key_of, order, plan
 from devloop.manifests.render import Rendered, render
 from devloop.ownership import is_devloop_owned, mark, unmark
+from devloop.patch import DIGEST_ANNOTATION
 
 
 @dataclass
@@ -94,10 +96,12 @@ class ManifestSession:
         return normalise(rendered, self.cluster.namespace, project_name(self.config))
 
     def live_images(self, objects: list[dict[str, Any]], images: Mapping[str, str]
-                    ) -> dict[str, str]:
+                    ) -> tuple[dict[str, str], dict[str, str]]:
         """For built images devloop has not deployed in this run: the image the cluster's
-        workload already runs (the one an earlier run deployed), so an apply keeps it."""
+        workload already runs (the one an earlier run deployed) and its digest annotation,
+        so an apply keeps both."""
         found: dict[str, str] = {}
+        digests: dict[str, str] = {}
         repos = [s.image for s in self.config.services.values()
                  if not any(same_repository(r, s.image) for r in images)]
         for repo in repos:
@@ -110,21 +114,30 @@ class ManifestSession:
                 ref = _container_image(live, use.container, use.init) if live else None
                 if ref and same_repository(ref, repo):
                     found[repo] = ref
+                    digest = ((live or {}).get("metadata") or {}).get("annotations", {}).get(
+                        DIGEST_ANNOTATION)
+                    if digest:
+                        digests[repo] = digest
                     break
-        return found
+        return found, digests
 
     def config_image_paths(self) -> Mapping[str, Any] | None:
         return self.config.image_paths or None
 
-    def apply(self, images: Mapping[str, str], publish: Callable[..., None] | None = None
+    def apply(self, images: Mapping[str, str], digests: Mapping[str, str] | None = None
               ) -> Outcome:
-        """Render, inject `images` ({repository: ref devloop deployed}), plan against the
+        """Render, inject `images` ({repository: ref devloop deployed}) and their input
+        `digests` ({repository: digest}, the annotation devloop's patch sets), plan against the
         last apply, apply what changed, create missing claims, report (and with prune,
         delete) orphans. Raises RenderError (nothing applied) and ClusterUnreachable."""
         with self.lock:
             objects, sources = self.render()
-            all_images = {**self.live_images(objects, images), **images}
-            objects = [inject(o, all_images, self.config_image_paths()) for o in objects]
+            live_refs, live_digests = self.live_images(objects, images)
+            all_images = {**live_refs, **images}
+            all_digests = {**live_digests, **(digests or {})}
+            paths = self.config_image_paths()
+            objects = [with_digest(inject(o, all_images, paths), all_digests, paths)
+                       for o in objects]
             earlier = self.earlier(objects) if self.last is None else []
             todo = plan(objects, self.last, prune=self.config.prune, earlier=earlier)
             return self._run(todo, objects, sources)
@@ -220,6 +233,25 @@ class ManifestSession:
                                str(obj.get("kind")), meta.get("namespace"), str(meta.get("name")))
             self.adopted[key] = current is not None and not is_devloop_owned(current)
         return unmark(obj) if self.adopted[key] else obj
+
+
+def with_digest(obj: dict[str, Any], digests: Mapping[str, str],
+                image_paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`obj` carrying the digest annotation devloop's image patch sets (on the workload and
+    its pod template) when it runs one of the repositories of `digests`: the same values as
+    the patch, so the patch after a first apply changes nothing (no second revision) and a
+    later apply never takes the annotation back."""
+    template = pod_template(obj)
+    found = [d for repo, d in digests.items() if template is not None
+             and users([obj], repo, image_paths)]
+    if not found:
+        return obj
+    obj = copy.deepcopy(obj)
+    template = pod_template(obj)
+    assert template is not None
+    for meta in (obj.setdefault("metadata", {}), template.setdefault("metadata", {})):
+        meta["annotations"] = {**(meta.get("annotations") or {}), DIGEST_ANNOTATION: found[-1]}
+    return obj
 
 
 def _api_version(objects: list[dict[str, Any]], use: Any) -> str:
