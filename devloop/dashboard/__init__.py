@@ -35,8 +35,8 @@ def start(bus: ev.EventBus, redactor: Redactor, post: Callable[[object], None],
     (watch runs on without the page) rather than a reason to stop the dev loop."""
     if not is_loopback(options.address):
         bus.publish(ev.WARNING, None, message=(
-            f"dashboard: listening on {options.address}, not loopback: anyone who can reach "
-            "this address sees the logs and can trigger reloads"))
+            f"dashboard: listening on {options.address}, not loopback: reachable from the "
+            "network, protected only by its token, which travels in clear HTTP"))
     dashboard = Dashboard(bus, redactor, post, status, services, options.address, options.port,
                           only)
     try:
