@@ -891,12 +891,12 @@ def _chart_name(c: _Checker, node: yaml.Node, path: Path) -> str | None:
     --generate-name` users expect a name they recognise."""
     shown = os.path.relpath(path / "Chart.yaml", c.root)
     try:
-        data = yaml.safe_load((path / "Chart.yaml").read_text(encoding="utf-8"))
+        data = yaml.safe_load(decode_text((path / "Chart.yaml").read_bytes()))
     except FileNotFoundError:
         c.problem(node, "chart.path", f"{shown} does not exist (is {os.path.relpath(path, c.root)}"
                   " a Helm chart?)")
         return None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, NotText, RecursionError) as exc:
         c.problem(node, "chart.path", f"{shown} cannot be read: {exc}".splitlines()[0])
         return None
     name = data.get("name") if isinstance(data, dict) else None

@@ -164,3 +164,14 @@ def test_a_fifo_or_a_directory_given_as_config_is_one_line_not_a_hang(tmp_path, 
         "fifo.yaml: is not a regular file (pass the devloop.yaml file with --config PATH)")
     (tmp_path / "dir.yaml").mkdir()
     assert _refusal(tmp_path / "dir.yaml").startswith("dir.yaml: is not a regular file")
+
+
+def test_a_chart_yaml_that_is_not_utf8_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _project(tmp_path)
+    (tmp_path / "chart/Chart.yaml").write_bytes("name: d\u00e9mo\n".encode("latin-1"))
+    path.write_text("version: 1\nchart: {path: chart}\nservices:\n  svc:\n    context: svc\n"
+                    "    image: demo\n")
+    assert _refusal(path) == ("devloop.yaml:2: chart.path: chart/Chart.yaml cannot be read: "
+                              "line 1: not UTF-8 text (byte e9 at offset 7); save the file as "
+                              "UTF-8")
