@@ -136,8 +136,13 @@ class ManifestSession:
             all_images = {**live_refs, **images}
             all_digests = {**live_digests, **(digests or {})}
             paths = self.config_image_paths()
+            # a workload running a built image devloop has neither built nor found running is
+            # left to that service's first deploy, so it starts once, from its own image
+            unknown = [s.image for s in self.config.services.values()
+                       if not any(same_repository(r, s.image) for r in all_images)]
             objects = [with_digest(inject(o, all_images, paths), all_digests, paths)
-                       for o in objects]
+                       for o in objects
+                       if not any(users([o], repo, paths) for repo in unknown)]
             earlier = self.earlier(objects) if self.last is None else []
             todo = plan(objects, self.last, prune=self.config.prune, earlier=earlier)
             return self._run(todo, objects, sources)
