@@ -15,6 +15,7 @@ import base64
 import binascii
 import dataclasses
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -75,7 +76,8 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
+        self._pattern: re.Pattern[str] | None = None  # replaced whole: readers take no lock
+        self._adding = threading.Lock()  # sources arrive from worker threads (a render)
         self.add(secrets)
 
     @classmethod
@@ -90,10 +92,11 @@ class Redactor:
         for secret in secrets:
             if isinstance(secret, str) and can_be_secret(secret):
                 new |= _forms(secret)
-        if new - self._secrets:
-            self._secrets |= new
-            alternatives = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+        with self._adding:
+            if new - self._secrets:
+                self._secrets |= new
+                alternatives = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
 
     def add_env(self, env: Mapping[str, str]) -> None:
         """Variables with a secret-looking name, and the password of any URL in any value
