@@ -1,0 +1,64 @@
+"""When the manifests are applied: plain functions of state and a fake clock (devloop.decide)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devloop import decide
+from devloop.config import ServiceConfig
+from devloop.decide import ManifestState, ServiceState, Timing
+from devloop.digest import ServiceDigest
+
+T = Timing(quiet_s=0.1, cap_s=2.0)
+
+
+def _service(tmp_path: Path) -> ServiceState:
+    svc = ServiceConfig(name="api", context=tmp_path, dockerfile=tmp_path / "Dockerfile",
+                        image="api", deployment="api", container="api")
+    return ServiceState(ServiceDigest(svc))
+
+
+def test_a_manifest_save_is_applied_once_its_writes_settle(tmp_path):
+    m = ManifestState()
+    decide.note_manifest_change(m, at=10.0)
+    decide.note_manifest_change(m, at=10.05)
+    assert not decide.start_manifests(m, {}, 10.1, T)
+    assert decide.manifests_deadline(m, T) == 10.15
+    assert decide.start_manifests(m, {}, 10.15, T)
+    assert m.busy and decide.manifests_deadline(m, T) is None
+    decide.note_manifest_change(m, at=10.2)  # saved during the apply: one more afterwards
+    assert not decide.start_manifests(m, {}, 11.0, T)
+    decide.manifests_done(m, retry=False, now=11.0, timing=T)
+    assert decide.start_manifests(m, {}, 11.0, T)
+
+
+def test_a_source_change_of_the_same_quiet_period_is_deployed_first(tmp_path):
+    m, svc = ManifestState(), _service(tmp_path)
+    states = {"api": svc}
+    decide.note_change(svc, [tmp_path / "app.py"], at=10.0)
+    decide.note_manifest_change(m, at=10.0)
+    assert decide.due(states, 10.2, T) == ["api"]
+    assert not decide.start_manifests(m, states, 10.2, T)  # the service is due: it goes first
+    decide.start_plan(svc)  # ... and runs
+    assert not decide.start_manifests(m, states, 10.3, T)  # the apply waits for its image
+    svc.busy = False
+    assert decide.start_manifests(m, states, 10.4, T)  # then applies, carrying it
+
+
+def test_an_unreachable_cluster_retries_the_apply_with_back_off(tmp_path):
+    m = ManifestState()
+    decide.note_manifest_change(m, at=0.0)
+    assert decide.start_manifests(m, {}, 1.0, T)
+    decide.manifests_done(m, retry=True, now=1.0, timing=T)
+    assert not decide.start_manifests(m, {}, 2.9, T)
+    assert decide.start_manifests(m, {}, 3.0 + 0.01, T)  # 2 s later (then 4, 8 ... 30)
+
+
+def test_a_config_read_in_progress_holds_the_apply(tmp_path):
+    m, config = ManifestState(), decide.ConfigState()
+    decide.note_manifest_change(m, at=0.0)
+    decide.note_config_change(config, frozenset(), at=0.0)
+    assert not decide.start_manifests(m, {}, 1.0, T, config)
+    assert decide.start_config_read(config, 1.0, T) is not None
+    decide.config_read_done(config)
+    assert decide.start_manifests(m, {}, 1.0, T, config)
