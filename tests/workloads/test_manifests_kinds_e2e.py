@@ -11,6 +11,8 @@ import json
 import yaml
 
 from tests.conftest import busybox_context
+from tests.kube_standin.fixtures import wait_for
+from tests.watchproc import Watch
 from tests.workloads.test_workload_kinds_e2e import LOOP, NS, ONCE, _log, _pods, _read, devloop
 
 
@@ -88,3 +90,41 @@ def test_one_image_reaches_every_workload_that_names_it(standin, tmp_path, image
                                 if e["type"] not in ("log", "build.output"))
     assert not [e for e in events if e["type"] == "deploy.patched"]
     assert _read(standin, "job", "seed")["metadata"]["uid"] == job["metadata"]["uid"]
+
+
+def test_an_edit_reaches_every_workload_of_the_image_during_watch(standin, tmp_path,
+                                                                  image_prefix, busybox_image):
+    root = tmp_path / "repo"
+    image = f"{image_prefix}-app"
+    busybox_context(root / "services/app", {"src/message.txt": "v1\n"}, cmd=LOOP)
+    (root / "k8s").mkdir()
+    (root / "k8s/app.yaml").write_text(yaml.safe_dump_all(manifests(image, busybox_image)))
+    (root / "devloop.yaml").write_text(
+        f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 150\nquiet_period_ms: 50\n"
+        f"manifests: [k8s]\nservices:\n  app:\n    context: services/app\n    image: {image}\n")
+    watch = Watch(root, standin.kubeconfig)
+    try:
+        watch.wait("reload.finished", timeout=300, service="app", ok=True)
+        mark = watch.mark()
+        (root / "services/app/src/message.txt").write_text("v2\n")
+        started = watch.wait("reload.started", after=mark, timeout=60, service="app")
+        mark = watch.events.index(started)
+        done = watch.wait("reload.finished", after=mark, timeout=300, service="app")
+        assert done["ok"], done
+        # the StatefulSet's container runs, the Job's has finished: a live sync could not reach
+        # the Job, the CronJob or the init container, so the change is rebuilt for all of them
+        rebuild = watch.wait("live.rebuild", after=mark, timeout=5, service="app")
+        assert "is not running" in rebuild["reason"]
+        patched = {e["workload"] for e in watch.since(mark, "deploy.patched")}
+        assert patched == {"deployment/web", "statefulset/db", "job/seed", "cronjob/nightly"}, \
+            [e for e in watch.events[mark:] if e.get("type") not in ("log", "build.output")]
+        job = _read(standin, "job", "seed")
+        ref = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        (job_pod,) = [p for p in _pods(standin, "seed") if p.spec.containers[0].image == ref]
+        assert "message v2" in _log(standin, job_pod.metadata.name, "seed")
+        (pod,) = _pods(standin, "db")
+        assert pod.spec.containers[0].image == ref
+        wait_for(lambda: "message v2" in _log(standin, pod.metadata.name, "db"), 30,
+                 what="v2 in the StatefulSet's pod")
+    finally:
+        watch.stop()
