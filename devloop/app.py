@@ -49,19 +49,6 @@ def exit_code(outcomes: Iterable[str], interrupted: bool = False) -> int:
     return exitcodes.OK
 
 
-def redact_chart_values(redactor: Redactor, config: Config) -> None:
-    """The chart's values as redaction sources, for every command (status too): values files
-    (k8s/secrets.yaml, where the docs put secrets) and `chart.set`. The environment is read
-    by the CLI (Redactor.from_env); the Secret objects rendered are added where the chart is
-    rendered."""
-    chart = config.chart
-    if chart is None:
-        return
-    for path in chart.values_files:
-        redactor.add_values_file(path)
-    redactor.add_values(chart.set_values)
-
-
 class App:
     """Builds the object graph for a command and runs it."""
 
@@ -77,7 +64,9 @@ class App:
         self.services = services
         self.cache = cache
         self.ui = ui  # devloop.dashboard.UiOptions for `watch`; None: no dashboard
-        redact_chart_values(redactor, config)
+        # the chart's values are secrets for every command (status too); the environment is
+        # read by the CLI, rendered Secret objects where the chart is rendered
+        redactor.add_chart(config.chart)
         self.engine: Engine | None = None
         self.deployer: Any = None
         self._interrupted = False  # set by a signal handler: a plain flag, never a lock

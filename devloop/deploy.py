@@ -164,6 +164,7 @@ class ClusterDeployer:
         """Per-use settings (log filters, rollout deadline, the manifests) follow a reloaded
         devloop.yaml."""
         self.config = config
+        self.redactor.add_chart(config.chart)  # a values file or chart.set may have changed
         self._targets_of.clear()
         if self.manifests is not None and config.deploy_format:
             self.manifests.config = config

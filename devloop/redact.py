@@ -136,6 +136,15 @@ class Redactor:
             return
         self.add_values(values, everything=looks_secret(Path(path).stem))
 
+    def add_chart(self, chart: Any) -> None:
+        """A chart's values (devloop.yaml `chart:`, None: nothing): its values files and
+        `chart.set`. Called at start and again when devloop.yaml is read again."""
+        if chart is None:
+            return
+        for path in chart.values_files:
+            self.add_values_file(path)
+        self.add_values(chart.set_values)
+
     def add_secret_objects(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """Every value of the Secret manifests among `objects` (`data` is base64-decoded;
         `stringData` as is)."""
