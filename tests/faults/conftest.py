@@ -41,6 +41,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_event(watch: Watch, type: str, after: int = 0, timeout: float = 120,
+               **match: Any) -> dict[str, Any]:
+    """Watch.wait, but a failure lists the events that are not log lines (what devloop did)."""
+    try:
+        return watch.wait(type, after=after, timeout=timeout, **match)
+    except AssertionError as exc:
+        said = [(e.get("type"), e.get("message") or e.get("reason") or e.get("outcome"))
+                for e in watch.events[after:] if e.get("type") not in ("log", "build.output")]
+        raise AssertionError(f"{exc}; since then devloop said: {said[-30:]}") from None
+
+
 def first_reload(watch: Watch, after: int = 0, timeout: float = 240) -> dict[str, Any]:
     """The end of box's next reload: reload.finished, or build.skipped when the cluster
     already runs the current sources (then it has also waited for the rollout's health)."""
@@ -126,6 +137,17 @@ class Box:
                 return resp.read().decode()
         except OSError:
             return None
+
+
+def assert_converged(box: Box, pvc_uid: str, history: list[str]) -> None:
+    """What `devloop status` says is what the cluster runs, and nothing was lost."""
+    row = box.status()
+    assert row["state"] == "up to date" and row["stale"] is False and row["healthy"], row
+    image = box.template_image()
+    assert image.endswith(f":dl-{row['local_digest']}"), (image, row)
+    assert box.pod_images() == {image}
+    assert box.pvc_uid() == pvc_uid
+    assert box.history()[-len(history):] == history
 
 
 @pytest.fixture

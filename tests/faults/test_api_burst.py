@@ -12,7 +12,7 @@ import time
 
 from devloop import patch
 from devloop.cluster import ClusterUnreachable, connect
-from tests.faults.conftest import NS, Box, wait_for
+from tests.faults.conftest import NS, Box, assert_converged, wait_event, wait_for
 
 DEPLOYMENT_PATH = rf"/namespaces/{NS}/deployments/box$"
 
@@ -52,11 +52,11 @@ def test_a_503_burst_mid_patch_converges_without_a_save(box: Box):
         rule = box.standin.standin.faults.fail("PATCH", DEPLOYMENT_PATH, status=503, count=9)
         mark = watch.mark()
         box.save("v2")
-        failed = watch.wait("reload.finished", after=mark, timeout=120,
+        failed = wait_event(watch, "reload.finished", after=mark, timeout=120,
                             outcome="cluster_unreachable")
         assert "\n" not in failed["reason"] and "HTTP 503" in failed["reason"]
         retry_mark = watch.mark()
-        watch.wait("rollout.ready", after=retry_mark, timeout=180, service="box")
+        wait_event(watch, "rollout.ready", after=retry_mark, timeout=180, service="box")
         wait_for(lambda: any(e.get("line", "").startswith("v2 ")
                              for e in watch.since(retry_mark, "log")), 60,
                  what="the v2 pod's log lines")
@@ -64,18 +64,8 @@ def test_a_503_burst_mid_patch_converges_without_a_save(box: Box):
         assert [e for e in watch.since(mark, "change.detected")] != []  # the one save
     finally:
         assert watch.stop() in (0, 130)
-    _assert_converged(box, uid, ["v1", "v2"])
+    assert_converged(box, uid, ["v1", "v2"])
 
-
-def _assert_converged(box: Box, pvc_uid: str, history: list[str]) -> None:
-    """What `devloop status` says is what the cluster runs, and nothing was lost."""
-    row = box.status()
-    assert row["state"] == "up to date" and row["stale"] is False and row["healthy"], row
-    image = box.template_image()
-    assert image.endswith(f":dl-{row['local_digest']}"), (image, row)
-    assert box.pod_images() == {image}
-    assert box.pvc_uid() == pvc_uid
-    assert box.history()[-len(history):] == history
 
 
 def test_forward_connections_and_log_streams_ride_out_a_burst_on_their_streams(box: Box):

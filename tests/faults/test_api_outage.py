@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 
-from tests.faults.conftest import Box, wait_for
-from tests.faults.test_api_burst import _assert_converged
+from tests.faults.conftest import Box, assert_converged, wait_event, wait_for
 
 OUTAGE_S = 30
 
@@ -30,10 +29,10 @@ def test_an_api_outage_mid_rollout_is_said_once_and_the_reload_converges(box: Bo
     try:
         mark = watch.mark()
         box.save("v2")
-        watch.wait("deploy.patched", after=mark, timeout=120, service="box")
+        wait_event(watch, "deploy.patched", after=mark, timeout=240, service="box")
         box.standin.standin.faults.drop(OUTAGE_S)
         cut_at = time.monotonic()
-        finished = watch.wait("reload.finished", after=mark, timeout=OUTAGE_S + 120)
+        finished = wait_event(watch, "reload.finished", after=mark, timeout=OUTAGE_S + 120)
         assert finished["outcome"] == "ok", finished
         assert time.monotonic() - cut_at >= OUTAGE_S - 1, finished  # it waited the outage out
         wait_for(lambda: any(e.get("line", "").startswith("v2 ")
@@ -50,4 +49,4 @@ def test_an_api_outage_mid_rollout_is_said_once_and_the_reload_converges(box: Bo
         assert box.standin.standin.faults.failed(None) > 10  # devloop did keep trying
     finally:
         assert watch.stop() in (0, 130)
-    _assert_converged(box, uid, ["v1", "v2"])
+    assert_converged(box, uid, ["v1", "v2"])

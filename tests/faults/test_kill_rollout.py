@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.faults.conftest import Box, first_reload, wait_for
-from tests.faults.test_api_burst import _assert_converged
+from tests.faults.conftest import Box, assert_converged, first_reload, wait_event, wait_for
 from tests.watchproc import Watch
 
 
@@ -22,7 +21,7 @@ def test_sigkill_mid_rollout_then_restart_converges_without_rebuilding(box: Box)
     try:
         mark = first.mark()
         box.save("v2")
-        patched = first.wait("deploy.patched", after=mark, timeout=120, service="box")
+        patched = wait_event(first, "deploy.patched", after=mark, timeout=240, service="box")
         first.proc.send_signal(signal.SIGKILL)
         assert first.proc.wait(10) == -signal.SIGKILL
         assert first.since(mark, "rollout.ready") == []  # it died mid-rollout
@@ -40,8 +39,8 @@ def test_sigkill_mid_rollout_then_restart_converges_without_rebuilding(box: Box)
         # a later edit still reloads: the restarted loop is alive
         later = second.mark()
         box.save("v3")
-        second.wait("rollout.ready", after=later, timeout=180, service="box")
+        wait_event(second, "rollout.ready", after=later, timeout=180, service="box")
     finally:
         assert second.stop() in (0, 130)
     assert patched["image"].split(":dl-")[0] == box.template_image().split(":dl-")[0]
-    _assert_converged(box, uid, ["v1", "v2", "v3"])
+    assert_converged(box, uid, ["v1", "v2", "v3"])

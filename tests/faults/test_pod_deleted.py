@@ -5,8 +5,7 @@ the replacement: its logs, the port forward, and the next edit's reload.
 
 from __future__ import annotations
 
-from tests.faults.conftest import NS, Box, wait_for
-from tests.faults.test_api_burst import _assert_converged
+from tests.faults.conftest import NS, Box, assert_converged, wait_event, wait_for
 
 
 def test_a_pod_deleted_during_watch_is_followed_and_a_later_edit_reloads(box: Box):
@@ -27,7 +26,7 @@ def test_a_pod_deleted_during_watch_is_followed_and_a_later_edit_reloads(box: Bo
         # its log is followed: the replacement starts counting from 0 again
         wait_for(lambda: any(e.get("pod") == new for e in watch.since(mark, "log")), 60,
                  what=f"log lines of {new}")
-        moved = watch.wait("forward.moved", after=mark, timeout=60, service="box")
+        moved = wait_event(watch, "forward.moved", after=mark, timeout=60, service="box")
         assert moved["pod"] == new
         assert wait_for(box.get, 30, what="the page through the moved forward") == "v1\n"
         assert watch.since(mark, "reload.started") == []  # same image: nothing to rebuild
@@ -35,9 +34,9 @@ def test_a_pod_deleted_during_watch_is_followed_and_a_later_edit_reloads(box: Bo
         # a later edit reloads the service as usual
         later = watch.mark()
         box.save("v2")
-        watch.wait("rollout.ready", after=later, timeout=180, service="box")
+        wait_event(watch, "rollout.ready", after=later, timeout=180, service="box")
         assert wait_for(lambda: box.get() == "v2\n", 60, what="v2 through the forward")
     finally:
         assert watch.stop() in (0, 130)
     # v1 twice: the replacement started with v1 too (same image, same volume)
-    _assert_converged(box, uid, ["v1", "v1", "v2"])
+    assert_converged(box, uid, ["v1", "v1", "v2"])
