@@ -1,5 +1,8 @@
 """Plain-YAML manifests as a watched input: a real `devloop watch` against the stand-in.
 
+The project: a Deployment with an init container, a second Deployment and a claim, a
+StatefulSet, a CronJob and a Job, all running the one image devloop builds.
+
 A save to a manifest applies only what changed (server-side apply, field manager devloop), a
 changed ConfigMap rolls exactly the workload that reads it, a YAML mistake is one line with file
 and line and leaves the cluster as it is, a dropped object is orphaned, then pruned with
@@ -88,6 +91,15 @@ spec:
         spec:
           restartPolicy: Never
           containers: [{{name: n, image: {image}, command: [echo, nightly]}}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: migrate}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: migrate, image: {image}, command: [echo, migrated]}}]
 """
 CONFIG = """\
 version: 1
@@ -132,6 +144,8 @@ def test_manifest_edits_apply_only_what_changed_orphans_prune_and_conflicts(
         assert _images(apps.read_namespaced_stateful_set("db", ns).spec.template) == [built]
         cron = k8s.BatchV1Api(standin.api_client()).read_namespaced_cron_job("nightly", ns)
         assert _images(cron.spec.job_template.spec.template) == [built]
+        job = k8s.BatchV1Api(standin.api_client()).read_namespaced_job("migrate", ns)
+        assert _images(job.spec.template) == [built]
         other = apps.read_namespaced_deployment("other", ns)
         claim_uid = core.read_namespaced_persistent_volume_claim("data", ns).metadata.uid
         assert ready
