@@ -126,3 +126,31 @@ def test_kubectl_is_found_beside_helm_or_by_its_variable(tmp_path):
     helm.chmod(0o755)
     kubectl.chmod(0o755)
     assert find_kubectl({"DEVLOOP_HELM": str(helm), "PATH": "/nonexistent"}) == str(kubectl)
+
+
+HELM = REPO / ".tools/bin/helm"
+
+
+@pytest.mark.skipif(not HELM.is_file(), reason="scripts/setup puts helm in .tools/bin")
+def test_a_chart_template_or_values_mistake_is_one_line_with_file_and_line(tmp_path):
+    from devloop.manifests.render import render_chart_sources
+
+    chart = tmp_path / "chart"
+    _write(chart / "Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    _write(chart / "values.yaml", "mode: one\n")
+    _write(chart / "templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+           "  name: cfg\ndata:\n  MODE: {{ .Values.mode | quote }}\n")
+    out = render_chart_sources(chart, "demo", "ns", [chart / "values.yaml"], {},
+                               helm=str(HELM))
+    assert [(r.obj["kind"], r.source) for r in out] == [("ConfigMap", "demo/templates/cm.yaml")]
+    _write(chart / "templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+           "  name: cfg\ndata:\n  MODE: {{ .Values.mode | quote }\n")
+    with pytest.raises(RenderError) as info:
+        render_chart_sources(chart, "demo", "ns", [], {}, helm=str(HELM))
+    text = str(info.value)
+    assert "\n" not in text and "templates/cm.yaml:6" in text
+    _write(chart / "templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    _write(chart / "values.yaml", "mode: [one\n")
+    with pytest.raises(RenderError) as info:
+        render_chart_sources(chart, "demo", "ns", [chart / "values.yaml"], {}, helm=str(HELM))
+    assert "values.yaml" in str(info.value) and "line" in str(info.value)
