@@ -84,7 +84,9 @@ def _call(api_client: k8s.ApiClient, method: str, path: str, what: str, *,
 
     try:
         return retry.call(once, what=what)
-    except ApiException:
+    except ApiException as exc:
+        if retry.is_transient(exc):  # overloaded through the retries: the engine retries it
+            raise ClusterUnreachable.from_error(exc, str(api_client.configuration.host)) from exc
         raise
     except Exception as exc:
         if is_connection_error(exc):
