@@ -396,21 +396,52 @@ class ClusterDeployer:
             return DEPLOY_FAILED
         self._publish_outcome(None, outcome, round(time.monotonic() - started, 3))
         result = DEPLOY_FAILED if outcome.error else OK
-        for deployment, generation in outcome.deployments.items():
-            self._present.add(deployment)
-            service = next((s for s in self.config.services.values()
-                            if s.deployment == deployment), None)
-            if service is None:
-                continue
-            waited, seconds = self._wait_rollout(service, generation, stop)
-            if waited.ok:
-                self.bus.publish(ev.ROLLOUT_READY, service.name, deployment=deployment,
-                                 seconds=seconds)
-            elif not stop.is_set():
-                failed = self._rollout_failed(service, waited, seconds,
-                                              f"rollout of deployment/{deployment} failed")
-                result = failed.outcome if result == OK else result
+        for workload, generation in outcome.workloads.items():
+            waited = self._wait_applied(workload, generation, stop)
+            if waited is not None and result == OK:
+                result = waited
         return result
+
+    def _wait_applied(self, workload: str, generation: int, stop: threading.Event
+                      ) -> str | None:
+        """Wait for the rollout an apply caused (`kind/name`): as its service's when a service
+        feeds it (events, problems, log tail), else on its own (service null); the failing
+        outcome, or None."""
+        ref = WorkloadRef.parse(workload)
+        if ref.kind.kind == "Deployment":
+            self._present.add(ref.name)
+        for service in self.config.services.values():
+            for target in self.workloads_of(service):
+                if str(target.workload) != workload:
+                    continue
+                waited, seconds = self._wait_rollout(target, generation, stop)
+                if waited.ok:
+                    self.bus.publish(ev.ROLLOUT_READY, service.name,
+                                     deployment=target.deployment, seconds=seconds)
+                    return None
+                if stop.is_set():
+                    return None
+                return self._rollout_failed(target, waited, seconds,
+                                            f"rollout of {workload} failed").outcome
+        started = time.monotonic()
+        ns, progress = self.cluster.namespace, (
+            lambda text: self.bus.publish(ev.ROLLOUT_PROGRESS, None, message=f"{workload}: {text}"))
+        if ref.kind.kind == "Deployment":
+            waited = wait_rollout(self.cluster.apps, self.cluster.core, ns, ref.name, generation,
+                                  self.config.rollout_timeout_s, stop, progress)
+        else:
+            waited = wait_workload(self.cluster.api_client, self.cluster.core, ns, ref,
+                                   generation, self.config.rollout_timeout_s, stop, progress)
+        seconds = round(time.monotonic() - started, 3)
+        if waited.ok:
+            self.bus.publish(ev.ROLLOUT_READY, None, deployment=workload, seconds=seconds)
+            return None
+        if stop.is_set():
+            return None
+        self.bus.publish(ev.ROLLOUT_FAILED, None, deployment=workload, reason=waited.reason,
+                         message=waited.message, pod=waited.pod, log_tail=waited.log_tail,
+                         seconds=seconds)
+        return ROLLOUT_FAILED
 
     def _publish_outcome(self, service: str | None, outcome: Outcome, seconds: float) -> None:
         if outcome.applied or outcome.created:

@@ -37,7 +37,7 @@ class Outcome:
     pruned: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # orphans not devloop's: left alone
     rolls: dict[str, list[str]] = field(default_factory=dict)  # workload -> configs it reads
-    deployments: dict[str, int] = field(default_factory=dict)  # applied name -> generation
+    workloads: dict[str, int] = field(default_factory=dict)  # applied kind/name -> generation
     error: str | None = None  # the first failure, one line
 
 
@@ -207,8 +207,9 @@ class ManifestSession:
             applied[key] = todo.hashes[key]
             self.versions[key] = str(obj.get("apiVersion"))
             out.applied.append(display(key))
-            if obj.get("kind") == "Deployment":
-                out.deployments[obj["metadata"]["name"]] = int(
+            entry = kind_of(obj)
+            if entry is not None and entry.workload and entry.kind != "Pod":
+                out.workloads[f"{entry.kind.lower()}/{obj['metadata']['name']}"] = int(
                     (stored.get("metadata") or {}).get("generation") or 0)
         for key in todo.unchanged:
             self.versions.setdefault(key, _version_of(objects, key))
