@@ -166,7 +166,8 @@ class App:
         def status() -> list[dict[str, Any]]:
             cluster = self.deployer.cluster if self.deployer is not None else None
             return collect_status(engine.config, self.cache, self.services, self.context,
-                                  cluster=cluster, probes=False)[0]
+                                  cluster=cluster, probes=False,
+                                  workloads=self._workloads_of if self.deployer else None)[0]
 
         return dashboard.start(self.bus, self.redactor, engine.post, status,
                                sorted({*engine.states, *self.config.resources}), self.ui,

@@ -9,7 +9,6 @@ only touched by that service's worker (the engine never runs two reloads of one 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -24,8 +23,6 @@ from devloop.config import Config, ResourceConfig, ServiceConfig
 from devloop.contextguard import registry_refusal, shares_engine
 from devloop.deliver import Delivery, DeliveryError, SharedDaemon, detect_delivery
 from devloop.errors_k8s import is_connection_error
-from devloop.inject import users
-from devloop.kinds import find_kind
 from devloop.manifests.apply import ApplyError
 from devloop.manifests.render import RenderError, env_values
 from devloop.manifests.render import find_helm as find_helm
@@ -47,7 +44,7 @@ from devloop.podlogs import LogFollower
 from devloop.problems import traceback_problem
 from devloop.redact import Redactor
 from devloop.rollout import RolloutResult, wait_rollout, wait_workload
-from devloop.workloads import WorkloadRef, await_workload, read_workload
+from devloop.workloads import WorkloadRef, await_workload, fed_by, read_workload
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +180,7 @@ class ClusterDeployer:
         cached = self._targets_of.get(service.name)
         if cached is None:
             objects, _ = self.manifests.render()
-            cached = [dataclasses.replace(service, kind=use.kind, deployment=use.name,
-                                          container=use.container)
-                      for use in users(objects, service.image, self.config.image_paths or None)
-                      if use.container and (kind := find_kind(use.kind)) is not None
-                      and kind.workload] or [service]
+            cached = fed_by(service, objects, self.config.image_paths or None)
             self._targets_of[service.name] = cached
         return cached
 

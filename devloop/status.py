@@ -14,6 +14,7 @@ any pod, whoever started it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -22,18 +23,19 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop import exitcodes
 from devloop.cluster import Cluster, ClusterUnreachable, check_reachable
-from devloop.config import Config
+from devloop.config import Config, ServiceConfig
 from devloop.deploy import connect_config
 from devloop.digest import DigestCache, ServiceDigest
 from devloop.errors_k8s import api_message, is_connection_error, one_line
 from devloop.livesync import pod_live
 from devloop.logfilter import count_probe_lines, probe_matcher, probe_paths
+from devloop.manifests.render import RenderError, render
 from devloop.ownership import owned_secrets
 from devloop.patch import Deployed, PatchError, deployed_of, workload_deployed
 from devloop.pods import pod_state
 from devloop.rollout import RolloutResult, rollout_health, workload_health
 from devloop.selectors import selector_query
-from devloop.workloads import WorkloadRef, read_workload
+from devloop.workloads import WorkloadRef, fed_by, read_workload
 
 _TIMEOUT = (5, 15)
 PROBE_WINDOW_S = 300
@@ -43,13 +45,16 @@ _PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a l
 def collect_status(config: Config, cache: DigestCache | None = None,
                    services: list[str] | None = None, context: str | None = None,
                    cluster: Cluster | None = None, probes: bool = True,
-                   secrets: Callable[[list[dict[str, Any]]], None] | None = None
+                   secrets: Callable[[list[dict[str, Any]]], None] | None = None,
+                   workloads: Callable[[ServiceConfig], list[ServiceConfig]] | None = None
                    ) -> tuple[list[dict[str, Any]], int]:
     """Rows for every selected service, and the exit code (CLUSTER_UNREACHABLE when the API
     server does not answer; the local part is still reported). A caller that is connected
     already (the dashboard, asked after every rollout) passes its `cluster`, and may skip the
     bounded log read behind each pod's `probe_lines` (`probes=False`). `secrets` is handed
-    the Secret objects devloop created (redaction sources: status renders no chart)."""
+    the Secret objects devloop created (redaction sources: status renders no chart).
+    `workloads` says which workloads a service's image feeds (the deployer's cached answer);
+    by default the manifests are rendered once to find them."""
     hashes = cache.load() if cache else {}
     rows: list[dict[str, Any]] = []
     for name in services or sorted(config.services):
@@ -77,42 +82,78 @@ def collect_status(config: Config, cache: DigestCache | None = None,
         return rows, exitcodes.CLUSTER_UNREACHABLE
     if secrets is not None:
         secrets(owned_secrets(cluster))
+    if workloads is None:
+        workloads = _manifest_workloads(config)
     for row in rows:
-        svc = config.resources[row["service"]] if row.get("resource") \
-            else config.services[row["service"]]
-        ref = svc.workload
-        ident = (f"deployment {config.namespace}/{ref.name}" if ref.kind.kind == "Deployment"
-                 else f"{ref} in namespace {config.namespace}")
-        try:
-            deployed, health, pods = _observe(cluster, config.namespace, ref,
-                                              None if row.get("resource") else svc.container)
-        except PatchError as exc:
-            row.update(error=str(exc), stale=True, state="deployment does not match devloop.yaml")
-            continue
-        except ApiException as exc:
-            missing = exc.status == 404
-            row.update(error=f"{ident} not found" if missing
-                       else f"cannot read {ident}: {api_message(exc)}", stale=True,
-                       state="not deployed" if missing else "unknown")
-            continue
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            row["error"] = str(ClusterUnreachable.from_error(exc, cluster.server))
-            continue
-        row.update(healthy=health.ok,
-                   health=None if health.ok else f"{health.reason}: {health.message}",
-                   log_tail=health.log_tail, pods=[pod_state(p).row() for p in pods])
-        if deployed is None:  # a resource: devloop does not build it
-            row["state"] = "running" if health.ok else "not healthy"
-            continue
-        row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
-        row["deployed_image"] = deployed.image
-        _live(row, [pod_live(p, svc.container) for p in pods
-                    if p.metadata.deletion_timestamp is None])
-        for pod_row, pod in zip(row["pods"], pods, strict=True) if probes else ():
-            pod_row["probe_lines"] = probe_lines(cluster.core, pod, svc.container)
+        resource = bool(row.get("resource"))
+        svc = config.resources[row["service"]] if resource else config.services[row["service"]]
+        targets = [svc] if resource else workloads(svc)
+        row["workloads"] = [str(t.workload) for t in targets]
+        seen = [observed for t in targets
+                if (observed := _observe_row(row, cluster, config.namespace, t, resource))]
+        if len(seen) == len(targets):
+            _fill(row, cluster, seen, probes)
     return rows, exitcodes.OK
+
+
+def _manifest_workloads(config: Config) -> Callable[[ServiceConfig], list[ServiceConfig]]:
+    """Every workload a service's image feeds (devloop.workloads.fed_by), from the manifests
+    rendered once; the workload devloop.yaml names when there are none or they do not render."""
+    if not config.deploy_format:
+        return lambda svc: [svc]
+    try:
+        objects = [r.obj for r in render(config, config.namespace, os.environ)]
+    except RenderError:
+        return lambda svc: [svc]
+    return lambda svc: fed_by(svc, objects, config.image_paths or None)
+
+
+_Seen = tuple[Any, Deployed | None, RolloutResult, list[k8s.V1Pod]]
+
+
+def _observe_row(row: dict[str, Any], cluster: Cluster, namespace: str, target: Any,
+                 resource: bool) -> _Seen | None:
+    """(target, what it runs, health, pods); None with the row's error set when it cannot say."""
+    ref = target.workload
+    ident = (f"deployment {namespace}/{ref.name}" if ref.kind.kind == "Deployment"
+             else f"{ref} in namespace {namespace}")
+    try:
+        return (target, *_observe(cluster, namespace, ref, None if resource else target.container))
+    except PatchError as exc:
+        row.update(error=str(exc), stale=True, state="deployment does not match devloop.yaml")
+    except ApiException as exc:
+        missing = exc.status == 404
+        row.update(error=f"{ident} not found" if missing
+                   else f"cannot read {ident}: {api_message(exc)}", stale=True,
+                   state="not deployed" if missing else "unknown")
+    except Exception as exc:
+        if not is_connection_error(exc):
+            raise
+        row["error"] = str(ClusterUnreachable.from_error(exc, cluster.server))
+    return None
+
+
+def _fill(row: dict[str, Any], cluster: Cluster, seen: list[_Seen], probes: bool) -> None:
+    """The row from every workload of the service (or the resource): the first unhealthy one's
+    health, all their pods, and what they run (stale when they do not all run one image)."""
+    health = next((h for _, _, h, _ in seen if not h.ok), seen[0][2])
+    pods = [(pod, target.container) for target, _, _, items in seen for pod in items]
+    row.update(healthy=health.ok,
+               health=None if health.ok else f"{health.reason}: {health.message}",
+               log_tail=health.log_tail, pods=[pod_state(p).row() for p, _ in pods])
+    deployed = seen[0][1]
+    if deployed is None:  # a resource: devloop does not build it
+        row["state"] = "running" if health.ok else "not healthy"
+        return
+    row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
+    row["deployed_image"] = deployed.image
+    if len({d.digest for _, d, _, _ in seen if d is not None}) > 1:
+        row.update(stale=True, state="its workloads run different images; `devloop sync`"
+                   " deploys the local sources to all of them")
+    _live(row, [pod_live(p, container) for p, container in pods
+                if p.metadata.deletion_timestamp is None])
+    for pod_row, (pod, container) in zip(row["pods"], pods, strict=True) if probes else ():
+        pod_row["probe_lines"] = probe_lines(cluster.core, pod, container)
 
 
 def _observe(cluster: Cluster, namespace: str, ref: WorkloadRef, container: str | None

@@ -15,6 +15,7 @@ its template updated (its next run uses it: nothing to wait for); a Pod is repla
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import time
@@ -25,7 +26,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from devloop.errors_k8s import api_message, connection_detail, is_connection_error, one_line
-from devloop.kinds import WORKLOAD_KINDS, Kind, client_method, find_kind, kind_of
+from devloop.inject import users
+from devloop.kinds import WORKLOAD_KINDS, ImagePaths, Kind, client_method, find_kind, kind_of
 from devloop.selectors import selector_query
 
 Obj = dict[str, Any]
@@ -253,6 +255,20 @@ def rollout_progress(obj: Obj, generation: int = 0) -> Progress:
     if available < replicas:
         return Progress(False, f"{available} of {replicas} pods available")
     return Progress(True, f"{replicas} of {replicas} pods available")
+
+
+# --- which workloads an image feeds ------------------------------------------------------------
+
+def fed_by(service: Any, objects: list[Obj], image_paths: ImagePaths | None = None) -> list[Any]:
+    """The workloads (and containers) `objects` run `service`'s image in, as copies of the
+    service (a ServiceConfig) with `kind`, `deployment` (the name) and `container` set: every
+    built-in workload kind, containers and init containers, matched by repository. The service
+    itself when none is (its workload as devloop.yaml names it)."""
+    found = [dataclasses.replace(service, kind=use.kind, deployment=use.name,
+                                 container=use.container)
+             for use in users(objects, service.image, image_paths)
+             if use.container and (kind := find_kind(use.kind)) is not None and kind.workload]
+    return found or [service]
 
 
 # --- reading, waiting, replacing -----------------------------------------------------------------

@@ -91,6 +91,15 @@ def test_one_image_reaches_every_workload_that_names_it(standin, tmp_path, image
     assert not [e for e in events if e["type"] == "deploy.patched"]
     assert _read(standin, "job", "seed")["metadata"]["uid"] == job["metadata"]["uid"]
 
+    # status reads every workload of the image: up to date and healthy, with all their pods
+    code, events = devloop(root, standin, "status")
+    (row,) = [r for e in events for r in e.get("services", [])]
+    assert code == 0 and row["healthy"] is True and row["state"] == "up to date", row
+    assert sorted(row["workloads"]) == ["cronjob/nightly", "deployment/web", "job/seed",
+                                        "statefulset/db"]
+    names = {p["name"] for p in row["pods"]}
+    assert {"db-0", web.metadata.name, job_pod.metadata.name} <= names
+
 
 def test_an_edit_reaches_every_workload_of_the_image_during_watch(standin, tmp_path,
                                                                   image_prefix, busybox_image):

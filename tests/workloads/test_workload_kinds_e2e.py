@@ -158,11 +158,14 @@ def test_an_edit_during_watch_reaches_every_kind(standin, tmp_path, image_prefix
     watch = Watch(root, standin.kubeconfig)
     try:
         for name in ("db", "seed", "nightly", "migrate"):
-            watch.wait("rollout.ready", timeout=300, service=name)
+            watch.wait("reload.finished", timeout=300, service=name, ok=True)
         mark = watch.mark()
         (root / "services/app/src/message.txt").write_text("v2\n")
         for name in ("db", "seed", "nightly", "migrate"):
-            watch.wait("reload.finished", after=mark, timeout=300, service=name, ok=True)
+            started = watch.wait("reload.started", after=mark, timeout=120, service=name)
+            done = watch.wait("reload.finished", after=watch.events.index(started), timeout=300,
+                              service=name)
+            assert done["ok"], done
         # the StatefulSet's running container serves v2 (synced live or rebuilt)
         (pod,) = _pods(standin, "db")
         wait_for(lambda: "message v2" in _log(standin, pod.metadata.name, "db"), 30,
