@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -36,6 +36,11 @@ from devloop import dockerfile as dockerfile_mod
 from devloop.config import ServiceConfig
 from devloop.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex
 from devloop.errors_k8s import one_line
+
+if TYPE_CHECKING:
+    import threading
+
+    from devloop.buildkit import KitBuilder
 
 LABEL_SERVICE = "devloop.service"
 LABEL_DIGEST = "devloop.digest"
@@ -158,12 +163,13 @@ class Builder:
 
     def __init__(self, client: docker.DockerClient | Callable[[], docker.DockerClient],
                  keep_images: int = 3, engine: str | None = None,
-                 checkout: str | None = None) -> None:
+                 checkout: str | None = None, kit: KitBuilder | None = None) -> None:
         self._client = client if isinstance(client, docker.DockerClient) else None
         self._factory = None if isinstance(client, docker.DockerClient) else client
         self.keep_images = keep_images
         self.engine = engine or engine_address()
         self.checkout = checkout
+        self.kit = kit  # builds through a BuildKit CLI; None: docker-py's legacy builder
 
     @property
     def client(self) -> docker.DockerClient:
@@ -202,7 +208,8 @@ class Builder:
             except docker.errors.ImageNotFound:
                 return None
 
-    def build(self, digest: ServiceDigest, tag: str, on_line: Callable[[str], None]) -> BuildResult:
+    def build(self, digest: ServiceDigest, tag: str, on_line: Callable[[str], None],
+              stop: threading.Event | None = None) -> BuildResult:
         """Build `tag` from the files `digest` covers; raise BuildFailed with the failing step,
         InputsChanged when a file no longer holds what was hashed, EngineUnreachable when the
         engine does not answer or goes away mid-build."""
@@ -222,10 +229,20 @@ class Builder:
                     raise
                 raise DiskFull(svc.name, tempfile.gettempdir(), exc.strerror or str(exc)
                                ) from None
+            if self.kit is not None:  # same tar, tag and labels through BuildKit
+                image_id = self.kit.build(context, dockerfile_name, svc, tag,
+                                          self._labels(svc.name, tag), on_line, stop)
+                return BuildResult(tag=tag, image_id=image_id or self.existing(tag) or "",
+                                   seconds=time.monotonic() - start)
+            if svc.build_secrets:
+                raise BuildFailed(svc.name, "build_secrets: need BuildKit, and no Docker CLI"
+                                  " with BuildKit was found (see builder.selected); install"
+                                  " docker-buildx or a docker CLI >= 18.09")
             try:
                 stream = self.client.api.build(
                     fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile_name,
                     buildargs=dict(svc.build_args) or None, target=svc.target, rm=True,
+                    platform=svc.platform,
                     forcerm=True, decode=True,
                     labels=self._labels(svc.name, tag),
                 )

@@ -28,6 +28,7 @@ from devloop.workloads import WorkloadError, WorkloadRef
 CONFIG_NAME = "devloop.yaml"
 DELIVERY_MODES = ("auto", "docker", "minikube", "kind", "k3d", "registry")
 WATCH_BACKENDS = ("auto", "inotify", "native", "polling")
+BUILDERS = ("auto", "buildkit", "legacy")  # devloop.buildkit.choose
 _IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -99,6 +100,15 @@ class PortForward:
 
 
 @dataclass(frozen=True)
+class BuildSecret:
+    """A BuildKit build secret (`RUN --mount=type=secret,id=...`): from a file or an
+    environment variable, read when building, never stored in devloop.yaml or the image."""
+
+    file: Path | None = None
+    env: str | None = None
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """One image built from a context and the Deployment container it feeds."""
 
@@ -117,6 +127,8 @@ class ServiceConfig:
     port_forwards: tuple[PortForward, ...] = ()
     logs: LogFilter = field(default_factory=LogFilter)
     kind: str = "Deployment"  # the workload's kind (`workload: statefulset/db`); name: deployment
+    platform: str | None = None  # `linux/amd64`: the cluster's platform, not this machine's
+    build_secrets: dict[str, BuildSecret] = field(default_factory=dict)  # id -> source
 
     @property
     def workload(self) -> WorkloadRef:
@@ -167,6 +179,7 @@ class Config:
     watch_backend: str = "auto"  # auto | inotify | native | polling (devloop.watch)
     rollout_timeout_s: float = 120.0
     delivery: str = "auto"
+    builder: str = "auto"  # auto | buildkit | legacy (devloop.buildkit)
     default_repo: str | None = None
     chart: ChartConfig | None = None
     kustomize: Path | None = None  # a kustomization directory, rendered by `kubectl kustomize`
@@ -192,13 +205,14 @@ _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
     "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
     "services", "watch_backend", "kustomize", "manifests", "allow_contexts", "prune",
-    "resources", "image_paths",
+    "resources", "image_paths", "builder",
 }
 DEPLOY_FORMATS = ("chart", "kustomize", "manifests")
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _SERVICE_KEYS = {
     "context", "dockerfile", "image", "deployment", "container", "build_args", "target", "watch",
     "ignore", "path_map", "live_update", "port_forwards", "logs", "workload",
+    "platform", "build_secrets",
 }
 _RESOURCE_KEYS = {"workload", "container", "port_forwards", "logs"}
 _LIVE_KEYS = {"sync", "fall_back_on", "run"}
@@ -449,6 +463,12 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
             opts["watch_backend"] = backend
         elif mode:
             opts["delivery"] = mode
+    if "builder" in top:
+        builder = c.string(top["builder"], "builder")
+        if builder is not None and builder not in BUILDERS:
+            c.problem(top["builder"], "builder", f"'{builder}' is not one of {', '.join(BUILDERS)}")
+        elif builder:
+            opts["builder"] = builder
     if "default_repo" in top:
         opts["default_repo"] = c.string(top["default_repo"], "default_repo")
     formats = [k for k in DEPLOY_FORMATS if k in top]
@@ -539,6 +559,11 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
     build_args = c.string_map(fields["build_args"], f"{key}.build_args") \
         if "build_args" in fields else {}
     target = c.string(fields["target"], f"{key}.target") if "target" in fields else None
+    platform = (c.string(fields["platform"], f"{key}.platform", _PLATFORM_RE,
+                         "platform (os/arch[/variant], e.g. linux/amd64)")
+                if "platform" in fields else None)
+    build_secrets = (_build_secrets(c, fields["build_secrets"], f"{key}.build_secrets")
+                     if "build_secrets" in fields else {})
     watch: list[Path] = []
     if "watch" in fields:
         for item, raw in c.string_list(fields["watch"], f"{key}.watch"):
@@ -569,8 +594,46 @@ def _service(c: _Checker, name: str, node: yaml.Node) -> ServiceConfig | None:
         name=name, context=context, dockerfile=dockerfile, image=image, deployment=deployment,
         container=container, build_args=build_args, target=target, watch=tuple(watch),
         ignore=ignore, path_map=path_map, live_update=live_update, port_forwards=port_forwards,
-        logs=logs, kind=kind,
+        logs=logs, kind=kind, platform=platform, build_secrets=build_secrets,
     )
+
+
+_PLATFORM_RE = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")  # one: the image is loaded
+_SECRET_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _build_secrets(c: _Checker, node: yaml.Node, key: str) -> dict[str, BuildSecret]:
+    """`build_secrets: {npmrc: {file: ~/.npmrc}, token: {env: GH_TOKEN}}`: sources only, so
+    devloop.yaml never holds a value."""
+    out: dict[str, BuildSecret] = {}
+    for sid, item in c.mapping(node, key, set()).items():
+        where = f"{key}.{sid}"
+        if not _SECRET_ID_RE.fullmatch(sid):
+            c.problem(item, where, "secret ids are letters, digits, '_', '.' and '-'")
+            continue
+        fields = c.mapping(item, where, {"file", "env"})
+        if not isinstance(item, yaml.MappingNode):
+            continue
+        if len(fields) != 1:
+            c.problem(item, where, "needs exactly one of file: (a path) or env: (a variable"
+                      " name) holding the secret")
+            continue
+        if "env" in fields:
+            name = c.string(fields["env"], f"{where}.env", _ENV_NAME_RE,
+                            "environment variable name")
+            if name:
+                out[sid] = BuildSecret(env=name)
+        else:
+            raw = c.string(fields["file"], f"{where}.file")
+            path = (c.resolve(fields["file"], f"{where}.file", c.root, os.path.expanduser(raw))
+                    if raw else None)
+            if path is not None and not path.is_file():
+                c.problem(fields["file"], f"{where}.file", f"{path} is not a readable file")
+            elif path is not None:
+                out[sid] = BuildSecret(file=path)
+    return out
+
 
 def _workload(c: _Checker, node: yaml.Node, key: str) -> WorkloadRef | None:
     """`statefulset/db` (KIND/NAME, any workload kind) or `web` (a Deployment)."""

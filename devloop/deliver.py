@@ -21,6 +21,15 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop.cluster import Cluster
 from devloop.errors_k8s import is_connection_error, one_line
+from devloop.registry import (
+    PushCancelled,
+    PushResult,
+    RegistryError,
+    credentials,
+    probe,
+    push,
+    registry_host,
+)
 
 DELIVERY_NAMES = ("docker", "minikube", "kind", "k3d", "registry")
 
@@ -229,11 +238,21 @@ def _split_tag(ref: str) -> tuple[str, str]:
 
 @dataclass
 class RegistryDelivery:
-    """Tag as `<default_repo>/<image>:<tag>` and push with the Docker SDK."""
+    """Tag as `<default_repo>/<image>:dl-<digest>`, push (only missing layers: the engine's
+    push), and hand the cluster `repo@sha256:...` so a node never runs a stale tag.
+
+    Credentials are the user's Docker ones; a failure is one DeliveryError line naming the
+    registry, and nothing is patched, so the running image stays."""
 
     default_repo: str
     docker_client_factory: Callable[[], Any] | None = None
+    insecure_registries: tuple[str, ...] = ()
     name: str = "registry"
+    last_push: PushResult | None = field(default=None, init=False, repr=False)
+
+    @property
+    def host(self) -> str:
+        return registry_host(self.default_repo)
 
     def docker_environment(self) -> dict[str, str] | None:
         return None
@@ -243,23 +262,30 @@ class RegistryDelivery:
 
         target = registry_ref(self.default_repo, image_ref)
         repository, tag = _split_tag(target)
-        client = (self.docker_client_factory or docker.from_env)()
+        try:
+            probe(self.host, self.insecure_registries)
+            auth = credentials(self.host)
+            client = (self.docker_client_factory or docker.from_env)()
+        except RegistryError as exc:
+            raise DeliveryError(str(exc)) from None
+        except docker.errors.DockerException as exc:
+            raise DeliveryError(one_line(f"cannot reach the Docker Engine to push to registry"
+                                         f" {self.host}: {exc}")) from None
         try:
             client.images.get(image_ref).tag(repository, tag)
-            for event in client.api.push(repository, tag=tag, stream=True, decode=True):
-                if stop is not None and stop.is_set():
-                    raise DeliveryCancelled(f"push of {target} cancelled")
-                error = event.get("error") or (event.get("errorDetail") or {}).get("message")
-                if error:
-                    raise DeliveryError(one_line(f"docker push {target} failed: {error}"))
+            self.last_push = push(client, repository, tag, auth, stop)
+        except PushCancelled as exc:
+            raise DeliveryCancelled(str(exc)) from None
+        except RegistryError as exc:
+            raise DeliveryError(str(exc)) from None
         except docker.errors.ImageNotFound as exc:
             raise DeliveryError(f"image {image_ref} is not in the local Docker daemon") from exc
         except docker.errors.APIError as exc:
-            raise DeliveryError(one_line(f"docker push {target} failed: {exc.explanation or exc}")
-                                ) from exc
+            raise DeliveryError(one_line(f"tagging {image_ref} as {target} failed:"
+                                         f" {exc.explanation or exc}")) from exc
         finally:
             client.close()
-        return target
+        return self.last_push.ref
 
 
 _NAME_RE = re.compile(r"^(k3d|kind)-(.+)$")

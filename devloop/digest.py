@@ -258,6 +258,8 @@ class ServiceDigest:
         for key in sorted(svc.build_args):
             parts.append(f"arg\0{key}\0{svc.build_args[key]}\n".encode())
         parts.append(f"target\0{svc.target or ''}\n".encode())
+        if svc.platform:  # another platform is another image (absent: the tags stay as they were)
+            parts.append(f"platform\0{svc.platform}\n".encode())
         for target, tree in zip(self._extra_paths, self.extra, strict=True):
             if target.is_dir():
                 parts.append(f"watch\0{target}\0{tree.combined()}\n".encode())

@@ -38,6 +38,7 @@ CONFIG_INVALID = "config.invalid"
 CLUSTER_CONNECTED = "cluster.connected"
 CLUSTER_UNREACHABLE = "cluster.unreachable"
 WATCH_READY = "watch.ready"
+BUILDER_SELECTED = "builder.selected"  # which builder builds images (BuildKit CLI or legacy)
 WARNING = "warning"
 ERROR = "error"
 SHUTDOWN = "shutdown"

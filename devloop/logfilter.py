@@ -74,11 +74,14 @@ def count_probe_lines(lines: Iterable[str], matcher: re.Pattern[str]) -> int:
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : ")
 _CACHED = re.compile(r"^\s*---> Using cache\b")
+_KIT_STEP = re.compile(r"^#\d+ \[[^\]]*\d+/\d+\] ")  # BuildKit plain progress (devloop.buildkit)
+_KIT_CACHED = re.compile(r"^#\d+ CACHED$")
 
 
 @dataclass
 class BuildTally:
-    """What a docker (classic builder) build printed, for the one-line console summary."""
+    """What a docker build printed (classic builder or BuildKit's plain progress, each step
+    named once), for the one-line console summary."""
 
     steps: int = 0
     cached: int = 0
@@ -86,8 +89,10 @@ class BuildTally:
     def add(self, line: str) -> None:
         if m := _STEP.match(line):
             self.steps = max(self.steps, int(m.group(2)))
-        elif _CACHED.match(line):
+        elif _CACHED.match(line) or _KIT_CACHED.match(line):
             self.cached += 1
+        elif _KIT_STEP.match(line):
+            self.steps += 1
 
     def summary(self) -> str:
         """`12 steps, 9 cached` (empty when the output named no steps)."""

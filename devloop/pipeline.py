@@ -311,7 +311,7 @@ class Pipeline:
             try:
                 result = self.builder.build(
                     digest, tag, lambda line: self.bus.publish(ev.BUILD_OUTPUT, svc.name,
-                                                               line=line))
+                                                               line=line), stop)
             except InputsChanged as exc:
                 digest.rehash(exc.paths)
                 try:

@@ -109,6 +109,8 @@ def describe(event: ev.Event) -> str:
         return f"cluster: context {d['context']} at {d['server']} (namespace {d['namespace']})"
     if t in (ev.CLUSTER_UNREACHABLE, ev.ERROR, ev.WARNING):
         return d["message"]
+    if t == ev.BUILDER_SELECTED:
+        return f"builder: {d['builder']} ({d['reason']})"
     if t == ev.SYNC_FINISHED:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
         return f"sync finished with exit code {d['exit_code']}: {summary}"

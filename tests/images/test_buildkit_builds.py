@@ -1,0 +1,172 @@
+"""BuildKit builds, for real: `devloop sync --no-deploy` with the Docker CLIs of this machine.
+
+/usr/bin/docker (Debian's 20.10) has BuildKit built in; /usr/local/bin/docker (28.x without the
+buildx plugin) refuses it, so a PATH with only the latter simulates a laptop without BuildKit.
+The engine has no bridge network: RUN steps run on the host's network (`--network host`).
+Heredocs are not tested: 20.10's built-in Dockerfile frontend predates them and the frontend
+that has them (`# syntax=docker/dockerfile:1.4`) is an image pulled from a registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from devloop import buildkit as bk
+from devloop.build import Builder, BuildFailed
+from devloop.config import load_config
+from devloop.digest import ServiceDigest, image_tag
+from tests.conftest import devloop_env
+
+BUILDKIT_PATH = "/usr/bin:/bin"  # Debian's docker 20.10: BuildKit built in
+NO_BUILDKIT_PATH = "/usr/local/bin"  # docker 28.x, no buildx (/bin is /usr/bin here)
+CACHE_MOUNT = ("RUN --mount=type=cache,target=/cache echo from-cache > /cache/x"
+               " && cp /cache/x /marker\n")
+
+
+def _sync(root: Path, path: str = BUILDKIT_PATH, **env: str
+          ) -> tuple[int, list[dict[str, Any]], str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "devloop.cli", "sync", "--no-deploy", "-o", "json"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env=devloop_env(HOME=str(root.parent), XDG_CACHE_HOME=str(root.parent), PATH=path,
+                        **env))
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, events, proc.stdout + proc.stderr
+
+
+def _one(events: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [e for e in events if e["type"] == kind]
+    assert len(found) == 1, (kind, events)
+    return found[0]
+
+
+def _cat(client: docker.DockerClient, image: str, path: str) -> str:
+    return client.containers.run(image, ["cat", path], remove=True,
+                                 network_mode="none").decode()
+
+
+def test_a_cache_mount_builds_with_buildkit_and_the_legacy_builder_cannot(
+        make_project, docker_client: docker.DockerClient) -> None:
+    root = make_project({"app": {"extra": CACHE_MOUNT}})
+    code, events, out = _sync(root)
+    assert code == 0, out
+    assert _one(events, "builder.selected")["builder"] == "buildkit"
+    assert "/usr/bin/docker" in _one(events, "builder.selected")["reason"]
+    image = _one(events, "build.finished")["image"]
+    assert _cat(docker_client, image, "/marker") == "from-cache\n"
+    assert docker_client.images.get(image).labels["devloop.service"] == "app"
+    assert any(e["type"] == "build.output" and "RUN --mount=type=cache" in e["line"]
+               for e in events)
+
+    # the same Dockerfile through the legacy builder (builder: legacy) fails, as it did before
+    docker_client.images.remove(image, force=True)
+    (root / "devloop.yaml").write_text((root / "devloop.yaml").read_text()
+                                       + "builder: legacy\n")
+    code, events, out = _sync(root)
+    assert code != 0
+    assert _one(events, "builder.selected")["builder"] == "legacy"
+    assert _one(events, "build.failed")["image"] == image  # same inputs, same tag
+
+
+def test_a_failing_run_step_points_at_its_dockerfile_line(make_project) -> None:
+    root = make_project({"app": {"extra": "ENV A=1\nRUN echo about to fail \\\n && exit 3\n"}})
+    code, events, out = _sync(root)
+    assert code != 0, out
+    failed = _one(events, "build.failed")
+    assert "exit code: 3" in failed["error"] and "RUN echo about to fail" in failed["error"]
+    problem = _one(events, "problem")
+    assert problem == {**problem, "file": "services/app/Dockerfile", "line": 5, "kind": "build"}
+
+
+def test_a_build_secret_is_usable_in_run_and_never_in_events_or_the_image(
+        make_project, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    value = f"s3cret-{uuid.uuid4().hex[:12]}"
+    file_value = f"filesecret-{uuid.uuid4().hex[:12]}"
+    secret_file = tmp_path / "token.txt"
+    secret_file.write_text(file_value)
+    digest = hashlib.sha256(value.encode()).hexdigest()  # the Dockerfile must not hold it
+    extra = ("RUN --mount=type=secret,id=tok --mount=type=secret,id=file"
+             " cat /run/secrets/tok /run/secrets/file && test \"$(sha256sum < /run/secrets/tok"
+             f' | cut -d" " -f1)" = "{digest}" && echo used > /secret-used\n')
+    root = make_project({"app": {"extra": extra, "yaml": (
+        "build_secrets:\n  tok: {env: DL_BUILD_TOKEN}\n"
+        f"  file: {{file: {secret_file}}}\n")}})
+    code, events, out = _sync(root, DL_BUILD_TOKEN=value)
+    assert code == 0, out
+    image = _one(events, "build.finished")["image"]
+    assert _cat(docker_client, image, "/secret-used") == "used\n"
+    # the RUN step printed both: the output shows *** (positive control: the line is there)
+    assert any(e["type"] == "build.output" and "***" in e["line"] for e in events)
+    assert value not in out and file_value not in out
+    history = docker_client.api.history(image)
+    assert value not in json.dumps(history) and file_value not in json.dumps(history)
+    saved = b"".join(docker_client.images.get(image).save(named=True))
+    assert value.encode() not in saved and file_value.encode() not in saved
+    assert b"/secret-used" in saved or b"secret-used" in saved  # the layers were searched
+
+
+def test_without_a_buildkit_cli_the_legacy_builder_builds_the_same_tag(
+        make_project, docker_client: docker.DockerClient) -> None:
+    root = make_project({"app": {"files": {"src/main.txt": "same either way\n"}}})
+    code, events, out = _sync(root, NO_BUILDKIT_PATH)
+    assert code == 0, out
+    selected = _one(events, "builder.selected")
+    assert selected["builder"] == "legacy" and "no Docker CLI with BuildKit" in selected["reason"]
+    legacy_tag = _one(events, "build.finished")["image"]
+    assert _cat(docker_client, legacy_tag, "/app/main.txt") == "same either way\n"
+    docker_client.images.remove(legacy_tag, force=True)
+
+    code, events, out = _sync(root, BUILDKIT_PATH)
+    assert code == 0, out
+    assert _one(events, "builder.selected")["builder"] == "buildkit"
+    assert _one(events, "build.finished")["image"] == legacy_tag
+    assert _cat(docker_client, legacy_tag, "/app/main.txt") == "same either way\n"
+
+
+def _kit_processes(tag: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if tag.encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.DockerClient
+                                         ) -> None:
+    root = make_project({"app": {"extra": "RUN echo sleeping && sleep 120\n"}})
+    svc = load_config(root / "devloop.yaml").services["app"]
+    choice = bk.choose("buildkit", {**os.environ, "PATH": BUILDKIT_PATH})
+    assert choice.cli is not None, choice.reason
+    builder = Builder(docker_client, kit=bk.KitBuilder(choice.cli))
+    digest = ServiceDigest(svc)
+    digest.scan()
+    tag = image_tag(svc.image, digest.digest())
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def on_line(line: str) -> None:
+        seen.append(line)
+        if "sleeping" in line and "RUN" not in line:
+            stop.set()  # a newer save while the RUN step runs
+
+    with pytest.raises(BuildFailed) as err:
+        builder.build(digest, tag, on_line, stop)
+    assert "cancelled" in str(err.value), seen
+    assert _kit_processes(tag) == []
+    assert builder.existing(tag) is None
