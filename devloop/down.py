@@ -31,9 +31,10 @@ from devloop.cluster import Cluster, ClusterUnreachable
 from devloop.config import Config, ServiceConfig
 from devloop.discovery import DiscoveryIncomplete, Kind, Unreachable, list_objects, namespaced_kinds
 from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.install import InstallError, chart_values, kind_name, render_chart
 from devloop.kinds import kind_of
 from devloop.manifests import apply as manifest_api
+from devloop.manifests.plan import kind_name
+from devloop.manifests.render import RenderError, chart_values, render_chart
 from devloop.ownership import is_devloop_owned
 from devloop.patch import DIGEST_ANNOTATION
 
@@ -284,7 +285,7 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
     except ClusterUnreachable as exc:
         bus.publish(ev.ERROR, None, message=str(exc))
         code, deleted, kept = exitcodes.CLUSTER_UNREACHABLE, [], []
-    except (DownFailed, InstallError) as exc:
+    except (DownFailed, RenderError) as exc:
         bus.publish(ev.ERROR, None, message=str(exc))
         code = exc.code if isinstance(exc, DownFailed) else exitcodes.DEPLOY_FAILED
         deleted, kept = [], []

@@ -3,7 +3,7 @@
 `devloop down` deletes an object only when it carries this mark: Helm's release annotation is
 not enough, since a person's own `helm install` of the same release sets it too, and deleting
 their objects would be deleting what devloop did not make. Every path that creates or applies
-objects (install.py's create-only install, a server-side apply) sets the mark with `mark()`.
+objects (the server-side apply of the manifests) sets the mark with `mark()`.
 """
 
 from __future__ import annotations

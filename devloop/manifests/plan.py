@@ -41,6 +41,11 @@ def key_of(obj: Mapping[str, Any]) -> str:
             f"/{meta.get('name')}")
 
 
+def kind_name(obj: Mapping[str, Any]) -> str:
+    """"Kind/name" of a manifest object (how devloop names objects in messages)."""
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+
+
 def display(key: str) -> str:
     """`Kind/name` (`Kind/namespace/name` is too long for most lines) of a key."""
     _, kind, _, name = key.split("/", 3)

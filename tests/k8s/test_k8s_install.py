@@ -1,4 +1,5 @@
-"""First deploy on the API stand-in: create what is missing, never touch what exists."""
+"""First deploy on the API stand-in: the rendered chart is applied server-side (field manager
+devloop); a claim that exists is never touched, a value someone else set is never overwritten."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ from pathlib import Path
 import pytest
 
 from devloop.cluster import Cluster, connect
-from devloop.install import InstallError, install_missing, missing_objects, render_chart
+from devloop.config import ChartConfig, Config
+from devloop.manifests.session import ManifestSession
 from tests.k8s.support import CHART, HELM
 from tests.kube_standin import StandIn
 
 JWT = "test-only-jwt-value-0123456789"
+ENV = {"DEVLOOP_HELM": str(HELM), "DEVLOOP_SET_backend__secrets__jwtSecretKey": JWT}
+
+
+def _config(chart: Path, namespace: str, release: str = "lumina") -> Config:
+    return Config(path=chart.parent / "devloop.yaml", root=chart.parent, namespace=namespace,
+                  services={}, chart=ChartConfig(path=chart, release=release))
 
 
 @pytest.fixture
@@ -26,11 +34,10 @@ def lumina(standin: StandIn) -> Iterator[Cluster]:
         conn.core.delete_namespace("lumina")
 
 
-def test_install_creates_only_missing_objects_and_never_touches_the_pvc(lumina: Cluster) -> None:
-    objects = render_chart(CHART, "lumina", "lumina", [],
-                           {"backend.secrets.jwtSecretKey": JWT}, helm=str(HELM))
+def test_apply_creates_the_chart_never_touches_the_claim_and_never_forces(lumina: Cluster
+                                                                           ) -> None:
     # The user's cluster already has the namespace and the SQLite claim, with their own size
-    # and a label of theirs: the claim must come out of the install exactly as it went in.
+    # and a label of theirs: the claim must come out of the apply exactly as it went in.
     lumina.core.create_namespace({"metadata": {"name": "lumina"}})
     lumina.core.create_namespaced_persistent_volume_claim("lumina", {
         "metadata": {"name": "backend-sqlite-pvc", "labels": {"owner": "me"}},
@@ -38,14 +45,11 @@ def test_install_creates_only_missing_objects_and_never_touches_the_pvc(lumina: 
     })
     claim = lumina.core.read_namespaced_persistent_volume_claim("backend-sqlite-pvc", "lumina")
 
-    missing = {f"{o['kind']}/{o['metadata']['name']}" for o in missing_objects(lumina, objects)}
-    assert "PersistentVolumeClaim/backend-sqlite-pvc" not in missing
-    assert "Namespace/lumina" not in missing
-    assert "Deployment/backend" in missing
-
-    created = install_missing(lumina, objects, release="lumina")
-    assert set(created) == missing
-    kinds = [c.split("/")[0] for c in created]
+    session = ManifestSession(_config(CHART, "lumina"), lumina, ENV)
+    outcome = session.apply({})
+    assert outcome.error is None and outcome.created == []
+    kinds = [name.split("/")[0] for name in outcome.applied]
+    assert kinds[0] == "Namespace"
     assert kinds.index("Service") > max(kinds.index("ConfigMap"), kinds.index("Secret"))
     assert min(i for i, k in enumerate(kinds) if k == "Deployment") > kinds.index("Service")
 
@@ -55,14 +59,21 @@ def test_install_creates_only_missing_objects_and_never_touches_the_pvc(lumina: 
     assert after.spec.resources.requests == {"storage": "2Gi"}
     backend = lumina.apps.read_namespaced_deployment("backend", "lumina")
     assert [c.name for c in backend.spec.template.spec.containers] == ["backend"]
-    # A later `helm upgrade --install lumina` can adopt what devloop created.
-    assert backend.metadata.annotations["meta.helm.sh/release-name"] == "lumina"
-    assert backend.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
+    assert {(m.manager, m.operation) for m in backend.metadata.managed_fields} == {
+        ("devloop", "Apply")}
+    assert backend.metadata.labels["devloop.dev/managed-by"] == "devloop"
 
-    # Something the user changed by hand stays changed, and a second install creates nothing.
+    # nothing changed: no request at all the second time
+    assert session.apply({}).applied == []
+
+    # a value the user changed by hand is not overwritten: one line naming their manager
     lumina.core.patch_namespaced_config_map("backend-config", "lumina",
-                                            {"data": {"ENVIRONMENT": "staging"}})
-    assert install_missing(lumina, objects) == []
+                                            {"data": {"ENVIRONMENT": "staging"}},
+                                            field_manager="kubectl-edit")
+    fresh = ManifestSession(_config(CHART, "lumina"), lumina, ENV)  # a new watch: applies all
+    outcome = fresh.apply({})
+    assert outcome.error is not None and "\n" not in outcome.error
+    assert "kubectl-edit" in outcome.error and "ConfigMap/backend-config" in outcome.error
     config = lumina.core.read_namespaced_config_map("backend-config", "lumina")
     assert config.data["ENVIRONMENT"] == "staging"
 
@@ -77,31 +88,21 @@ def small_chart(root: Path, extra: str = "") -> Path:
     return chart
 
 
-def test_install_creates_the_namespace_first_when_the_chart_has_none(
+def test_the_namespace_is_created_first_when_the_chart_has_none_and_any_kind_is_applied(
         standin: StandIn, tmp_path: Path) -> None:
     namespace = f"t-{uuid.uuid4().hex[:8]}"
     cluster = connect(StandIn.context, namespace, str(standin.kubeconfig))
-    objects = render_chart(small_chart(tmp_path), "r", namespace, [], {"greeting": "hello"},
-                           helm=str(HELM))
+    ingress = ("---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n"
+               "spec:\n  defaultBackend:\n    service:\n      name: web\n"
+               "      port:\n        number: 80\n")
+    session = ManifestSession(_config(small_chart(tmp_path, ingress), namespace, "r"), cluster,
+                              {"DEVLOOP_HELM": str(HELM), "DEVLOOP_SET_greeting": "hello"})
     try:
-        assert install_missing(cluster, objects) == ["Namespace/" + namespace,
-                                                     "ConfigMap/settings"]
+        outcome = session.apply({})
+        assert outcome.error is None
+        assert outcome.applied == [f"Namespace/{namespace}", "ConfigMap/settings", "Ingress/web"]
         config = cluster.core.read_namespaced_config_map("settings", namespace)
         assert config.data == {"greeting": "hello"}
     finally:
         with contextlib.suppress(Exception):
             cluster.core.delete_namespace(namespace)
-
-
-def test_a_kind_devloop_cannot_create_is_refused_before_anything_is_created(
-        cluster: Cluster, tmp_path: Path) -> None:
-    ingress = ("---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n"
-               "spec:\n  defaultBackend:\n    service:\n      name: web\n"
-               "      port:\n        number: 80\n")
-    objects = render_chart(small_chart(tmp_path, ingress), "r", cluster.namespace, [], {},
-                           helm=str(HELM))
-    with pytest.raises(InstallError, match="Ingress/web, a kind devloop does not create"):
-        install_missing(cluster, objects)
-    names = {c.metadata.name for c in cluster.core.list_namespaced_config_map(
-        cluster.namespace).items}
-    assert "settings" not in names

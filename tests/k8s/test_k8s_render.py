@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from devloop.config import ChartConfig
-from devloop.install import InstallError, render_chart
-from devloop.manifests.render import chart_values
+from devloop.manifests.render import RenderError, chart_values, render_chart
 from tests.k8s.support import CHART, HELM
 
 JWT = "test-only-jwt-value-0123456789"
@@ -47,7 +46,7 @@ def test_secret_values_are_not_passed_on_the_command_line() -> None:
 
 
 def test_missing_secret_is_the_charts_own_message_on_one_line() -> None:
-    with pytest.raises(InstallError) as info:
+    with pytest.raises(RenderError) as info:
         render_chart(CHART, "lumina", "lumina", [], {}, helm=str(HELM), set_env=SET_ENV)
     text = str(info.value)
     assert "\n" not in text
@@ -63,12 +62,12 @@ def test_values_files_are_passed_to_helm(tmp_path: Path) -> None:
     frontend = next(o for o in objects if o["kind"] == "Deployment"
                     and o["metadata"]["name"] == "frontend")
     assert frontend["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":dl-abc")
-    with pytest.raises(InstallError, match=f"values file {tmp_path / 'nope.yaml'} does not exist"):
+    with pytest.raises(RenderError, match=f"values file {tmp_path / 'nope.yaml'} does not exist"):
         render_chart(CHART, "lumina", "lumina", [tmp_path / "nope.yaml"], {}, helm=str(HELM))
 
 
 def test_missing_helm_says_so_and_how_to_get_it() -> None:
-    with pytest.raises(InstallError) as info:
+    with pytest.raises(RenderError) as info:
         render_chart(CHART, "lumina", "lumina", [], {}, helm="/nonexistent/helm")
     text = str(info.value)
     assert "helm is not installed" in text and "https://helm.sh" in text

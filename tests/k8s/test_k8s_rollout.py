@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devloop.cluster import Cluster, ClusterUnreachable
-from devloop.install import install_missing
+from devloop.manifests.apply import create_if_missing
 from devloop.patch import patch_image
 from devloop.rollout import RolloutResult, wait_rollout
 from tests.k8s import support
@@ -145,7 +145,9 @@ def test_an_api_server_that_stays_away_is_reported_as_unreachable(
         with pytest.raises(ClusterUnreachable) as patching:
             patch_image(cluster.apps, cluster.namespace, "web", "web", "img:2", "d2")
         with pytest.raises(ClusterUnreachable):
-            install_missing(cluster, [support.pvc("data")])
+            claim = support.pvc("data")
+            claim["metadata"]["namespace"] = cluster.namespace
+            create_if_missing(cluster.api_client, claim)
     finally:
         own_standin.start()
     assert (result.ok, result.reason) == (False, "ClusterUnreachable")
