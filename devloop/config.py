@@ -344,6 +344,7 @@ class _Checker:
             self.problem(node, key, f"'{raw[:80]}' is not a usable path ({reason})")
             return None
         return path
+        raw = raw.replace("\\", "/")  # written on Windows (services\api): the same path
 
     def existing_path(self, node: yaml.Node, key: str, base: Path, want_dir: bool) -> Path | None:
         raw = self.string(node, key)
