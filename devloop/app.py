@@ -7,14 +7,15 @@ apart from the engine so the engine stays free of Docker and Kubernetes construc
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 import docker
 import docker.errors
 
+from devloop import buildkit, exitcodes
 from devloop import events as ev
-from devloop import exitcodes
 from devloop import pipeline as pl
 from devloop.build import Builder, EngineUnreachable, checkout_id, engine_address
 from devloop.buildslots import BuildSlots, limit_for
@@ -67,6 +68,7 @@ class App:
         # the chart's values are secrets for every command (status too); the environment is
         # read by the CLI, rendered Secret objects where the chart is rendered
         redactor.add_chart(config.chart)
+        redactor.add(buildkit.secret_values(config.services, os.environ))  # build_secrets
         self.engine: Engine | None = None
         self.deployer: Any = None
         self._interrupted = False  # set by a signal handler: a plain flag, never a lock
@@ -77,10 +79,14 @@ class App:
         """A Builder on the engine `environment` names. An engine that does not answer is
         reported in one line; with `wait` (watch) the builder is returned anyway and connects
         on first use, so reloads fail as docker_unreachable and are retried by the engine."""
+        choice = buildkit.choose(self.config.builder, os.environ)
+        self.bus.publish(ev.BUILDER_SELECTED, None, builder=choice.name, reason=choice.reason)
         builder = Builder(lambda: docker.from_env(environment=environment),
                           keep_images=self.config.keep_images,
                           engine=engine_address(environment),
-                          checkout=checkout_id(self.config.path))
+                          checkout=checkout_id(self.config.path),
+                          kit=(buildkit.KitBuilder(choice.cli, environment)
+                               if choice.cli is not None else None))
         try:
             builder.ping()
         except EngineUnreachable as exc:

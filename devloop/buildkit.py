@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -426,11 +427,17 @@ class KitBuilder:
 
 
 def _feed(context: IO[bytes], proc: subprocess.Popen[bytes]) -> None:
-    """Stream the context tar to the CLI's stdin (a thread: the CLI prints while it reads)."""
+    """Stream the context tar to the CLI's stdin (a thread: the CLI prints while it reads),
+    gzipped at the fastest level: the CLI tells a tar on stdin from a bare Dockerfile by
+    parsing the first header only, and a first entry with a PAX or long-name header (a path
+    over 100 bytes, a non-ASCII name) reads as "not a tar" ("ambiguous Dockerfile source");
+    a compressed stream is always taken as an archive."""
     assert proc.stdin is not None
+    gzip = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: the gzip container
     with contextlib.suppress(OSError, ValueError):
         while chunk := context.read(1 << 20):
-            proc.stdin.write(chunk)
+            proc.stdin.write(gzip.compress(chunk))
+        proc.stdin.write(gzip.flush())
     with contextlib.suppress(OSError, ValueError):
         proc.stdin.close()
 

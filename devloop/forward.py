@@ -452,11 +452,11 @@ class ServiceForwards:
             holder = port_holder(spec.local_port)
             cause = f"port {spec.local_port} is already in use" + \
                 (f" by {holder}" if holder else " (by a process devloop cannot see)")
-            hint = f"stop it or change services.{self.service.name}.port_forwards in" \
+            hint = f"stop it or change {self.service.config_key}.port_forwards in" \
                    f" {self._config_path}"
         else:
             cause = exc.strerror or str(exc)
-            hint = f"check services.{self.service.name}.port_forwards in {self._config_path}"
+            hint = f"check {self.service.config_key}.port_forwards in {self._config_path}"
         return one_line(f"{self.service.name}: cannot forward {where} -> port"
                         f" {spec.remote_port}: {cause}; {hint}")
 

@@ -164,8 +164,7 @@ class DashboardState:
 
 def encode(doc: Any) -> bytes:
     """One JSON line, as SSE `data:` carries it (no newline inside: separators are compact)."""
-    text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
-    return text.encode("utf-8", "backslashreplace")  # a non-UTF-8 file name: \udcXX, valid JSON
+    return json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":")).encode()
 
 
 def _merge(buffers: list[list[tuple[dict[str, Any], ...]]], limit: int) -> list[dict[str, Any]]:

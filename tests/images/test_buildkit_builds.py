@@ -79,6 +79,18 @@ def test_a_cache_mount_builds_with_buildkit_and_the_legacy_builder_cannot(
     assert _one(events, "build.failed")["image"] == image  # same inputs, same tag
 
 
+def test_a_context_whose_first_entry_has_a_long_name_builds(
+        make_project, docker_client: docker.DockerClient) -> None:
+    # sorted first in the tar, and over tar's 100-byte name field: a PAX header comes first
+    long_name = "A" * 120 + ".txt"
+    root = make_project({"app": {"files": {"src/main.txt": "x\n", long_name: "long\n"},
+                                 "extra": f"COPY {long_name} /long.txt\n"}})
+    code, events, out = _sync(root)
+    assert code == 0, out
+    assert _one(events, "builder.selected")["builder"] == "buildkit"
+    assert _cat(docker_client, _one(events, "build.finished")["image"], "/long.txt") == "long\n"
+
+
 def test_a_failing_run_step_points_at_its_dockerfile_line(make_project) -> None:
     root = make_project({"app": {"extra": "ENV A=1\nRUN echo about to fail \\\n && exit 3\n"}})
     code, events, out = _sync(root)

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="API and controllers only: pods are never started (no Docker)")
     parser.add_argument("--keep-pods", action="store_true",
                         help="on exit keep containers and objects for the next start")
+    parser.add_argument("--node-docker-host", default=None, metavar="URL",
+                        help="run pods on this Docker Engine (e.g. unix:///tmp/node.sock), "
+                             "which gets images only by pulling them (imagePullPolicy)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         backoff_cap=300.0 if args.real_time else 10.0,
         backoff_base=10.0 if args.real_time else 1.0,
         run_pods=not args.no_pods,
+        node_docker=args.node_docker_host,
     )
     done = threading.Event()
 

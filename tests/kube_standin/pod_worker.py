@@ -55,6 +55,7 @@ class RunnerOptions:
     backoff_cap: float = 10.0  # longest delay (kubelet: 300 s)
     max_grace_seconds: float = 2.0  # cap on terminationGracePeriodSeconds
     node_name: str = "devloop-standin"
+    pulls_images: bool = False  # the node's engine is not the test's: images come by pulling
 
 
 @dataclass
@@ -349,14 +350,17 @@ class PodWorker:
 
     def _image_id(self, pod: Obj, container: Obj, slot: Slot, now: float) -> str | None:
         image = container["image"]
-        try:
-            return self.ctx.docker.images.get(image).id
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 404:
-                raise
         policy = container.get("imagePullPolicy", "IfNotPresent")
+        present = self._present(image)
+        pulling = self.ctx.options.pulls_images and (
+            policy == "Always" or (present is None and policy == "IfNotPresent"))
+        if present is not None and not pulling:
+            return present
+        pull_error = ""
+        if pulling and not (slot.waiting and slot.waiting[0] == "ErrImagePull"):
+            pull_error = self._pull(image)
+            if not pull_error:
+                return self._present(image)
         if policy == "Never":
             reason = "ErrImageNeverPull"
             message = f'Container image "{image}" is not present with pull policy of Never'
@@ -366,6 +370,11 @@ class PodWorker:
             delay = min(self.ctx.options.backoff_base * (2 ** slot.pull_streak),
                         self.ctx.options.backoff_cap)
             slot.pull_streak += 1
+        elif pull_error:  # the kubelet's words (dockershim/cri-dockerd) with the engine's reason
+            reason = "ErrImagePull"
+            message = (f'Failed to pull image "{image}": rpc error: code = Unknown desc ='
+                       f" Error response from daemon: {pull_error}")
+            delay = 0.5
         else:
             reason = "ErrImagePull"
             message = (f'failed to pull image "{image}": the stand-in never pulls images '
@@ -377,6 +386,25 @@ class PodWorker:
         slot.waiting = (reason, message)
         slot.backoff_until = now + delay
         return None
+
+    def _present(self, image: str) -> str | None:
+        try:
+            return self.ctx.docker.images.get(image).id
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code != 404:
+                raise
+            return None
+
+    def _pull(self, image: str) -> str:
+        """Pull `image` into the node's engine (a private one: --node-docker-host); "" or the
+        engine's reason, as a kubelet would report it."""
+        try:
+            self.ctx.docker.images.pull(image)
+        except docker.errors.APIError as exc:
+            return str(exc.explanation or exc)
+        return ""
 
     def _create(self, pod: Obj, container: Obj, slot: Slot, now: float) -> None:
         image_id = self._image_id(pod, container, slot, now)

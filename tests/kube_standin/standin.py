@@ -68,10 +68,12 @@ class StandIn:
         volume_prefix: str = "standin-pvc",
         watch_history: int = 5000,
         ephemeral_volumes: bool = False,
+        node_docker: str | None = None,
     ) -> None:
         if pod_network not in ("none", "host"):
             raise ValueError(f"pod_network must be 'none' or 'host', not {pod_network!r}")
         self.state_dir = Path(state_dir)
+        self.node_docker = node_docker  # a node on its own engine: images only by pulling
         self._docker = docker_client
         self._own_docker = docker_client is None
         self.pod_network = pod_network
@@ -83,6 +85,7 @@ class StandIn:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             max_grace_seconds=max_grace_seconds,
+            pulls_images=node_docker is not None,
         )
         self.volume_prefix = volume_prefix
         self.ephemeral_volumes = ephemeral_volumes
@@ -139,7 +142,8 @@ class StandIn:
 
     def docker(self) -> docker.DockerClient:
         if self._docker is None:
-            self._docker = docker.from_env(max_pool_size=64)
+            self._docker = (docker.DockerClient(base_url=self.node_docker, max_pool_size=64)
+                            if self.node_docker else docker.from_env(max_pool_size=64))
         return self._docker
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
+from tests.kube_standin.fixtures import (  # noqa: F401 - fixtures
+    StandInHandle,
+    busybox_image,
+    standin_docker,
+)
+from tests.kube_standin.standin import StandIn
 from tests.registry.servers import PrivateEngine, Registry, htpasswd_file, make_tls, trust_ca
 
 USER, PASSWORD = "dev", "s3cret-pass"
@@ -59,3 +67,21 @@ def private_engine() -> Iterator[PrivateEngine]:
     yield engine
     engine.stop()
     shutil.rmtree(engine.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def node_standin(private_engine: PrivateEngine) -> Iterator[StandInHandle]:
+    """The stand-in whose node is the private engine: pods there get images only by pulling."""
+    state_dir = Path(tempfile.mkdtemp(prefix="kube-standin-node-"))
+    client = docker.DockerClient(base_url=private_engine.url, max_pool_size=64)
+    server = StandIn(state_dir, docker_client=client, node_docker=private_engine.url,
+                     ephemeral_volumes=True, volume_prefix=f"node-{secrets.token_hex(3)}-pvc")
+    server.start()
+    handle = StandInHandle(server, client)
+    try:
+        yield handle
+    finally:
+        handle.close()
+        server.stop(keep_pods=False, remove_volumes=True)
+        client.close()
+        shutil.rmtree(state_dir, ignore_errors=True)

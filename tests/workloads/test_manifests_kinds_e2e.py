@@ -7,6 +7,7 @@ images by repository name, and waits for each (the StatefulSet's rollout, the Jo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -44,16 +45,20 @@ def manifests(image: str, busybox: str) -> list[dict]:
     ]
 
 
-def test_one_image_reaches_every_workload_that_names_it(standin, tmp_path, image_prefix,
-                                                         busybox_image):
-    root = tmp_path / "repo"
-    image = f"{image_prefix}-app"
+def make_project(root: Path, image: str, busybox: str) -> None:
+    """A plain-YAML project: one service whose image the four workloads above all name."""
     busybox_context(root / "services/app", {"src/message.txt": "v1\n"}, cmd=LOOP)
     (root / "k8s").mkdir()
-    (root / "k8s/app.yaml").write_text(yaml.safe_dump_all(manifests(image, busybox_image)))
+    (root / "k8s/app.yaml").write_text(yaml.safe_dump_all(manifests(image, busybox)))
     (root / "devloop.yaml").write_text(
-        f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 150\nmanifests: [k8s]\n"
-        f"services:\n  app:\n    context: services/app\n    image: {image}\n")
+        f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 150\nquiet_period_ms: 50\n"
+        f"manifests: [k8s]\nservices:\n  app:\n    context: services/app\n    image: {image}\n")
+
+
+def test_one_image_reaches_every_workload_that_names_it(standin, tmp_path, image_prefix,
+                                                         busybox_image):
+    root, image = tmp_path / "repo", f"{image_prefix}-app"
+    make_project(root, image, busybox_image)
     code, events = devloop(root, standin, "sync")
     errors = [e.get("message") for e in events if e["type"] in ("error", "rollout.failed",
                                                                  "manifests.failed")]
@@ -103,14 +108,8 @@ def test_one_image_reaches_every_workload_that_names_it(standin, tmp_path, image
 
 def test_an_edit_reaches_every_workload_of_the_image_during_watch(standin, tmp_path,
                                                                   image_prefix, busybox_image):
-    root = tmp_path / "repo"
-    image = f"{image_prefix}-app"
-    busybox_context(root / "services/app", {"src/message.txt": "v1\n"}, cmd=LOOP)
-    (root / "k8s").mkdir()
-    (root / "k8s/app.yaml").write_text(yaml.safe_dump_all(manifests(image, busybox_image)))
-    (root / "devloop.yaml").write_text(
-        f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 150\nquiet_period_ms: 50\n"
-        f"manifests: [k8s]\nservices:\n  app:\n    context: services/app\n    image: {image}\n")
+    root, image = tmp_path / "repo", f"{image_prefix}-app"
+    make_project(root, image, busybox_image)
     watch = Watch(root, standin.kubeconfig)
     try:
         watch.wait("reload.finished", timeout=300, service="app", ok=True)

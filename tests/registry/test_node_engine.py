@@ -1,0 +1,76 @@
+"""The stand-in's node on its own Docker Engine: it runs what it pulls from a real registry,
+and a failed pull reads as a kubelet's ErrImagePull / ImagePullBackOff."""
+
+from __future__ import annotations
+
+import uuid
+
+import docker
+
+from devloop.deliver import RegistryDelivery
+from tests.kube_standin.fixtures import wait_for
+
+
+def deployment(name: str, image: str) -> dict:
+    labels = {"app": name}
+    return {"metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "main", "image": image,
+                                                           "command": ["sleep", "3600"]}]}}}}
+
+
+def waiting(core, namespace: str) -> tuple[str, str] | None:
+    for pod in core.list_namespaced_pod(namespace).items:
+        for status in pod.status.container_statuses or []:
+            if status.state.waiting:
+                return status.state.waiting.reason, status.state.waiting.message or ""
+    return None
+
+
+def test_node_runs_the_pushed_digest_it_pulled(busybox_image, registry, node_standin,
+                                               private_engine, docker_client):
+    local = f"dltest-{uuid.uuid4().hex[:6]}/node:dl-1"
+    docker_client.images.get(busybox_image).tag(local)
+    try:
+        ref = RegistryDelivery(registry.host).deliver(local)
+    finally:
+        docker_client.images.remove(local)
+    node = docker.DockerClient(base_url=private_engine.url)
+    assert not [t for i in node.images.list() for t in i.tags if "node" in t]  # nothing yet
+    ns = node_standin.create_namespace()
+    node_standin.apps().create_namespaced_deployment(ns, deployment("app", ref))
+    core = node_standin.core()
+
+    def running():
+        pods = core.list_namespaced_pod(ns).items
+        return [s for p in pods for s in p.status.container_statuses or [] if s.ready]
+
+    status = wait_for(running, 90, what="the pod to run on the node engine")[0]
+    cid = status.container_id.removeprefix("docker://")
+    assert node.containers.get(cid).status == "running"
+    assert status.image_id.endswith(ref.split("@")[1]) or ref.split("@")[1] in str(
+        node.images.get(ref).attrs.get("RepoDigests"))
+    try:
+        docker_client.containers.get(cid)
+        raise AssertionError("the pod's container is on devloop's engine")
+    except docker.errors.NotFound:
+        pass
+    node.close()
+
+
+def test_failed_pull_is_err_image_pull_then_back_off_with_the_registry_message(
+        registry, node_standin):
+    ns = node_standin.create_namespace()
+    missing = f"{registry.host}/nothing/here:dl-0"
+    node_standin.apps().create_namespaced_deployment(ns, deployment("gone", missing))
+    core = node_standin.core()
+
+    def pull_error() -> tuple[str, str] | None:
+        now = waiting(core, ns)
+        return now if now and now[0] == "ErrImagePull" else None
+
+    _, message = wait_for(pull_error, 60, what="ErrImagePull")
+    assert missing in message and ("manifest unknown" in message or "not found" in message)
+    wait_for(lambda: (waiting(core, ns) or ("",))[0] == "ImagePullBackOff", 60,
+             what="ImagePullBackOff")
