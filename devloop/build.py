@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import tarfile
 import tempfile
 import time
@@ -34,7 +35,7 @@ import urllib3.exceptions
 
 from devloop import dockerfile as dockerfile_mod
 from devloop.config import ServiceConfig
-from devloop.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex
+from devloop.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex, open_regular, path_bytes
 from devloop.errors_k8s import one_line
 
 if TYPE_CHECKING:
@@ -363,24 +364,39 @@ class _HashingReader:
         return data
 
 
+def _tarinfo(path: Path, rel: str) -> tarfile.TarInfo | None:
+    """The entry for a regular file or symlink, from lstat. Never a hard-link entry (which
+    tarfile's gettarinfo writes for a second name of an inode, with no content: the check
+    below would fail it forever), never owner names of this machine. None: not a file now."""
+    try:
+        st = os.lstat(path)
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+    except OSError:
+        return None
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    if link is not None:
+        info.type = tarfile.SYMTYPE
+        info.linkname = link
+    elif stat.S_ISREG(st.st_mode):
+        info.size = st.st_size
+    else:
+        return None  # became a directory, a FIFO or a socket
+    return info
+
+
 def _add_checked(tar: tarfile.TarFile, path: Path, rel: str, sha: str, mode: int) -> bool:
     """Add one file or symlink; True when what went into the tar is what the digest hashed
     (same content hash and executable bits)."""
-    try:
-        info = tar.gettarinfo(str(path), arcname=rel)
-    except FileNotFoundError:
-        return False
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    if (info.mode & 0o111) != (mode & 0o111):
+    info = _tarinfo(path, rel)
+    if info is None or (info.mode & 0o111) != (mode & 0o111):
         return False
     if info.issym():
         tar.addfile(info)
-        return hashlib.sha256(info.linkname.encode()).hexdigest() == sha
-    if not info.isfile():
-        return False  # became a directory or a special file
+        return hashlib.sha256(path_bytes(info.linkname)).hexdigest() == sha
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             reader = _HashingReader(f)
             tar.addfile(info, reader)  # reads exactly info.size bytes; fewer raise OSError
             grew = f.read(1) != b""

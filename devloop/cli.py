@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import ipaddress
 import os
 import signal
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
 
 def _run(argv: Sequence[str] | None, stdout: TextIO | None) -> int:
     args = _parser().parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is shown escaped
+        if isinstance(stream, io.TextIOWrapper):  # (\udcXX; in JSON a valid escape of it)
+            stream.reconfigure(errors="backslashreplace")
     out = stdout or sys.stdout
     redactor = Redactor.from_env(os.environ)
     json_output = args.output == "json"

@@ -135,11 +135,6 @@ class ServiceConfig:
         """The workload this service's image feeds (`deployment` is its name, any kind)."""
         return WorkloadRef.parse(f"{self.kind}/{self.deployment}")
 
-    @property
-    def config_key(self) -> str:
-        """Where devloop.yaml configures it, for messages."""
-        return f"services.{self.name}"
-
 
 @dataclass(frozen=True)
 class ResourceConfig:
@@ -151,11 +146,6 @@ class ResourceConfig:
     container: str | None = None  # for logs and status; None: every container
     port_forwards: tuple[PortForward, ...] = ()
     logs: LogFilter = field(default_factory=LogFilter)
-
-    @property
-    def config_key(self) -> str:
-        """Where devloop.yaml configures it, for messages."""
-        return f"resources.{self.name}"
 
 
 @dataclass(frozen=True)
@@ -354,6 +344,7 @@ class _Checker:
             self.problem(node, key, f"'{raw[:80]}' is not a usable path ({reason})")
             return None
         return path
+        raw = raw.replace("\\", "/")  # written on Windows (services\api): the same path
 
     def existing_path(self, node: yaml.Node, key: str, base: Path, want_dir: bool) -> Path | None:
         raw = self.string(node, key)

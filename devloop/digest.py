@@ -13,6 +13,7 @@ re-reads only files whose stat changed, using a cache persisted between runs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,16 +44,40 @@ class FileEntry:
             st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
 
 
+class NotAFile(OSError):
+    """The path no longer holds a regular file (replaced by a FIFO, socket or directory)."""
+
+
+def open_regular(path: Path) -> int:
+    """A descriptor of `path` opened for reading, when it is a regular file now. Non-blocking:
+    a file replaced by a FIFO after it was listed must not hang the digest or the build."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotAFile(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
 def hash_file(path: Path, st: os.stat_result) -> str:
     """sha256 of a file's content (of the link target text for a symlink)."""
     h = hashlib.sha256()
     if stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(path).encode())
+        h.update(os.fsencode(os.readlink(path)))
         return h.hexdigest()
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path), "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def path_bytes(rel: str) -> bytes:
+    """A path as the file system holds it: names that are not UTF-8 are kept (surrogateescape)
+    rather than failing every digest of the service."""
+    return rel.encode("utf-8", "surrogateescape")
+
+
+class UnreadableInputs(PermissionError):
+    """Input files devloop may not read; one line naming them and what to do."""
 
 
 class TreeIndex:
@@ -65,11 +90,14 @@ class TreeIndex:
         self.files: dict[str, FileEntry] = {}
         self._cache = cache or {}
         self.reads = 0  # files whose content was read; the benchmark and tests watch this
+        self.unreadable: set[str] = set()  # input files open() refused (permission denied)
+        self._fold_case = case_insensitive(root)
 
     def scan(self) -> None:
         """Walk the whole tree; re-read only files whose stat differs from the cache."""
         old = {**self._cache, **self.files}
         self.files = {}
+        self.unreadable.clear()
         for rel, st in self.rules.walk():
             self._add(rel, st, old.get(rel))
 
@@ -82,6 +110,8 @@ class TreeIndex:
                 continue
             try:
                 st = os.lstat(path)
+                if self._fold_case and not _listed_as(path):
+                    raise FileNotFoundError(path)  # the old name of a case-only rename
             except (FileNotFoundError, NotADirectoryError):
                 changed |= self._forget(rel)
                 continue
@@ -108,13 +138,19 @@ class TreeIndex:
 
     def _add(self, rel: str, st: os.stat_result, known: FileEntry | None) -> None:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            self.files.pop(rel, None)  # a FIFO, socket or device is never an input
             return
         if known is not None and known.same_stat(st):
             self.files[rel] = known
             return
+        self.unreadable.discard(rel)
         try:
             sha = hash_file(self.root / rel, st)
-        except (FileNotFoundError, PermissionError):
+        except PermissionError:
+            self.files.pop(rel, None)
+            self.unreadable.add(rel)
+            return
+        except OSError:  # vanished, or became a FIFO/socket/directory: not an input now
             self.files.pop(rel, None)
             return
         self.reads += 1
@@ -125,6 +161,7 @@ class TreeIndex:
         gone = [k for k in self.files if k == rel or k.startswith(prefix)]
         for k in gone:
             del self.files[k]
+        self.unreadable = {k for k in self.unreadable if not (k == rel or k.startswith(prefix))}
         return bool(gone)
 
     def _rescan_dir(self, rel: str) -> bool:
@@ -135,6 +172,7 @@ class TreeIndex:
         before = {k: v for k, v in self.files.items() if k.startswith(prefix)}
         for k in before:
             del self.files[k]
+        self.unreadable = {k for k in self.unreadable if not k.startswith(prefix)}
         for child_rel, st in self.rules.walk(rel):
             self._add(child_rel, st, before.get(child_rel))
         after = {k: v for k, v in self.files.items() if k.startswith(prefix)}
@@ -145,7 +183,7 @@ class TreeIndex:
         h = hashlib.sha256()
         for rel in sorted(self.files):
             e = self.files[rel]
-            h.update(f"{rel}\0{e.mode & 0o111:o}\0{e.sha}\n".encode())
+            h.update(path_bytes(f"{rel}\0{e.mode & 0o111:o}\0{e.sha}\n"))
         return h.hexdigest()
 
 
@@ -219,7 +257,17 @@ class ServiceDigest:
         self.update(paths)
 
     def digest(self) -> str:
-        """The hex digest of everything that goes into the image."""
+        """The hex digest of everything that goes into the image; UnreadableInputs when an
+        input cannot be read (building without it would deploy an image missing a file)."""
+        unreadable = sorted(str(t.root / r) for t in (self.context, *self.extra)
+                            for r in t.unreadable)
+        if unreadable:
+            shown = ", ".join(os.fsdecode(p).encode("utf-8", "backslashreplace").decode()
+                              for p in unreadable[:3])
+            more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+            raise UnreadableInputs(
+                f"{shown}{more}: permission denied; make it readable (chmod a+r) or add it to"
+                f" ignore: of {self.service.name} in devloop.yaml")
         meta = self._meta_bytes()
         self.meta = hashlib.sha256(b"devloop-meta-v1\n" + meta).hexdigest()
         h = hashlib.sha256()
@@ -289,6 +337,27 @@ def dl_tag_hex(image: str | None) -> str | None:
     _, sep, tag = name.partition(":")
     hex12 = tag[len(TAG_PREFIX):] if sep and tag.startswith(TAG_PREFIX) else ""
     return hex12 if len(hex12) == 12 and all(c in "0123456789abcdef" for c in hex12) else None
+
+
+def case_insensitive(root: Path) -> bool:
+    """Whether the file system under `root` folds case (macOS, Windows): the same directory
+    answers under its name with the case swapped."""
+    name = root.name
+    swapped = name.swapcase()
+    if swapped == name:
+        return False
+    try:
+        return os.path.samestat(os.lstat(root), os.lstat(root.with_name(swapped)))
+    except OSError:
+        return False
+
+
+def _listed_as(path: Path) -> bool:
+    """Whether `path`'s parent lists it under exactly this case."""
+    try:
+        return path.name in os.listdir(path.parent)
+    except OSError:
+        return False
 
 
 def _inside(path: Path, root: Path) -> bool:

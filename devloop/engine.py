@@ -94,6 +94,15 @@ class Stop:
     reason: str
 
 
+@dataclass(frozen=True)
+class Rescan:
+    """File events may have been lost (watcher restarted, queue overflow): hash every service
+    again from its files."""
+
+    reason: str
+    at: float
+
+
 WatcherFactory = Callable[[Config, dict[str, ServiceDigest], Callable[[list[Path]], None],
                            Callable[[str], None]], TreeWatcher]
 
@@ -175,8 +184,11 @@ class Engine:
 
     def run(self, watcher_factory: WatcherFactory | None = None) -> str:
         """Watch and reload until stopped; returns the stop reason."""
-        factory = watcher_factory or default_watcher
-        self.watcher = factory(self.config, self.digests(), self._on_paths, self._on_warning)
+        if watcher_factory is None:
+            self.watcher = self._new_watcher(self.config, self.digests())
+        else:
+            self.watcher = watcher_factory(self.config, self.digests(), self._on_paths,
+                                           self._on_warning)
         self.watcher.start()
         self._announce_watch()
         for name in self.states:
@@ -217,6 +229,8 @@ class Engine:
                     self._container_started(msg)
                 elif isinstance(msg, TriggerReload | SetPaused):
                     self._command(msg)
+                elif isinstance(msg, Rescan):
+                    self._rescan(msg)
                 forced = decide.start_config_read(self.config_state, self.clock(), self.timing)
                 if forced is not None:
                     self._spawn(lambda f=forced: self._reload_config(f))
@@ -248,6 +262,19 @@ class Engine:
 
     def _on_warning(self, text: str) -> None:
         self.bus.publish(ev.WARNING, None, message=text)
+
+    def _on_rescan(self, reason: str) -> None:
+        self.post(Rescan(reason, self.clock()))
+
+    def _new_watcher(self, config: Config, digests: dict[str, ServiceDigest]) -> TreeWatcher:
+        return default_watcher(config, digests, self._on_paths, self._on_warning,
+                               self._on_rescan)
+
+    def _rescan(self, msg: Rescan) -> None:
+        self.bus.publish(ev.WATCH_RESCAN, None, reason=msg.reason, services=sorted(self.states))
+        for state in self.states.values():
+            state.full_scan = True
+            decide.note_change(state, [state.digest.service.context], msg.at)
 
     def _announce_watch(self) -> None:
         assert self.watcher is not None
@@ -367,7 +394,7 @@ class Engine:
         digests = {n: ServiceDigest(s, cache) for n, s in self._selected(config).items()}
         for d in digests.values():
             d.scan()
-        watcher = default_watcher(config, digests, self._on_paths, self._on_warning)
+        watcher = self._new_watcher(config, digests)
         watcher.start()
         return ConfigReloaded(config, [], watcher, digests, forced)
 
@@ -478,5 +505,7 @@ def _merge_roots(roots: list[WatchRoot]) -> list[WatchRoot]:
 
 def default_watcher(config: Config, digests: dict[str, ServiceDigest],
                     on_change: Callable[[list[Path]], None],
-                    on_warning: Callable[[str], None]) -> TreeWatcher:
-    return TreeWatcher(watch_roots(config, digests), on_change, on_warning)
+                    on_warning: Callable[[str], None],
+                    on_rescan: Callable[[str], None] | None = None) -> TreeWatcher:
+    return TreeWatcher(watch_roots(config, digests), on_change, on_warning,
+                       on_rescan=on_rescan, backend=config.watch_backend)

@@ -39,6 +39,7 @@ CLUSTER_CONNECTED = "cluster.connected"
 CLUSTER_UNREACHABLE = "cluster.unreachable"
 WATCH_READY = "watch.ready"
 BUILDER_SELECTED = "builder.selected"  # which builder builds images (BuildKit CLI or legacy)
+WATCH_RESCAN = "watch.rescan"  # events may have been lost (watcher restarted, overflow): rescan
 WARNING = "warning"
 ERROR = "error"
 SHUTDOWN = "shutdown"

@@ -55,7 +55,8 @@ class IgnoreRules:
 
     def __init__(self, root: Path, patterns: Iterable[str] = ()) -> None:
         self.root = root
-        self.patterns = list(patterns)
+        # '\' separators (a .dockerignore written on Windows) mean '/', as for docker build there
+        self.patterns = [p.replace("\\", "/") for p in patterns]
         self._matcher = PatternMatcher(list(self.patterns)) if self.patterns else None
         self._exceptions = [p[1:].strip().strip("/") for p in self.patterns if p.startswith("!")]
 

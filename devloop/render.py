@@ -111,6 +111,8 @@ def describe(event: ev.Event) -> str:
         return d["message"]
     if t == ev.BUILDER_SELECTED:
         return f"builder: {d['builder']} ({d['reason']})"
+    if t == ev.WATCH_RESCAN:
+        return d["reason"]
     if t == ev.SYNC_FINISHED:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
         return f"sync finished with exit code {d['exit_code']}: {summary}"
@@ -262,7 +264,7 @@ class ConsoleRenderer:
                           ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED, ev.FORWARD_FAILED,
                           ev.MANIFESTS_FAILED):
             tint = _RED + _BOLD
-        elif event.type == ev.WARNING:
+        elif event.type in (ev.WARNING, ev.WATCH_RESCAN):
             tint = _YELLOW
         elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED, ev.LIVE_SYNC_FINISHED,
                             ev.FORWARD_READY, ev.FORWARD_MOVED):

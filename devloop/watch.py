@@ -1,251 +1,265 @@
-"""File watching that never looks inside ignored directories.
+"""File watching that cannot die silently: a supervisor around one backend.
 
-watchdog's recursive inotify watch adds one watch per subdirectory and cannot skip subtrees
-(watchdog#212), so a frontend's node_modules alone can exhaust `fs.inotify.max_user_watches`.
-We use watchdog's inotify binding (`Inotify`) with one non-recursive watch per *input* directory,
-added and removed as directories come and go. When the kernel refuses a watch (ENOSPC) we say how
-to raise the limit and fall back to watchdog's polling observer, listing only input directories.
+Backends (devloop.watch_inotify, devloop.watch_observer): `inotify` adds one non-recursive watch
+per *input* directory (never node_modules: watchdog#212), `native` is watchdog's observer for
+the platform (FSEvents, ReadDirectoryChangesW, ...), `polling` lists input directories every
+second. `auto` is inotify on Linux and native elsewhere; nothing Linux-only is imported unless
+inotify is chosen. A backend that raises, or whose threads end, is replaced by a new one and every
+service is rescanned (the events it missed are recovered from the files), and the user is told;
+repeated failures back off and settle on polling, said once. A reader that dies quietly would
+leave a loop that looks healthy and never reloads again: the worst failure a dev loop can have.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import os
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers.inotify_c import Inotify, InotifyConstants
-from watchdog.observers.polling import PollingObserverVFS
+from devloop.errors_k8s import one_line
+from devloop.watch_observer import ObserverBackend
+from devloop.watchroots import RootSet, WatchRoot
 
-from devloop.ignore import is_editor_temp
-
-_MASK = (InotifyConstants.IN_MODIFY | InotifyConstants.IN_ATTRIB | InotifyConstants.IN_CLOSE_WRITE
-         | InotifyConstants.IN_MOVED_FROM | InotifyConstants.IN_MOVED_TO
-         | InotifyConstants.IN_CREATE | InotifyConstants.IN_DELETE
-         | InotifyConstants.IN_DELETE_SELF | InotifyConstants.IN_MOVE_SELF)
+__all__ = ["INOTIFY_LIMIT_HELP", "TreeWatcher", "WatchRoot", "choose_backend", "restart_plan"]
 
 INOTIFY_LIMIT_HELP = (
     "inotify watch limit reached (fs.inotify.max_user_watches); raise it with "
     "`sudo sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/), "
-    "or add the big directories to ignore: in devloop.yaml; falling back to polling every 1 s"
+    "or add the big directories to ignore: in devloop.yaml; polling every 1 s what could not be"
+    " watched"
 )
+FAILURE_WINDOW_S = 60.0
+FAILURES_BEFORE_POLLING = 3
+
+
+class Backend(Protocol):
+    mode: str
+
+    @property
+    def watch_count(self) -> int: ...
+    def start(self) -> None: ...
+    def run(self) -> str | None: ...
+    def stop(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
-class WatchRoot:
-    """A directory tree to watch; `prunes` says which subdirectories (relative, '/'-separated)
-    hold no inputs and must get no watch. `only` limits events to these file names (used to watch
-    a single file such as devloop.yaml through its directory)."""
+class RestartPlan:
+    delay: float  # seconds to wait before the new backend starts
+    fall_back: bool  # use polling from now on
 
-    path: Path
-    prunes: Callable[[str], bool]
-    recursive: bool = True
-    only: frozenset[str] | None = None
+
+def restart_plan(failures: list[float], now: float) -> RestartPlan:
+    """After the latest of `failures` (monotonic times): restart at once the first time, then
+    back off (0.5, 1, 2 ... 30 s); the third failure within a minute falls back to polling."""
+    recent = [t for t in failures if now - t < FAILURE_WINDOW_S]
+    if len(recent) <= 1:
+        return RestartPlan(0.0, False)
+    return RestartPlan(min(0.5 * 2 ** (len(recent) - 2), 30.0),
+                       len(recent) >= FAILURES_BEFORE_POLLING)
+
+
+def choose_backend(setting: str, platform: str, inotify_available: Callable[[], bool]
+                   ) -> tuple[str, str | None]:
+    """(backend, warning or None) for devloop.yaml's `watch_backend` on `platform`
+    (sys.platform). inotify exists only on Linux (and its import can fail there too)."""
+    if setting in ("native", "polling"):
+        return setting, None
+    if setting == "auto":
+        if platform.startswith("linux") and inotify_available():
+            return "inotify", None
+        return "native", None
+    if inotify_available():
+        return "inotify", None
+    return "native", ("watch_backend: inotify is not available on this system; using the"
+                      " native observer (set watch_backend: native or polling in devloop.yaml)")
+
+
+def inotify_available() -> bool:
+    """Whether watchdog's inotify bindings load (they raise UnsupportedLibcError off Linux)."""
+    try:
+        from watchdog.observers import inotify_c  # noqa: F401
+    except Exception:
+        return False
+    return True
 
 
 class TreeWatcher:
-    """Reports changed paths of the watched trees, in batches, from one reader thread.
+    """Reports changed paths of the watched trees, in batches, for as long as it runs.
 
-    `on_change(paths)` is called from the watcher thread; keep it cheap (put on a queue).
-    `on_warning(text)` gets one-line warnings (the inotify limit).
+    `on_change(paths)` is called from watcher threads; keep it cheap (put on a queue).
+    `on_warning(text)` gets one-line warnings; `on_rescan(reason)` is called when events may
+    have been lost (queue overflow, a restarted backend, a root re-created): every service must
+    be hashed again from its files.
     """
 
     def __init__(self, roots: Iterable[WatchRoot], on_change: Callable[[list[Path]], None],
-                 on_warning: Callable[[str], None], poll_interval: float = 1.0) -> None:
-        self.roots = list(roots)
+                 on_warning: Callable[[str], None], poll_interval: float = 1.0,
+                 on_rescan: Callable[[str], None] | None = None, backend: str = "auto",
+                 clock: Callable[[], float] = time.monotonic,
+                 make_backend: Callable[[str], Backend] | None = None) -> None:
+        self.rootset = RootSet(roots)
         self._on_change = on_change
         self._on_warning = on_warning
+        self._on_rescan = on_rescan or (lambda reason: on_warning(reason))
         self._poll_interval = poll_interval
-        self._inotify: Inotify | None = None
+        self._setting = backend
+        self._clock = clock
+        self._make_backend = make_backend or self._new_backend
+        self._backend: Backend | None = None
+        self._fallback: ObserverBackend | None = None  # polls roots inotify had no watches for
         self._thread: threading.Thread | None = None
-        self._polling: PollingObserverVFS | None = None
         self._stopped = threading.Event()
-        self._watched: set[str] = set()
-        self.mode = "stopped"
+        self._lock = threading.Lock()
+        self._failures: list[float] = []
+        self._limit_said = False
+        self._mode = "stopped"
+
+    @property
+    def roots(self) -> list[WatchRoot]:
+        return self.rootset.roots
+
+    @property
+    def mode(self) -> str:
+        backend = self._backend
+        if backend is None:
+            return "stopped"
+        if self._fallback is not None and backend.mode == "inotify":
+            return "polling" if backend.watch_count == 0 else "inotify+polling"
+        return backend.mode
+
+    @property
+    def watch_count(self) -> int:
+        backend = self._backend
+        count = backend.watch_count if backend is not None else 0
+        return count + (self._fallback.watch_count if self._fallback is not None else 0)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Add the watches (synchronously, so no save after start() is missed) and start reading."""
-        dirs = [d for root in self.roots for d in self._input_dirs(root, root.path)]
-        try:
-            self._inotify = Inotify(str(self.roots[0].path).encode(), event_mask=_MASK)
-            self._watched.add(str(self.roots[0].path))
-            for d in dirs:
-                self._add_watch(d)
-        except OSError as exc:
-            if self._inotify is not None:
-                self._inotify.close()
-                self._inotify = None
-            if exc.errno not in (errno.ENOSPC, errno.EMFILE):
-                raise
-            self._on_warning(INOTIFY_LIMIT_HELP)
-            self._start_polling()
-            return
-        self.mode = "inotify"
-        self._thread = threading.Thread(target=self._read_loop, name="devloop-watch", daemon=True)
+        """Add the watches (synchronously, so no save after start() is missed) and start the
+        supervised reader."""
+        mode, warning = choose_backend(self._setting, sys.platform, inotify_available)
+        if warning:
+            self._on_warning(warning)
+        self._backend = self._started(mode)
+        self._thread = threading.Thread(target=self._supervise, name="devloop-watch",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._inotify is not None:
-            self._inotify.close()
+        if self._backend is not None:
+            self._backend.stop()
         if self._thread is not None:
-            self._thread.join(timeout=2)
-        if self._polling is not None:
-            self._polling.stop()
-            self._polling.join(timeout=2)
-        self.mode = "stopped"
+            self._thread.join(timeout=3)
+        # the supervisor may have started a new backend meanwhile: close what is current
+        with self._lock:
+            backend, self._backend = self._backend, None
+            fallback, self._fallback = self._fallback, None
+        for part in (backend, fallback):
+            if part is not None:
+                part.stop()
+                part.close()
 
-    @property
-    def watch_count(self) -> int:
-        return len(self._watched)
-
-    # --- inotify ---------------------------------------------------------------------------------
-
-    def _input_dirs(self, root: WatchRoot, start: Path) -> Iterable[Path]:
-        """`start` and every directory below it that may hold inputs (pruned ones skipped)."""
-        rel0 = self._rel(root, start)
-        if rel0 is None or (rel0 and root.prunes(rel0)):
-            return
-        yield start
-        if not root.recursive:
-            return
-        stack = [start]
-        while stack:
-            current = stack.pop()
-            try:
-                with os.scandir(current) as it:
-                    subdirs = [Path(e.path) for e in it if e.is_dir(follow_symlinks=False)]
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                continue
-            for sub in subdirs:
-                rel = self._rel(root, sub)
-                if rel is not None and not root.prunes(rel):
-                    yield sub
-                    stack.append(sub)
-
-    @staticmethod
-    def _rel(root: WatchRoot, path: Path) -> str | None:
+    def _started(self, mode: str) -> Backend:
+        """A started backend for `mode`; inotify without instances left becomes polling."""
+        backend = self._make_backend(mode)
         try:
-            rel = path.relative_to(root.path).as_posix()
-        except ValueError:
-            return None
-        return "" if rel == "." else rel
+            backend.start()
+        except OSError as exc:
+            backend.close()
+            if mode != "inotify" or exc.errno not in (errno.EMFILE, errno.ENOSPC, errno.ENFILE):
+                raise
+            self._on_warning(f"cannot start inotify ({exc.strerror}; fs.inotify."
+                             "max_user_instances); polling every 1 s instead")
+            backend = self._make_backend("polling")
+            backend.start()
+        return backend
 
-    def _add_watch(self, path: Path) -> None:
-        key = str(path)
-        if key in self._watched or self._inotify is None:
-            return
-        try:
-            self._inotify.add_watch(key.encode())
-        except FileNotFoundError:
-            return
-        self._watched.add(key)
+    def _new_backend(self, mode: str) -> Backend:
+        if mode == "inotify":
+            from devloop.watch_inotify import InotifyBackend  # Linux only
 
-    def _remove_below(self, path: Path) -> None:
-        prefix = str(path)
-        for key in [k for k in self._watched if k == prefix or k.startswith(prefix + os.sep)]:
-            self._watched.discard(key)
-            if self._inotify is not None:
-                with contextlib.suppress(KeyError, OSError):
-                    self._inotify.remove_watch(key.encode())
+            return InotifyBackend(self.rootset, self, self._poll_root)
+        return ObserverBackend(self.rootset, self, polling=mode == "polling",
+                               poll_interval=self._poll_interval)
 
-    def _roots_for(self, path: Path) -> list[WatchRoot]:
-        return [r for r in self.roots if r.recursive and self._rel(r, path) is not None]
+    # --- supervision -----------------------------------------------------------------------------
 
-    def _wanted(self, path: Path) -> bool:
-        """Whether an event at `path` can matter to anybody."""
-        if is_editor_temp(path.name):
-            return False
-        for root in self.roots:
-            rel = self._rel(root, path)
-            if rel is None:
-                continue
-            if root.only is not None:
-                if path.parent == root.path and path.name in root.only:
-                    return True
-                continue
-            if root.recursive or path.parent == root.path:
-                return True
-        return False
-
-    def _read_loop(self) -> None:
-        assert self._inotify is not None
+    def _supervise(self) -> None:
         while not self._stopped.is_set():
+            backend = self._backend
+            assert backend is not None
+            failed = False
             try:
-                events = self._inotify.read_events()
-            except OSError as exc:
+                why = backend.run()
                 if self._stopped.is_set():
                     return
-                self._on_warning(f"file watching failed ({exc}); falling back to polling")
-                self._start_polling()
+                why = why or "the file watcher stopped on its own"
+            except Exception as exc:
+                if self._stopped.is_set():
+                    return
+                failed = True
+                self._failures.append(self._clock())
+                why = f"file watching failed ({one_line(f'{type(exc).__name__}: {exc}', 160)})"
+            self._replace(backend, why, failed)
+
+    def _replace(self, old: Backend, why: str, failed: bool) -> None:
+        """Close `old`, wait as restart_plan says, start a new backend, ask for a rescan."""
+        mode = old.mode if old.mode != "inotify+polling" else "inotify"
+        old.stop()
+        old.close()
+        with self._lock:
+            fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            fallback.close()
+        while not self._stopped.is_set():
+            plan = restart_plan(self._failures, self._clock()) if failed else RestartPlan(0, False)
+            if plan.fall_back and mode != "polling":
+                mode = "polling"
+                self._on_warning(f"file watching failed {FAILURES_BEFORE_POLLING} times within a"
+                                 " minute; polling every 1 s from now on (restart devloop to"
+                                 " try again)")
+            if self._stopped.wait(plan.delay):
                 return
-            if self._stopped.is_set():
-                return
-            changed: list[Path] = []
-            for ev in events:
-                path = Path(os.fsdecode(ev.src_path))
-                if ev.is_directory and (ev.is_moved_from or ev.is_delete):
-                    self._remove_below(path)
-                if ev.is_directory and (ev.is_create or ev.is_moved_to):
-                    try:
-                        for root in self._roots_for(path):
-                            for d in self._input_dirs(root, path):
-                                self._add_watch(d)
-                    except OSError as exc:
-                        if exc.errno == errno.ENOSPC:
-                            self._on_warning(INOTIFY_LIMIT_HELP)
-                            self._inotify.close()
-                            self._start_polling()
-                            return
-                        raise
-                if ev.is_ignored or ev.is_delete_self or ev.is_move_self:
-                    continue
-                if self._wanted(path):
-                    changed.append(path)
-            if changed:
-                self._on_change(list(dict.fromkeys(changed)))
-
-    # --- polling fallback ------------------------------------------------------------------------
-
-    def _start_polling(self) -> None:
-        self.mode = "polling"
-        self._watched.clear()
-        handler = _PollingHandler(self)
-        observer = PollingObserverVFS(stat=os.stat, listdir=self._listdir,
-                                      polling_interval=self._poll_interval)
-        for root in self.roots:
-            observer.schedule(handler, str(root.path), recursive=root.recursive)
-        observer.start()
-        self._polling = observer
-
-    def _listdir(self, path: str) -> Iterable[os.DirEntry[str]]:
-        """os.scandir without pruned directories, so polling never walks node_modules."""
-        parent = Path(path)
-        for entry in os.scandir(path):
-            if entry.is_dir(follow_symlinks=False):
-                child = parent / entry.name
-                roots = self._roots_for(child)
-                if roots and all(r.prunes(self._rel(r, child) or "") for r in roots):
-                    continue
-            yield entry
-
-
-class _PollingHandler(FileSystemEventHandler):
-    def __init__(self, watcher: TreeWatcher) -> None:
-        self.watcher = watcher
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+            try:
+                self._backend = self._started(mode)
+            except Exception as exc:
+                failed = True
+                self._failures.append(self._clock())
+                why = f"{why}; restarting it failed too ({one_line(str(exc), 120)})"
+                continue
+            self._on_rescan(f"{why}; watching again ({self.mode}), every service rescanned")
             return
-        paths = [Path(os.fsdecode(event.src_path))]
-        if getattr(event, "dest_path", ""):
-            paths.append(Path(os.fsdecode(event.dest_path)))
-        wanted = [p for p in paths if self.watcher._wanted(p)]
-        if wanted:
-            self.watcher._on_change(wanted)
+
+    # --- what backends report (the Sink) ---------------------------------------------------------
+
+    def changed(self, paths: list[Path]) -> None:
+        self._on_change(paths)
+
+    def rescan(self, reason: str) -> None:
+        self._on_rescan(reason)
+
+    def out_of_watches(self) -> None:
+        if not self._limit_said:
+            self._limit_said = True
+            self._on_warning(INOTIFY_LIMIT_HELP)
+
+    def _poll_root(self, root: WatchRoot) -> None:
+        """Poll a root the kernel has no inotify watches left for (beside inotify)."""
+        with self._lock:
+            if self._fallback is None:
+                self._fallback = ObserverBackend(RootSet([root]), self, polling=True,
+                                                 poll_interval=self._poll_interval)
+                self._fallback.start()
+            elif root not in self._fallback.roots.roots:
+                self._fallback.roots.roots.append(root)
+                with contextlib.suppress(OSError):
+                    self._fallback.add_root(root)

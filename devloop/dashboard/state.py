@@ -164,7 +164,8 @@ class DashboardState:
 
 def encode(doc: Any) -> bytes:
     """One JSON line, as SSE `data:` carries it (no newline inside: separators are compact)."""
-    return json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+    text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text.encode("utf-8", "backslashreplace")  # a non-UTF-8 file name: \udcXX, valid JSON
 
 
 def _merge(buffers: list[list[tuple[dict[str, Any], ...]]], limit: int) -> list[dict[str, Any]]:

@@ -111,3 +111,69 @@ def test_new_directory_and_deleted_directory_update_incrementally(tmp_path):
     pkg.rmdir()
     d.update([pkg])
     assert d.digest() == empty
+
+
+def test_a_name_that_is_not_utf8_is_hashed_and_changes_the_digest(tmp_path):
+    svc = _service(tmp_path)
+    base = _digest(svc)
+    name = os.path.join(os.fsencode(svc.context / "app"), b"caf\xe9.py")
+    with open(name, "wb") as f:
+        f.write(b"x = 1\n")
+    with_it = _digest(svc)  # no UnicodeEncodeError ("internal error" on every reload before)
+    assert with_it != base
+    with open(name, "wb") as f:
+        f.write(b"x = 2\n")
+    assert _digest(svc) not in (base, with_it)
+
+
+def test_fifos_and_sockets_are_skipped_and_a_file_replaced_by_a_fifo_never_hangs(tmp_path):
+    svc = _service(tmp_path)
+    base = _digest(svc)
+    os.mkfifo(svc.context / "app/pipe")
+    assert _digest(svc) == base
+    d = ServiceDigest(svc)
+    d.scan()
+    target = svc.context / "app/main.py"
+    os.unlink(target)
+    os.mkfifo(target)  # listed as a file, a FIFO when read: open() would block for ever
+    d.update([target])
+    assert "app/main.py" not in d.context.files
+
+
+def test_a_case_only_rename_on_a_case_insensitive_file_system_keeps_one_entry(
+        tmp_path, monkeypatch):
+    # Linux file systems here are case-sensitive; macOS's and Windows' fold case, so the old
+    # name still answers to lstat after `mv App.py app.py`. That folding is simulated.
+    import devloop.digest as digest_mod
+
+    real_lstat = os.lstat
+
+    def folding_lstat(path, *args, **kwargs):
+        try:
+            return real_lstat(path, *args, **kwargs)
+        except FileNotFoundError:
+            parent, name = os.path.split(os.fspath(path))
+            for other in os.listdir(parent):
+                if other.lower() == name.lower():
+                    return real_lstat(os.path.join(parent, other), *args, **kwargs)
+            raise
+
+    monkeypatch.setattr(digest_mod, "case_insensitive", lambda root: True)
+    monkeypatch.setattr(digest_mod.os, "lstat", folding_lstat)
+    svc = _service(tmp_path)
+    (svc.context / "app/Util.py").write_text("u = 1\n")
+    d = ServiceDigest(svc)
+    d.scan()
+    os.rename(svc.context / "app/Util.py", svc.context / "app/util.py")
+    d.update([svc.context / "app/Util.py", svc.context / "app/util.py"])
+    assert sorted(d.context.files) == ["Dockerfile", "app/main.py", "app/util.py"]
+
+
+def test_windows_separators_in_ignore_patterns_mean_slashes(tmp_path):
+    svc = _service(tmp_path, ignore=("app\\generated",))
+    (svc.context / ".dockerignore").write_text("app\\*.log\n")
+    base = _digest(svc)
+    (svc.context / "app/generated").mkdir()
+    (svc.context / "app/generated/x.py").write_text("x")
+    (svc.context / "app/debug.log").write_text("x")
+    assert _digest(svc) == base

@@ -1,0 +1,143 @@
+"""When the watcher loses events or fails, devloop says so, rescans, and keeps reloading.
+
+The kernel's queue overflow and its running out of watches are simulated at the inotify seams
+(`watch_inotify.read_buffer`, `Kernel.add_watch`): lowering the machine-wide limits would
+disturb every other process watching files on this shared machine. The reader's failure is a
+real exception raised in the reader thread. Everything else (files, inotify, Docker) is real.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+
+import pytest
+
+from devloop import events as ev
+from devloop import watch_inotify
+from devloop.watch import INOTIFY_LIMIT_HELP, TreeWatcher
+from tests.core.harness import running
+
+
+def _project(make_project, backend: str = "inotify"):
+    return make_project({"api": {"files": {"src/main.txt": "hello\n"}}},
+                        top=f"quiet_period_ms: 150\nwatch_backend: {backend}\n")
+
+
+def _image_output(docker_client, image: str, path: str = "") -> str:
+    """What the image's `cat /app/*` prints, or the content of /app/`path`."""
+    command = ["/bin/cat", f"/app/{path}"] if path else None
+    return docker_client.containers.run(image, command, remove=True,
+                                        network_mode="none").decode()
+
+
+def test_queue_overflow_rescans_and_builds_the_files_whose_events_were_lost(
+        make_project, docker_client, monkeypatch):
+    root = _project(make_project)
+    src = root / "services/api/src"
+    losing = threading.Event()
+    overflow_next = threading.Event()
+    real_read = watch_inotify.read_buffer
+
+    def kernel_queue(fd: int) -> bytes:
+        data = real_read(fd)
+        if losing.is_set():
+            return b""  # the kernel dropped these: the queue was full
+        if overflow_next.is_set():
+            overflow_next.clear()
+            return data + struct.pack("iIII", -1, watch_inotify.IN_Q_OVERFLOW, 0, 0)
+        return data
+
+    monkeypatch.setattr(watch_inotify, "read_buffer", kernel_queue)
+    with running(root, docker_client) as h:
+        mark = h.mark()
+        losing.set()
+        (src / "lost.txt").write_text("created while the queue overflowed\n")
+        h.settle(1.0)
+        assert h.since(mark, ev.RELOAD_STARTED) == []  # the event really was lost
+        losing.clear()
+        overflow_next.set()
+        (src / ".wake.swp").write_text("an editor's swap file: wakes the reader, not an input")
+        rescan = h.wait(ev.WATCH_RESCAN, after=mark, timeout=30)
+        assert "overflow" in rescan.data["reason"] and rescan.data["services"] == ["api"]
+        done = h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+        assert "created while the queue overflowed" in _image_output(docker_client,
+                                                                     done.data["image"])
+        h.settle(0.5)
+        mark = h.mark()
+        (src / "main.txt").write_text("positive control\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+
+
+def test_out_of_watches_mid_run_says_the_sysctl_once_and_polls_the_new_folder(
+        make_project, docker_client, monkeypatch):
+    root = _project(make_project)
+    src = root / "services/api/src"
+    with running(root, docker_client) as h:
+        assert h.engine.watcher is not None and h.engine.watcher.mode == "inotify"
+
+        def refuse(self, fd, path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(watch_inotify.Kernel, "add_watch", refuse)
+        mark = h.mark()
+        (src / "new/deeper").mkdir(parents=True)
+        (src / "new/deeper/a.txt").write_text("first\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+        h.settle(1.5)
+        warnings = [e.data["message"] for e in h.since(mark, ev.WARNING)]
+        assert warnings == [INOTIFY_LIMIT_HELP]
+        assert h.engine.watcher.mode == "inotify+polling"
+        # a folder that got no inotify watch is polled: its edits reload
+        mark = h.mark()
+        (src / "new/deeper/a.txt").write_text("second, seen by polling\n")
+        done = h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+        assert _image_output(docker_client, done.data["image"], "new/deeper/a.txt") == (
+            "second, seen by polling\n")
+        h.settle(1.5)
+        (src / "newer").mkdir()  # more refusals: said once
+        h.settle(1.5)
+        assert [e.data["message"] for e in h.since(mark, ev.WARNING)] == []
+        mark = h.mark()
+        (src / "main.txt").write_text("positive control\n")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+
+
+@pytest.mark.parametrize("backend", ["inotify", "native", "polling"])
+def test_reader_failure_restarts_the_watcher_rescans_and_says_so(
+        make_project, docker_client, monkeypatch, backend):
+    root = _project(make_project, backend)
+    src = root / "services/api/src"
+    failures = []
+    real_changed = TreeWatcher.changed
+
+    def fail_once(self, paths):
+        if not failures:
+            failures.append(paths)
+            raise KeyError(7)  # what watchdog 6's read_events raised for a removed watch
+        real_changed(self, paths)
+
+    with running(root, docker_client) as h:
+        monkeypatch.setattr(TreeWatcher, "changed", fail_once)
+        mark = h.mark()
+        (src / "main.txt").write_text("saved while the reader failed\n")
+        rescan = h.wait(ev.WATCH_RESCAN, after=mark, timeout=30)
+        assert "KeyError" in rescan.data["reason"] and "rescanned" in rescan.data["reason"]
+        assert failures  # the failure happened on that save's event
+        # the save whose event killed the reader is not lost: the rescan finds it
+        done = h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+        assert _image_output(docker_client, done.data["image"]) == (
+            "saved while the reader failed\n")
+        assert h.engine.watcher is not None and h.engine.watcher.mode == backend
+        h.settle(1.0)
+        mark = h.mark()
+        os.replace(_tmp(src, "positive control\n"), src / "main.txt")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
+
+
+def _tmp(directory, text: str):
+    path = directory / "main.txt.tmp4242"
+    path.write_text(text)
+    return path
