@@ -135,6 +135,11 @@ class ServiceConfig:
         """The workload this service's image feeds (`deployment` is its name, any kind)."""
         return WorkloadRef.parse(f"{self.kind}/{self.deployment}")
 
+    @property
+    def config_key(self) -> str:
+        """Where devloop.yaml configures it, for messages."""
+        return f"services.{self.name}"
+
 
 @dataclass(frozen=True)
 class ResourceConfig:
@@ -146,6 +151,11 @@ class ResourceConfig:
     container: str | None = None  # for logs and status; None: every container
     port_forwards: tuple[PortForward, ...] = ()
     logs: LogFilter = field(default_factory=LogFilter)
+
+    @property
+    def config_key(self) -> str:
+        """Where devloop.yaml configures it, for messages."""
+        return f"resources.{self.name}"
 
 
 @dataclass(frozen=True)
