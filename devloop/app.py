@@ -25,9 +25,6 @@ from devloop.engine import Engine
 from devloop.ownership import owned_secrets
 from devloop.redact import Redactor
 
-# Deliveries where the cluster's containers run in the Docker Engine devloop builds with.
-SHARED_DAEMON_DELIVERIES = ("docker", "minikube")
-
 _OUTCOME_EXIT = [  # worst first
     (pl.CANCELLED, exitcodes.INTERRUPTED),
     (pl.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
@@ -105,13 +102,11 @@ class App:
 
         cluster = self.deployer.cluster
         cache_file = self.cache.path if self.cache else default_cache_path(self.config.path)
-        shared = None
-        if self.deployer.delivery.name in SHARED_DAEMON_DELIVERIES:
-            try:
-                shared = DockerUpdater(docker.from_env(
-                    environment=self.deployer.docker_environment()))
-            except (docker.errors.DockerException, pl.DeployFailed):
-                shared = None  # the exec API still works
+        try:  # used only for the containers it proves are on this engine (DockerUpdater.holds)
+            shared = DockerUpdater(docker.from_env(
+                environment=self.deployer.docker_environment()))
+        except (docker.errors.DockerException, pl.DeployFailed):
+            shared = None  # the exec API still works
         execs = ExecUpdater(lambda: new_api_client(cluster), on_retry=lambda r: self.bus.publish(
             ev.WARNING, message=str(r)))
         syncer = LiveSyncer(self.bus, cluster, execs,

@@ -528,7 +528,7 @@ def _exit_status(raw: bytes) -> tuple[int | None, str]:
 
 # Docker ---------------------------------------------------------------------------------------
 class DockerUpdater:
-    """Live update through the Docker daemon that runs the container (shared daemon only).
+    """Live update through the Docker daemon that runs the container (only where `holds`).
 
     The first sync into a container (and any sync with deletes or into a directory not seen
     before) runs a prepare exec as the container's user: deletes, parent dirs, writability, the
@@ -544,6 +544,40 @@ class DockerUpdater:
         self._api = client.api
         self._lock = threading.Lock()
         self._ready: dict[str, tuple[tuple[int, int], set[str]]] = {}  # id -> owner, dirs ok
+        self._here: dict[str, bool] = {}  # container ID -> provably on this engine
+
+    def holds(self, target: Target) -> bool:
+        """Whether the pod's container provably runs on this engine, the one devloop uses.
+
+        Proof, never a guess from the delivery or the context name: the kubelet's full
+        `docker://<64 hex>` ID names a container here (IDs are random per engine; a prefix or a
+        name never counts), and the Kubernetes labels a dockershim/cri-dockerd runtime sets, when
+        present, name the same pod. The engine ID of `docker info` is no proof: engines sharing
+        /etc/docker (a second dockerd on one host) report the same one. Answers are kept per ID.
+        """
+        cid = target.container_id.removeprefix("docker://")
+        if not target.container_id.startswith("docker://") or not re.fullmatch(
+                r"[0-9a-f]{64}", cid):
+            return False
+        with self._lock:
+            known = self._here.get(cid)
+        if known is not None:
+            return known
+        try:
+            info = self._api.inspect_container(cid)
+        except Exception:  # not here (404), or the engine is unreachable: not proven
+            return False
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        here = info.get("Id") == cid and all(
+            labels.get(key, value) == value for key, value in (
+                ("io.kubernetes.pod.name", target.pod),
+                ("io.kubernetes.pod.namespace", target.namespace),
+                ("io.kubernetes.container.name", target.container)))
+        with self._lock:
+            self._here[cid] = here
+            while len(self._here) > self.REMEMBERED:
+                self._here.pop(next(iter(self._here)))
+        return here
 
     def update(self, target: Target, copies: Sequence[tuple[Path, str]],
                deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:

@@ -27,7 +27,13 @@ from devloop import events as ev
 from devloop import retry
 from devloop.cluster import Cluster
 from devloop.config import ServiceConfig
-from devloop.containerupdate import Archive, ContainerUpdater, Target, UpdateFailed
+from devloop.containerupdate import (
+    Archive,
+    ContainerUpdater,
+    DockerUpdater,
+    Target,
+    UpdateFailed,
+)
 from devloop.digest import ServiceDigest, image_tag
 from devloop.errors_k8s import api_message, is_connection_error
 from devloop.liveupdate import (
@@ -70,7 +76,7 @@ class LiveSyncer:
 
     def __init__(self, bus: ev.EventBus, cluster: Cluster, updater: ContainerUpdater,
                  snapshots: SnapshotStore, root: Path,
-                 shared_daemon: ContainerUpdater | None = None,
+                 shared_daemon: DockerUpdater | None = None,
                  max_live_mb: float = MAX_LIVE_MB) -> None:
         """`updater` works on every cluster (the exec API); `shared_daemon`, when the pods run
         in the Docker Engine devloop builds with, copies through the Docker API instead:
@@ -284,9 +290,10 @@ class LiveSyncer:
 
     def _update(self, target: Target, copies: list[tuple[Path, str]], deletes: list[str],
                 run: list[str]) -> Any:
-        """Through the shared Docker daemon when the container lives there, else (or when the
-        daemon does not know the container after all) through the exec API."""
-        if self.shared_daemon is not None and target.container_id.startswith("docker://"):
+        """Through devloop's Docker Engine when the container provably lives there (the same
+        container ID on that engine), else (or when the engine loses it after all) through the
+        exec API, which works on every cluster."""
+        if self.shared_daemon is not None and self.shared_daemon.holds(target):
             try:
                 return self.shared_daemon.update(target, copies, deletes, run)
             except UpdateFailed as exc:
