@@ -72,7 +72,6 @@ class ClusterDeployer:
         self.cluster = cluster
         self.delivery = delivery
         self.env = dict(os.environ) if env is None else env
-        self._install_lock = threading.Lock()
         self._warned: set[str] = set()
         self._present: set[str] = set()  # Deployments seen to exist: no install check needed
         # (service, workload, container) -> container index after a verified patch
