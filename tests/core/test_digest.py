@@ -177,3 +177,28 @@ def test_windows_separators_in_ignore_patterns_mean_slashes(tmp_path):
     (svc.context / "app/generated/x.py").write_text("x")
     (svc.context / "app/debug.log").write_text("x")
     assert _digest(svc) == base
+
+
+def test_a_file_that_vanishes_or_is_replaced_while_hashed_is_dropped_not_an_error(
+        tmp_path, monkeypatch):
+    import devloop.digest as digest_mod
+
+    svc = _service(tmp_path)
+    for name in ("gone.py", "now_a_dir.py"):
+        (svc.context / "app" / name).write_text("x\n")
+    real_hash = digest_mod.hash_file
+
+    def racing(path, st):
+        # another process deletes or replaces the file between listing and reading
+        if path.name == "gone.py":
+            path.unlink()
+        elif path.name == "now_a_dir.py":
+            path.unlink()
+            path.mkdir()
+        return real_hash(path, st)
+
+    monkeypatch.setattr(digest_mod, "hash_file", racing)
+    d = ServiceDigest(svc)
+    d.scan()
+    d.digest()
+    assert sorted(d.context.files) == ["Dockerfile", "app/main.py"]
