@@ -359,9 +359,22 @@ class ClusterDeployer:
         outcome = self.manifests.apply({**self._images, service.image: ref},
                                        {**self._digests, service.image: digest})
         self._publish_outcome(service.name, outcome, 0.0)
+        if outcome.applied or outcome.created:  # the first deploy, as `deploy.installed` says it
+            self.bus.publish(ev.DEPLOY_INSTALLED, service.name,
+                             objects=[*outcome.applied, *outcome.created],
+                             chart=self._manifests_source())
         if outcome.error:
             raise ApplyError(outcome.error)
         self._present.add(service.deployment)
+
+    def _manifests_source(self) -> str:
+        """Where the manifests come from, for `deploy.installed` (its field is `chart`)."""
+        config = self.config
+        if config.chart is not None:
+            return str(config.chart.path)
+        if config.kustomize is not None:
+            return str(config.kustomize)
+        return ", ".join(config.manifests)
 
     # --- manifests as a watched input ------------------------------------------------------------
 

@@ -138,6 +138,8 @@ def test_manifest_edits_apply_only_what_changed_orphans_prune_and_conflicts(
     try:
         ready = watch.wait("rollout.ready", service="web", timeout=180)
         built = watch.wait("deploy.patched", service="web")["image"]
+        installed = watch.wait("deploy.installed", service="web")
+        assert {"Deployment/web", "PersistentVolumeClaim/data"} <= set(installed["objects"])
         web = apps.read_namespaced_deployment("web", ns)
         # the built image goes wherever the manifests name its repository, tags and all
         assert _images(web.spec.template) == [built, built]
