@@ -305,7 +305,9 @@ class Builder:
         needs it; asked only when there is something to remove, since it costs API calls;
         None: unknown, remove nothing), nor one any container of the engine uses, running or
         stopped (a pod in the shared daemon, another clone's pod). Refs may carry a registry
-        prefix, so `dl-` tags are compared. Best effort."""
+        prefix, so `dl-` tags are compared. `keep_images` counts images, not tags: the local
+        `<default_repo>/...:dl-` tag registry delivery pushes from goes with its image (the
+        registry's copy is never deleted). Best effort."""
         kept = {hex12 for ref in keep if (hex12 := dl_tag_hex(ref))}
         labels = [f"{LABEL_SERVICE}={service}"]
         if self.checkout:
@@ -316,10 +318,13 @@ class Builder:
             return []
         tagged = [(img.attrs.get("Created", ""), t, img.id) for img in images for t in img.tags
                   if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)
-                  and (image is None or t.rsplit(":", 1)[0] == image)]
+                  and (image is None or t.rsplit(":", 1)[0] == image
+                       or t.rsplit(":", 1)[0].endswith(f"/{image}"))]  # the pushed tag
         tagged.sort(reverse=True)
-        candidates = [(t, image_id) for _, t, image_id in tagged[self.keep_images:]
-                      if t not in keep and dl_tag_hex(t) not in kept]
+        newest = list(dict.fromkeys(dl_tag_hex(t) for _, t, _ in tagged))[:self.keep_images]
+        candidates = [(t, image_id) for _, t, image_id in tagged
+                      if dl_tag_hex(t) not in newest and t not in keep
+                      and dl_tag_hex(t) not in kept]
         if candidates:
             in_use = self._images_in_use()
             if in_use is None:

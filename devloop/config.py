@@ -195,6 +195,7 @@ class Config:
     kustomize: Path | None = None  # a kustomization directory, rendered by `kubectl kustomize`
     manifests: tuple[str, ...] = ()  # absolute paths or globs of plain YAML files/directories
     allow_contexts: tuple[str, ...] = ()  # kube contexts trusted beyond the known-local ones
+    insecure_registries: tuple[str, ...] = ()  # HOST:PORT pushed to without verified TLS
     prune: bool = False  # delete objects dropped from the manifests (never PVCs or namespaces)
     resources: dict[str, ResourceConfig] = field(default_factory=dict)  # not built by devloop
     image_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # custom kinds
@@ -215,6 +216,7 @@ _TOP_KEYS = {
     "version", "namespace", "context", "kubeconfig", "quiet_period_ms", "quiet_period_cap_ms",
     "keep_images", "max_parallel", "rollout_timeout_s", "delivery", "default_repo", "chart",
     "services", "watch_backend", "kustomize", "manifests", "allow_contexts", "prune",
+    "insecure_registries",
     "resources", "image_paths", "builder",
 }
 DEPLOY_FORMATS = ("chart", "kustomize", "manifests")
@@ -495,6 +497,9 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
     if "allow_contexts" in top:
         opts["allow_contexts"] = tuple(v for _, v in c.string_list(top["allow_contexts"],
                                                                     "allow_contexts"))
+    if "insecure_registries" in top:
+        opts["insecure_registries"] = tuple(
+            v for _, v in c.string_list(top["insecure_registries"], "insecure_registries"))
     if "prune" in top:
         prune = c.scalar(top["prune"], "prune")
         if not isinstance(prune, bool):

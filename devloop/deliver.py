@@ -239,7 +239,7 @@ def _split_tag(ref: str) -> tuple[str, str]:
 @dataclass
 class RegistryDelivery:
     """Tag as `<default_repo>/<image>:dl-<digest>`, push (only missing layers: the engine's
-    push), and hand the cluster `repo@sha256:...` so a node never runs a stale tag.
+    push), and hand the cluster `repo:dl-<digest>@sha256:...` so a node never runs a stale tag.
 
     Credentials are the user's Docker ones; a failure is one DeliveryError line naming the
     registry, and nothing is patched, so the running image stays."""
@@ -248,7 +248,7 @@ class RegistryDelivery:
     docker_client_factory: Callable[[], Any] | None = None
     insecure_registries: tuple[str, ...] = ()
     name: str = "registry"
-    last_push: PushResult | None = field(default=None, init=False, repr=False)
+    pushes: dict[str, PushResult] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def host(self) -> str:
@@ -273,7 +273,7 @@ class RegistryDelivery:
                                          f" {self.host}: {exc}")) from None
         try:
             client.images.get(image_ref).tag(repository, tag)
-            self.last_push = push(client, repository, tag, auth, stop)
+            pushed = push(client, repository, tag, auth, stop)
         except PushCancelled as exc:
             raise DeliveryCancelled(str(exc)) from None
         except RegistryError as exc:
@@ -285,7 +285,25 @@ class RegistryDelivery:
                                          f" {exc.explanation or exc}")) from exc
         finally:
             client.close()
-        return self.last_push.ref
+        self.pushes[pushed.ref] = pushed  # by ref: services deliver from parallel workers
+        while len(self.pushes) > 64:
+            self.pushes.pop(next(iter(self.pushes)))
+        return pushed.ref
+
+    @property
+    def last_push(self) -> PushResult | None:
+        return next(reversed(self.pushes.values()), None)
+
+
+def pushed_fields(delivery: Delivery, ref: str) -> dict[str, Any]:
+    """The deliver.finished fields of a registry push (registry, digest, layers and bytes
+    sent); none for the other deliveries."""
+    pushed = delivery.pushes.get(ref) if isinstance(delivery, RegistryDelivery) else None
+    if pushed is None:
+        return {}
+    return {"registry": delivery.host, "digest": pushed.digest,
+            "layers_pushed": pushed.layers_pushed, "layers_present": pushed.layers_present,
+            "bytes_pushed": pushed.bytes_pushed}
 
 
 _NAME_RE = re.compile(r"^(k3d|kind)-(.+)$")
@@ -321,7 +339,8 @@ def _node_hint(cluster: Cluster) -> tuple[str, str] | None:
 
 
 def detect_delivery(cluster: Cluster, override: str | None, default_repo: str | None,
-                    run: Runner = run_command, *, probe_nodes: bool = True) -> Delivery:
+                    run: Runner = run_command, *, probe_nodes: bool = True,
+                    insecure_registries: tuple[str, ...] = ()) -> Delivery:
     """Pick the delivery: explicit override, else default_repo, else context name, else nodes.
 
     Context names: docker-desktop (and similar) -> shared daemon; `minikube` or a context whose
@@ -357,7 +376,7 @@ def detect_delivery(cluster: Cluster, override: str | None, default_repo: str | 
         if not default_repo:
             raise ValueError("delivery 'registry' needs `default_repo` in devloop.yaml"
                              " (e.g. localhost:5000)")
-        return RegistryDelivery(default_repo)
+        return RegistryDelivery(default_repo, insecure_registries=insecure_registries)
     found = hint()
     name = found[1] if found and found[0] == kind else context.removeprefix(f"{kind}-")
     if kind == "minikube":

@@ -21,7 +21,13 @@ from devloop import events as ev
 from devloop.cluster import Cluster, ClusterUnreachable, check_reachable, connect, new_api_client
 from devloop.config import Config, ResourceConfig, ServiceConfig
 from devloop.contextguard import registry_refusal, shares_engine
-from devloop.deliver import Delivery, DeliveryError, SharedDaemon, detect_delivery
+from devloop.deliver import (
+    Delivery,
+    DeliveryError,
+    SharedDaemon,
+    detect_delivery,
+    pushed_fields,
+)
 from devloop.errors_k8s import is_connection_error
 from devloop.manifests.apply import ApplyError
 from devloop.manifests.render import RenderError, env_values
@@ -114,7 +120,8 @@ class ClusterDeployer:
         override = None if config.delivery == "auto" else config.delivery
         try:
             delivery = detect_delivery(cluster, override, config.default_repo,
-                                       probe_nodes=reachable)
+                                       probe_nodes=reachable,
+                                       insecure_registries=config.insecure_registries)
         except (ValueError, DeliveryError) as exc:
             raise DeployFailed(DEPLOY_FAILED, f"{config.path}: {exc}") from None
         if (isinstance(delivery, SharedDaemon) and config.delivery == "auto"
@@ -209,7 +216,8 @@ class ClusterDeployer:
             started = time.monotonic()
             ref = self.delivery.deliver(tag, stop)
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
-                             seconds=round(time.monotonic() - started, 3))
+                             seconds=round(time.monotonic() - started, 3),
+                             **pushed_fields(self.delivery, ref))
             self._install_if_missing(service, ref, digest)
             targets = self.workloads_of(service)
             patched: list[tuple[ServiceConfig, int]] = []

@@ -41,7 +41,9 @@ class PushCancelled(RegistryError):
 
 @dataclass(frozen=True)
 class PushResult:
-    """What one push did: `ref` is `repo@sha256:...`, the digest the registry stored."""
+    """What one push did. `ref` is `repo:tag@sha256:...` (as Skaffold deploys): the runtime
+    pulls by the digest the registry stored, so a node never runs a stale tag, and the `dl-`
+    tag beside it keeps devloop's identity readable (patch.Deployed, status)."""
 
     ref: str
     digest: str
@@ -221,7 +223,7 @@ def push(client: docker.DockerClient, repository: str, tag: str,
     if not progress.digest.startswith("sha256:"):
         raise RegistryError(f"push of {repository}:{tag} to registry {host} reported no"
                             " digest; is the engine older than Docker 1.10?")
-    return PushResult(f"{repository}@{progress.digest}", progress.digest,
+    return PushResult(f"{repository}:{tag}@{progress.digest}", progress.digest,
                       len(progress.pushed), len(progress.present),
                       sum(progress.sent[layer] for layer in progress.pushed
                           if layer in progress.sent))

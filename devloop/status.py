@@ -33,6 +33,7 @@ from devloop.manifests.render import RenderError, render
 from devloop.ownership import owned_secrets
 from devloop.patch import Deployed, PatchError, deployed_of, workload_deployed
 from devloop.pods import pod_state
+from devloop.registry import DOCKER_HUB, registry_host
 from devloop.rollout import RolloutResult, rollout_health, workload_health
 from devloop.selectors import selector_query
 from devloop.workloads import WorkloadRef, fed_by, read_workload
@@ -64,6 +65,7 @@ def collect_status(config: Config, cache: DigestCache | None = None,
                      "workload": str(config.services[name].workload),
                      "namespace": config.namespace, "local_digest": digest.digest()[:12],
                      "deployed_digest": None, "deployed_image": None, "stale": None,
+                     "registry": None, "image_digest": None,
                      "state": "unknown", "healthy": None, "health": None, "log_tail": [],
                      "pods": [], "error": None})
     for name in sorted(n for n in config.resources if not services or n in services):
@@ -147,6 +149,7 @@ def _fill(row: dict[str, Any], cluster: Cluster, seen: list[_Seen], probes: bool
         return
     row.update(_identity(deployed.digest, deployed.tag_digest, row["local_digest"]))
     row["deployed_image"] = deployed.image
+    row.update(registry_identity(deployed.image))
     if len({d.digest for _, d, _, _ in seen if d is not None}) > 1:
         row.update(stale=True, state="its workloads run different images; `devloop sync`"
                    " deploys the local sources to all of them")
@@ -154,6 +157,17 @@ def _fill(row: dict[str, Any], cluster: Cluster, seen: list[_Seen], probes: bool
                 if p.metadata.deletion_timestamp is None])
     for pod_row, (pod, container) in zip(row["pods"], pods, strict=True) if probes else ():
         pod_row["probe_lines"] = probe_lines(cluster.core, pod, container)
+
+
+def registry_identity(image: str | None) -> dict[str, str | None]:
+    """`registry` and `image_digest` of an image pinned by digest (registry delivery deploys
+    `repo:dl-...@sha256:...`): which registry the nodes pull from and the exact manifest they
+    run. Both None for a shared-engine image, which has no registry digest."""
+    if not image or "@" not in image:
+        return {"registry": None, "image_digest": None}
+    name, _, digest = image.partition("@")
+    return {"registry": registry_host(name) if "/" in name else DOCKER_HUB,
+            "image_digest": digest}
 
 
 def _observe(cluster: Cluster, namespace: str, ref: WorkloadRef, container: str | None
@@ -249,6 +263,8 @@ def render_status(rows: list[dict[str, Any]]) -> str:
         else:
             lines.append(f"{row['service']:<10} local {row['local_digest']}  deployed "
                          f"{row['deployed_digest'] or '-':<12}  {row['state']}")
+        if row.get("image_digest"):
+            lines.append(f"    registry {row['registry']}  running {row['image_digest']}")
         if row["health"]:
             lines.append(f"    not healthy: {row['health']}")
             lines.extend(f"    | {line}" for line in row["log_tail"][-5:])

@@ -31,7 +31,7 @@ def test_push_gives_the_registry_digest_and_a_change_pushes_only_its_layer(
     first = build(docker_client, tmp_path / "a", f"{image_prefix}/app:dl-1111", "one\n")
     ref = delivery.deliver(first)
     repo = f"{image_prefix}/app"
-    assert ref.startswith(f"{registry.host}/{repo}@sha256:")
+    assert ref.startswith(f"{registry.host}/{repo}:dl-1111@sha256:")
     assert registry.manifest_digest(repo, "dl-1111") == ref.split("@", 1)[1]
     pushed = delivery.last_push
     assert pushed is not None and pushed.layers_pushed >= 2 and pushed.layers_present == 0
@@ -106,4 +106,4 @@ def test_tls_registry_with_auth_uses_the_users_docker_credentials(
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "good", tls_registry.host,
                                                           USER, PASSWORD)))
     ref = RegistryDelivery(tls_registry.host).deliver(tag)
-    assert ref.startswith(f"{tls_registry.host}/{image_prefix}/app@sha256:")
+    assert ref.startswith(f"{tls_registry.host}/{image_prefix}/app:dl-5555@sha256:")
