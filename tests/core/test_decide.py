@@ -14,6 +14,7 @@ from devloop.digest import ServiceDigest
 from devloop.pipeline import (
     BUILD_FAILED,
     CLUSTER_UNREACHABLE,
+    DEPLOY_FAILED,
     DISK_FULL,
     DOCKER_UNREACHABLE,
     OK,
@@ -219,3 +220,19 @@ def test_services_wait_for_a_config_read_that_is_due_or_running(tmp_path):
     decide.config_read_done(cfg)
     # ... and starts once it is done
     assert decide.due(states, 1.4, T, cfg) == ["api"]
+
+
+def test_a_reload_the_api_server_overloaded_is_retried_without_a_save_a_refused_one_is_not(
+        tmp_path):
+    # deploy.py reports a 503/429 storm that outlasted the call's retries as
+    # cluster_unreachable (HTTP 503 in the reason); a refusal (422, a missing container) is
+    # deploy_failed: the inputs' fault, nothing changes until they do
+    overloaded, refused = state(tmp_path, "api"), state(tmp_path, "web")
+    states = {"api": overloaded, "web": refused}
+    for s, outcome in ((overloaded, CLUSTER_UNREACHABLE), (refused, DEPLOY_FAILED)):
+        decide.start_plan(s)
+        decide.fold(s, PipelineResult(s.digest.service.name, outcome, "d2", "HTTP 503"),
+                    now=10.0, timing=T)
+    assert decide.due(states, 11.0, T) == []
+    assert decide.due(states, 12.0, T) == ["api"]  # 2 s later, no change needed
+    assert decide.deadline(refused, T) is None and decide.due(states, 100.0, T) == ["api"]
