@@ -7,12 +7,19 @@ root here, where no file is unreadable; that one case simulates the refusal at o
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 from devloop import digest as digest_mod
 from devloop import events as ev
+from tests.conftest import devloop_env
 from tests.core.harness import running
+from tests.watchproc import Watch
 
 LATIN1_NAME = b"caf\xe9.txt"  # a file name that is not UTF-8 (an old archive, a Windows share)
 
@@ -91,3 +98,50 @@ def test_an_unreadable_file_is_named_in_one_line_and_the_fix_reloads(make_projec
         os.chmod(secret, 0o644)  # the user fixes it
         done = h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
         assert b"for root only" in _sh(docker_client, done.data["image"], "cat /app/*")
+
+
+def test_devloop_watch_shows_a_non_utf8_name_escaped_in_json_and_console(make_project,
+                                                                         tmp_path):
+    root = _project(make_project)
+    name = os.path.join(os.fsencode(root / "services/api/src"), LATIN1_NAME)
+    watch = Watch(root, tmp_path / "no-kubeconfig", args=("--no-deploy", "--no-ui"))
+    try:
+        watch.wait("reload.finished", timeout=120, ok=True)
+        mark = watch.mark()
+        with open(name, "wb") as f:
+            f.write(b"saved\n")
+        detected = watch.wait("change.detected", after=mark, timeout=60)
+        assert detected["paths"] == ["services/api/src/caf\udce9.txt"]  # JSON's own escape
+        watch.wait("reload.finished", after=mark, timeout=120, ok=True)
+    finally:
+        assert watch.stop() == 130
+    # the console: the same name, escaped, in the change line; no traceback
+    env = devloop_env(KUBECONFIG=str(tmp_path / "no-kubeconfig"), HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "devloop.cli", "watch", "--no-deploy",
+                             "--no-ui"], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[bytes] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    try:
+        _wait_for(lines, b"watching", 120)
+        time.sleep(0.5)
+        with open(name, "wb") as f:
+            f.write(b"saved again\n")
+        _wait_for(lines, b"reload finished", 120, after=b"caf\\udce9.txt")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    output = b"".join(lines)
+    assert b"Traceback" not in output and b"internal error" not in output
+
+
+def _wait_for(lines: list[bytes], text: bytes, timeout: float, after: bytes = b"") -> None:
+    """Until a line holds `text` (after a line holding `after`, when given)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = b"".join(lines)
+        start = seen.find(after) if after else 0
+        if start >= 0 and text in seen[start:]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {text!r} after {after!r} in {timeout}s: {b''.join(lines)[-1500:]!r}")
