@@ -85,6 +85,7 @@ class ManifestSession:
         self.lock = lock or threading.Lock()
         self.last: dict[str, str] | None = None  # what was applied, None before the first
         self.versions: dict[str, str] = {}  # key -> apiVersion of what was applied
+        self.generations: dict[str, int] = {}  # workload key -> generation after the apply
         self.orphaned: list[str] = []  # shown in status and the dashboard
         self.adopted: dict[str, bool] = {}  # key -> existed before devloop, without its mark
 
@@ -172,6 +173,7 @@ class ManifestSession:
                                                             for k, v in todo.rolls.items()})
         applied = dict(self.last or {})
         client = self.cluster.api_client
+        before = self._generations_before(todo.apply)
         # one sequence in dependency order: a claim is created after its Namespace exists
         for obj in sorted([*todo.create, *todo.apply], key=order):
             key = key_of(obj)
@@ -209,8 +211,10 @@ class ManifestSession:
             out.applied.append(display(key))
             entry = kind_of(obj)
             if entry is not None and entry.workload and entry.kind != "Pod":
-                out.workloads[f"{entry.kind.lower()}/{obj['metadata']['name']}"] = int(
-                    (stored.get("metadata") or {}).get("generation") or 0)
+                generation = int((stored.get("metadata") or {}).get("generation") or 0)
+                if generation != before.get(key):  # the spec changed: a rollout to wait for
+                    out.workloads[f"{entry.kind.lower()}/{obj['metadata']['name']}"] = generation
+                self.generations[key] = generation
         for key in todo.unchanged:
             self.versions.setdefault(key, _version_of(objects, key))
         for key in todo.prune:
@@ -227,6 +231,24 @@ class ManifestSession:
         self.last = applied
         out.orphaned = [display(k) for k in applied if k not in todo.hashes]
         self.orphaned = list(out.orphaned)
+        return out
+
+    def _generations_before(self, objects: list[dict[str, Any]]) -> dict[str, int | None]:
+        """The generation of each workload about to be applied: from the last apply, else read
+        (the first apply of a session), so an apply that changes no spec waits for nothing."""
+        out: dict[str, int | None] = {}
+        for obj in objects:
+            entry = kind_of(obj)
+            if entry is None or not entry.workload or entry.kind == "Pod":
+                continue
+            key = key_of(obj)
+            if key in self.generations:
+                out[key] = self.generations[key]
+                continue
+            meta = obj.get("metadata") or {}
+            live = api.read(self.cluster.api_client, entry.api_version, entry.kind,
+                            meta.get("namespace"), str(meta.get("name")))
+            out[key] = int((live.get("metadata") or {}).get("generation") or 0) if live else None
         return out
 
     def _unless_foreign(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
