@@ -16,6 +16,7 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,10 @@ def registry_host(repository: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 or a name that resolves only to them (what Docker treats as insecure)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
+    if host.startswith("["):  # [::1]:5000
+        name = host[1:host.find("]")]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
@@ -88,8 +91,10 @@ def credentials(host: str, config_dir: str | None = None) -> dict[str, Any] | No
     is missing or fails is an error, since pushing anonymously would only fail later with 401."""
     path = str(Path(config_dir) / "config.json") if config_dir else None
     try:
-        config = docker.auth.load_config(config_path=path)
-        found = config.resolve_authconfig(host)
+        with warnings.catch_warnings():  # docker-py warns of a missing helper; we say it below
+            warnings.simplefilter("ignore")
+            config = docker.auth.load_config(config_path=path)
+            found = config.resolve_authconfig(host)
     except docker.errors.DockerException as exc:
         raise RegistryError(one_line(
             f"cannot read the Docker credentials for registry {host} ({exc}); fix"
