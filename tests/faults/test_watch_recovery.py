@@ -9,16 +9,22 @@ real exception raised in the reader thread. Everything else (files, inotify, Doc
 from __future__ import annotations
 
 import errno
+import json
 import os
 import struct
 import threading
+from importlib import resources
 
+import jsonschema
 import pytest
 
 from devloop import events as ev
 from devloop import watch_inotify
 from devloop.watch import INOTIFY_LIMIT_HELP, TreeWatcher
 from tests.core.harness import running
+
+_SCHEMA = jsonschema.Draft202012Validator(json.loads(
+    resources.files("devloop").joinpath("schemas/event-v1.json").read_text()))
 
 
 def _project(make_project, backend: str = "inotify"):
@@ -125,6 +131,7 @@ def test_reader_failure_restarts_the_watcher_rescans_and_says_so(
         (src / "main.txt").write_text("saved while the reader failed\n")
         rescan = h.wait(ev.WATCH_RESCAN, after=mark, timeout=30)
         assert "KeyError" in rescan.data["reason"] and "rescanned" in rescan.data["reason"]
+        _SCHEMA.validate(rescan.to_json())
         assert failures  # the failure happened on that save's event
         # the save whose event killed the reader is not lost: the rescan finds it
         done = h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=90)
