@@ -104,13 +104,14 @@ class TreeIndex:
     def update(self, paths: Iterable[Path]) -> bool:
         """Apply changed absolute paths below root; return True when any input changed."""
         changed = False
+        listings: dict[Path, set[str]] = {}  # per parent, on case-folding file systems
         for path in paths:
             rel = self.relative(path)
             if rel is None:
                 continue
             try:
                 st = os.lstat(path)
-                if self._fold_case and not _listed_as(path):
+                if self._fold_case and not _listed_as(path, listings):
                     raise FileNotFoundError(path)  # the old name of a case-only rename
             except (FileNotFoundError, NotADirectoryError):
                 changed |= self._forget(rel)
@@ -352,12 +353,15 @@ def case_insensitive(root: Path) -> bool:
         return False
 
 
-def _listed_as(path: Path) -> bool:
-    """Whether `path`'s parent lists it under exactly this case."""
-    try:
-        return path.name in os.listdir(path.parent)
-    except OSError:
-        return False
+def _listed_as(path: Path, listings: dict[Path, set[str]]) -> bool:
+    """Whether `path`'s parent lists it under exactly this case (listings: read once per
+    parent for a whole batch of changes)."""
+    if path.parent not in listings:
+        try:
+            listings[path.parent] = set(os.listdir(path.parent))
+        except OSError:
+            listings[path.parent] = set()
+    return path.name in listings[path.parent]
 
 
 def _inside(path: Path, root: Path) -> bool:
