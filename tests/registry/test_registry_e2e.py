@@ -7,7 +7,7 @@ from __future__ import annotations
 import docker
 
 from tests.kube_standin.fixtures import wait_for
-from tests.live.test_live_watch import container_id, make_box, the_pod
+from tests.live.test_live_watch import container_id, make_box, status_row, the_pod
 from tests.registry.conftest import USER, docker_config
 from tests.watchproc import Watch
 from tests.workloads.test_workload_kinds_e2e import devloop
@@ -79,6 +79,10 @@ def test_watch_pushes_pulls_syncs_over_exec_and_survives_the_registry_going_away
         assert the_pod(node_standin).spec.containers[0].image == back["image"]
         assert registry.manifest_digest(f"{image_prefix}-box", back["image"].split(":")[2]
                                         .split("@")[0]) == back["image"].split("@")[1]
+        row = status_row(root, node_standin)  # what runs, and from where
+        assert row["registry"] == registry.host
+        assert row["image_digest"] == back["image"].split("@")[1]
+        assert row["deployed_digest"] and row["stale"] is False
     finally:
         watch.stop()
 
