@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from devloop.cluster import connect, new_api_client
 from devloop.containerupdate import DockerUpdater, ExecUpdater, Target
 from devloop.deliver import RegistryDelivery
 from tests.kube_standin.fixtures import wait_for
 from tests.registry.test_node_engine import deployment
+
+pytestmark = pytest.mark.docker
 
 
 def running_target(handle, image: str) -> Target:

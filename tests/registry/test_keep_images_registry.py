@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from devloop.build import LABEL_CHECKOUT, LABEL_SERVICE, Builder
 from tests.conftest import busybox_context
+
+pytestmark = pytest.mark.docker
 
 
 def test_prune_keeps_the_newest_images_with_both_their_tags(docker_client, image_prefix,

@@ -6,9 +6,12 @@ from __future__ import annotations
 import uuid
 
 import docker
+import pytest
 
 from devloop.deliver import RegistryDelivery
 from tests.kube_standin.fixtures import wait_for
+
+pytestmark = pytest.mark.docker
 
 
 def deployment(name: str, image: str) -> dict:

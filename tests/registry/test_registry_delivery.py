@@ -18,6 +18,8 @@ from tests.conftest import busybox_context
 from tests.registry.conftest import PASSWORD, USER, docker_config
 from tests.registry.servers import Registry
 
+pytestmark = pytest.mark.docker
+
 
 def build(client: docker.DockerClient, ctx: Path, tag: str, text: str, extra: str = "") -> str:
     busybox_context(ctx, {"src/app.txt": text}, extra=extra)

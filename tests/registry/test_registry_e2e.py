@@ -5,12 +5,15 @@ processes, Debian's docker-registry on a loopback port)."""
 from __future__ import annotations
 
 import docker
+import pytest
 
 from tests.kube_standin.fixtures import wait_for
 from tests.live.test_live_watch import container_id, make_box, status_row, the_pod
 from tests.registry.conftest import USER, docker_config
 from tests.watchproc import Watch
 from tests.workloads.test_workload_kinds_e2e import devloop
+
+pytestmark = pytest.mark.docker
 
 
 def registry_box(handle, tmp_path, image_prefix, host: str):
