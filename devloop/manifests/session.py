@@ -17,6 +17,7 @@ from typing import Any
 
 from devloop.cluster import Cluster
 from devloop.config import Config
+from devloop.deliver import registry_ref
 from devloop.inject import inject, same_repository, users
 from devloop.kinds import KINDS, kind_of, pod_template
 from devloop.manifests import apply as api
@@ -113,7 +114,7 @@ class ManifestSession:
                 live = api.read(self.cluster.api_client, entry.api_version, use.kind,
                                 use.namespace, use.name)
                 ref = _container_image(live, use.container, use.init) if live else None
-                if ref and same_repository(ref, repo):
+                if ref and (same_repository(ref, repo) or self._pushed(ref, repo)):
                     found[repo] = ref
                     digest = ((live or {}).get("metadata") or {}).get("annotations", {}).get(
                         DIGEST_ANNOTATION)
@@ -121,6 +122,11 @@ class ManifestSession:
                         digests[repo] = digest
                     break
         return found, digests
+
+    def _pushed(self, ref: str, repo: str) -> bool:
+        """`ref` is `repo` as registry delivery pushed it (`<default_repo>/<repo>:dl-...`)."""
+        default_repo = self.config.default_repo
+        return bool(default_repo) and same_repository(ref, registry_ref(default_repo, repo))
 
     def config_image_paths(self) -> Mapping[str, Any] | None:
         return self.config.image_paths or None
