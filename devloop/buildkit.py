@@ -11,6 +11,7 @@ failing step's Dockerfile line.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -341,6 +342,20 @@ class KitBuilder:
     environment: dict[str, str] | None = None
     host_network: bool | None = None  # None: asked once, on the first build
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # CLIs building now: each runs in its own session (killed as a group), so a Ctrl-C at the
+    # terminal does not reach it, and devloop exiting must end it (close, at exit)
+    _running: set[subprocess.Popen[bytes]] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Kill every build still running (devloop is exiting: Ctrl-C, SIGTERM, an error)."""
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
 
     @property
     def env(self) -> dict[str, str]:
@@ -385,6 +400,8 @@ class KitBuilder:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.env, start_new_session=True)  # its own group: killed as one
+            with self._lock:
+                self._running.add(proc)
             watcher = _StopWatcher(proc, stop)
             try:
                 feeder = threading.Thread(target=_feed, args=(context, proc), daemon=True)
@@ -399,6 +416,8 @@ class KitBuilder:
             finally:
                 watcher.close()
                 _kill_group(proc)
+                with self._lock:
+                    self._running.discard(proc)
             if watcher.stopped:
                 raise BuildFailed(svc.name, "cancelled (a newer change or Ctrl-C)")
             if code != 0:

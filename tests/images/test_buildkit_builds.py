@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -161,7 +162,8 @@ def _kit_processes(tag: str) -> list[int]:
 
 def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.DockerClient
                                          ) -> None:
-    root = make_project({"app": {"extra": "RUN echo sleeping && sleep 120\n"}})
+    marker = f"sleeping-{uuid.uuid4().hex[:8]}"  # never a cached step
+    root = make_project({"app": {"extra": f"RUN echo {marker} && sleep 120\n"}})
     svc = load_config(root / "devloop.yaml").services["app"]
     choice = bk.choose("buildkit", {**os.environ, "PATH": BUILDKIT_PATH})
     assert choice.cli is not None, choice.reason
@@ -174,7 +176,7 @@ def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.Doc
 
     def on_line(line: str) -> None:
         seen.append(line)
-        if "sleeping" in line and "RUN" not in line:
+        if line.endswith(f" {marker}"):
             stop.set()  # a newer save while the RUN step runs
 
     with pytest.raises(BuildFailed) as err:
@@ -182,3 +184,29 @@ def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.Doc
     assert "cancelled" in str(err.value), seen
     assert _kit_processes(tag) == []
     assert builder.existing(tag) is None
+
+
+def test_ctrl_c_during_a_buildkit_build_ends_the_cli_and_devloop(make_project) -> None:
+    marker = f"sleeping-{uuid.uuid4().hex[:8]}"  # never a cached step
+    root = make_project({"app": {"extra": f"RUN echo {marker} && sleep 120\n"}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devloop.cli", "sync", "--no-deploy", "-o", "json"], cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=devloop_env(HOME=str(root.parent), XDG_CACHE_HOME=str(root.parent),
+                        PATH=BUILDKIT_PATH))
+    assert proc.stdout is not None
+    tag = None
+    try:
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            tag = event.get("image", tag) if event.get("type") == "build.started" else tag
+            if event.get("type") == "build.output" and event["line"].endswith(f" {marker}"):
+                break  # the RUN step is running
+        assert tag is not None and _kit_processes(tag), "the BuildKit CLI is not running"
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, rest
+    assert _kit_processes(tag) == []  # the CLI went with devloop, not 120 s later
