@@ -489,14 +489,21 @@ class _StopWatcher:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """End the CLI and whatever it started: TERM, then KILL after a grace period."""
+    """End the CLI and whatever it started: TERM, then KILL after a grace period (Windows has
+    no process groups: the CLI alone)."""
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+
+    def send(sig: int, alone: Callable[[], None]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if hasattr(os, "killpg"):
+                os.killpg(proc.pid, sig)
+            else:
+                alone()
+
+    send(signal.SIGTERM, proc.terminate)
     try:
         proc.wait(timeout=_KILL_GRACE_S)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        send(getattr(signal, "SIGKILL", signal.SIGTERM), proc.kill)
         proc.wait()
