@@ -82,7 +82,8 @@ class App:
                           keep_images=self.config.keep_images,
                           engine=engine_address(environment),
                           checkout=checkout_id(self.config.path),
-                          kit=(buildkit.KitBuilder(choice.cli, environment)
+                          kit=(buildkit.KitBuilder(choice.cli, environment,
+                                                   redact=self.redactor.add)
                                if choice.cli is not None else None))
         try:
             builder.ping()

@@ -342,6 +342,9 @@ class KitBuilder:
     environment: dict[str, str] | None = None
     host_network: bool | None = None  # None: asked once, on the first build
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # told each build's secret values before it starts (Redactor.add): a secret added to
+    # devloop.yaml while watching, or a rotated file, is masked in that build's output too
+    redact: Callable[[list[str]], None] | None = None
     # CLIs building now: each runs in its own session (killed as a group), so a Ctrl-C at the
     # terminal does not reach it, and devloop exiting must end it (close, at exit)
     _running: set[subprocess.Popen[bytes]] = field(default_factory=set, repr=False)
@@ -397,6 +400,8 @@ class KitBuilder:
                 argv = self.command(svc, tag, dockerfile_name, labels, iidfile)
             except SecretMissing as exc:
                 raise BuildFailed(svc.name, str(exc)) from None
+            if self.redact is not None and svc.build_secrets:
+                self.redact(secret_values({svc.name: svc}, self.env))
             proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.env, start_new_session=True)  # its own group: killed as one

@@ -278,3 +278,17 @@ def test_a_dockerfile_buildkit_cannot_parse_points_at_the_line_it_names() -> Non
     assert progress.source_line == 4
     assert progress.reason.endswith("dockerfile parse error line 4: unknown instruction: ECHO")
     assert bk.locate("", None, progress.source_line) == 4
+
+
+def test_each_build_tells_the_redactor_its_secret_values_first(tmp_path: Path) -> None:
+    # a secret added while watching (or a rotated file) is masked in that build's output too
+    secret_file = tmp_path / "npmrc"
+    secret_file.write_text("token-from-file-1")
+    svc = _service(tmp_path, build_secrets={"token": BuildSecret(env="GH_TOKEN"),
+                                            "npmrc": BuildSecret(file=secret_file)})
+    told: list[str] = []
+    kit = bk.KitBuilder(bk.BuildkitCli("/bin/false", "20.10.24", False), host_network=False,
+                        base_env={"GH_TOKEN": "ghp_rotated_42"}, redact=told.extend)
+    with pytest.raises(BuildFailed), open(tmp_path / "Dockerfile", "rb") as context:
+        kit.build(context, "Dockerfile", svc, "api:dl-1", {}, lambda _line: None)
+    assert {"ghp_rotated_42", "token-from-file-1"} <= set(told)
