@@ -107,8 +107,9 @@ def probe(exe: str, env: Mapping[str, str], run: Runner = _run) -> tuple[Buildki
         if bx.returncode == 0:
             words = bx.stdout.split()
             return BuildkitCli(exe, words[1] if len(words) > 1 else "?", buildx=True), ""
-        ver = run([exe, "version", "--format", "{{.Client.Version}}"], env)
-        version = ver.stdout.strip()
+        # `--version` is the client's alone: `docker version` would wait for the engine
+        words = run([exe, "--version"], env).stdout.replace(",", " ").split()
+        version = words[2] if len(words) > 2 and words[:2] == ["Docker", "version"] else ""
         parsed = _version(version)
         if parsed is None or parsed < _MIN_BUILTIN:
             return None, f"{exe}: client {version or 'unknown'} has no BuildKit"

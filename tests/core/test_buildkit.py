@@ -132,10 +132,11 @@ def _fake_docker(folder: Path) -> str:
 
 
 NO_BUILDX = {"buildx version": (1, "docker: 'buildx' is not a docker command."),
-             "version --format": (0, "28.2.2\n"),
+             "--version": (0, "Docker version 28.2.2, build e6534b4\n"),
              "build --help": (1, "ERROR: BuildKit is enabled but the buildx component is"
                                  " missing or broken.")}
-BUILTIN = {"buildx version": (1, "not a docker command"), "version --format": (0, "20.10.24\n"),
+BUILTIN = {"buildx version": (1, "not a docker command"),
+           "--version": (0, "Docker version 20.10.24+dfsg1, build 297e128\n"),
            "build --help": (0, "Usage: docker build")}
 
 
@@ -145,7 +146,7 @@ def test_auto_skips_a_cli_without_buildx_for_a_later_one_with_buildkit_built_in(
     runner = FakeRunner({first: NO_BUILDX, second: BUILTIN})
     choice = bk.choose("auto", {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}, runner)
     assert choice.name == "buildkit"
-    assert choice.cli == bk.BuildkitCli(second, "20.10.24", buildx=False)
+    assert choice.cli == bk.BuildkitCli(second, "20.10.24+dfsg1", buildx=False)
     assert choice.cli.argv == [second, "build"]
 
 
@@ -159,9 +160,10 @@ def test_buildx_is_preferred_when_it_answers(tmp_path: Path) -> None:
 def test_without_a_buildkit_cli_the_legacy_builder_is_chosen_and_the_reason_says_why(
         tmp_path: Path) -> None:
     exe = _fake_docker(tmp_path / "a")
-    old = {"buildx version": (1, "no"), "version --format": (0, "18.06.1\n")}
+    old = {"buildx version": (1, "no"),
+           "--version": (0, "Docker version 18.06.1-ce, build e68fc7a\n")}
     choice = bk.choose("auto", {"PATH": str(tmp_path / "a")}, FakeRunner({exe: old}))
-    assert choice.name == "legacy" and "18.06.1 has no BuildKit" in choice.reason
+    assert choice.name == "legacy" and "18.06.1-ce has no BuildKit" in choice.reason
     choice = bk.choose("buildkit", {"PATH": str(tmp_path / "a")},
                        FakeRunner({exe: NO_BUILDX}))
     assert choice.name == "legacy" and "missing or broken" in choice.reason
