@@ -207,11 +207,8 @@ def secret_args(svc: ServiceConfig, env: Mapping[str, str]) -> list[str]:
 # --- progress output ------------------------------------------------------------------------
 
 _VERTEX = re.compile(r"^#(\d+) \[(?:(?P<stage>[^\]\s]+) )?(?P<n>\d+)/(?P<m>\d+)\] (?P<text>.*)$")
-_NAMED = re.compile(r"^#(\d+) (?P<text>\S.*)$")
 _CACHED = re.compile(r"^#(\d+) CACHED$")
-_DONE = re.compile(r"^#(\d+) DONE\b")
 _VERTEX_ERROR = re.compile(r"^#(\d+) ERROR: (?P<reason>.*)$")
-_OUTPUT = re.compile(r"^#(\d+) \d+\.\d+ (?P<text>.*)$")
 _NOISE = re.compile(r"^#\d+ (sha256:[0-9a-f]{64}|resolve |transferring |\.\.\.)")
 _SOURCE_LINE = re.compile(r"^(?P<name>\S+):(?P<line>\d+)$")  # BuildKit >= 0.11: `Dockerfile:12`
 _SOLVE = re.compile(r"^(?:ERROR: )?(?:failed to solve(?: with frontend \S+)?: )(?P<reason>.*)$")
