@@ -390,7 +390,8 @@ class KitBuilder:
               stop: threading.Event | None = None) -> str:
         """Build `tag` from the tar `context`; return the image id. BuildFailed names the
         failing step and its Dockerfile line; EngineUnreachable when the CLI cannot reach the
-        engine. `stop` set (a newer save, Ctrl-C) kills the CLI's process group."""
+        engine. `stop` set (devloop stopping: Ctrl-C, SIGTERM) kills the CLI's process
+        group and raises BuildFailed saying so."""
         progress = Progress(dockerfile_name=Path(dockerfile_name).name)
         with tempfile.TemporaryDirectory(prefix="devloop-iid-") as tmp:
             iidfile = Path(tmp) / "iid"
@@ -400,9 +401,15 @@ class KitBuilder:
                 raise BuildFailed(svc.name, str(exc)) from None
             if self.redact is not None and svc.build_secrets:
                 self.redact(secret_values({svc.name: svc}, self.env))
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env=self.env, start_new_session=True)  # its own group: killed as one
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env=self.env,
+                    start_new_session=True)  # its own group: killed as one
+            except OSError as exc:
+                raise BuildFailed(svc.name, f"cannot run {self.cli.path} ({exc.strerror or exc});"
+                                  " reinstall it, or set builder: legacy in devloop.yaml"
+                                  ) from None
             with self._lock:
                 self._running.add(proc)
             watcher = _StopWatcher(proc, stop)

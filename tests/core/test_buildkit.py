@@ -294,3 +294,13 @@ def test_each_build_tells_the_redactor_its_secret_values_first(tmp_path: Path) -
     with pytest.raises(BuildFailed), open(tmp_path / "Dockerfile", "rb") as context:
         kit.build(context, "Dockerfile", svc, "api:dl-1", {}, lambda _line: None)
     assert {"ghp_rotated_42", "token-from-file-1"} <= set(told)
+
+
+def test_a_cli_that_vanished_since_it_was_chosen_is_one_line(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    kit = bk.KitBuilder(bk.BuildkitCli(str(tmp_path / "gone" / "docker"), "20.10.24", False),
+                        host_network=False, base_env={})
+    with pytest.raises(BuildFailed) as err, open(tmp_path / "Dockerfile", "rb") as context:
+        kit.build(context, "Dockerfile", svc, "api:dl-1", {}, lambda _line: None)
+    assert "cannot run" in str(err.value) and "builder: legacy" in str(err.value)
+    assert "\n" not in str(err.value)
