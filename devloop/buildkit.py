@@ -149,13 +149,19 @@ def engine_env(environment: Mapping[str, str] | None, base: Mapping[str, str]) -
     return env
 
 
-def needs_host_network(cli: BuildkitCli, env: Mapping[str, str], run: Runner = _run) -> bool:
+def needs_host_network(cli: BuildkitCli, env: Mapping[str, str], run: Runner = _run
+                       ) -> bool | None:
     """An engine without the default bridge network (dockerd --bridge=none) fails every RUN
-    step of a BuildKit build ("network bridge not found") unless it runs on the host's."""
+    step of a BuildKit build ("network bridge not found") unless it runs on the host's. None:
+    no answer (the engine is unreachable): ask again on the next build."""
     try:
-        return run([cli.path, "network", "inspect", "bridge"], env).returncode != 0
+        answer = run([cli.path, "network", "inspect", "bridge"], env)
     except (OSError, subprocess.SubprocessError):
+        return None
+    if answer.returncode == 0:
         return False
+    said = (answer.stderr + answer.stdout).lower()
+    return True if "no such network" in said or "not found" in said else None
 
 
 # --- build secrets --------------------------------------------------------------------------
@@ -328,8 +334,9 @@ def locate(text: str, failed: Vertex | None, source_line: int | None) -> int | N
 
 # --- the build ------------------------------------------------------------------------------
 
-_LOST = ("Cannot connect to the Docker daemon", "error during connect", "connection refused",
-         "no such file or directory: unknown", "Is the docker daemon running")
+# how the CLI says it cannot reach the engine (lower case: 20.10 and later differ in case)
+_LOST = ("cannot connect to the docker daemon", "error during connect", "connection refused",
+         "failed to dial grpc", "is the docker daemon running")
 
 
 @dataclass
@@ -365,7 +372,7 @@ class KitBuilder:
     def network(self) -> str | None:
         if self.host_network is None:
             self.host_network = needs_host_network(self.cli, self.env)
-        return "host" if self.host_network else None
+        return "host" if self.host_network else None  # None: unknown, asked again next time
 
     def command(self, svc: ServiceConfig, tag: str, dockerfile_name: str,
                 labels: Mapping[str, str], iidfile: Path) -> list[str]:
@@ -437,7 +444,7 @@ class KitBuilder:
 
     def _failure(self, svc: ServiceConfig, progress: Progress) -> Exception:
         text = " ".join(progress.last_lines)
-        if not progress.vertices and any(needle in text for needle in _LOST):
+        if not progress.vertices and any(needle in text.lower() for needle in _LOST):
             address = (self.environment or {}).get("DOCKER_HOST") or \
                 self.base_env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
             return EngineUnreachable(

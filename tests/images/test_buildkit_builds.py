@@ -24,7 +24,7 @@ import docker
 import pytest
 
 from devloop import buildkit as bk
-from devloop.build import Builder, BuildFailed
+from devloop.build import Builder, BuildFailed, EngineUnreachable
 from devloop.config import load_config
 from devloop.digest import ServiceDigest, image_tag
 from tests.conftest import devloop_env
@@ -210,3 +210,21 @@ def test_ctrl_c_during_a_buildkit_build_ends_the_cli_and_devloop(make_project) -
             proc.kill()
     assert proc.returncode != 0, rest
     assert _kit_processes(tag) == []  # the CLI went with devloop, not 120 s later
+
+
+def test_an_engine_that_does_not_answer_is_unreachable_not_a_failed_build(
+        make_project, tmp_path: Path) -> None:
+    root = make_project({"app": {}})
+    svc = load_config(root / "devloop.yaml").services["app"]
+    choice = bk.choose("buildkit", {**os.environ, "PATH": BUILDKIT_PATH})
+    assert choice.cli is not None, choice.reason
+    dead = f"unix://{tmp_path}/no-engine.sock"
+    kit = bk.KitBuilder(choice.cli, {"DOCKER_HOST": dead})
+    assert kit.network() is None and kit.host_network is None  # unknown: asked again later
+    builder = Builder(docker.from_env(), kit=kit)
+    digest = ServiceDigest(svc)
+    digest.scan()
+    with pytest.raises(EngineUnreachable) as err:
+        builder.build(digest, image_tag(svc.image, digest.digest()), lambda _line: None)
+    assert dead in str(err.value) and "\n" not in str(err.value)
+    assert bk.KitBuilder(choice.cli).network() == "host"  # this engine has no bridge
