@@ -4,7 +4,11 @@ processes, Debian's docker-registry on a loopback port)."""
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+
 import docker
+import jsonschema
 import pytest
 
 from tests.kube_standin.fixtures import wait_for
@@ -14,6 +18,8 @@ from tests.watchproc import Watch
 from tests.workloads.test_workload_kinds_e2e import devloop
 
 pytestmark = pytest.mark.docker
+SCHEMA = jsonschema.Draft202012Validator(json.loads(
+    resources.files("devloop").joinpath("schemas/event-v1.json").read_text()))
 
 
 def registry_box(handle, tmp_path, image_prefix, host: str):
@@ -61,6 +67,8 @@ def test_watch_pushes_pulls_syncs_over_exec_and_survives_the_registry_going_away
         second = watch.wait("deliver.finished", after=mark, timeout=240)
         assert second["layers_present"] >= 2 and 1 <= second["layers_pushed"] <= 2
         assert second["bytes_pushed"] * 20 < first["bytes_pushed"]
+        for event in (first, second):
+            SCHEMA.validate(event)
         watch.wait("rollout.ready", after=mark, timeout=180)
         running = the_pod(node_standin)
         assert running.spec.containers[0].image == second["image"]
