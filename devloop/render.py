@@ -78,7 +78,11 @@ def describe(event: ev.Event) -> str:
     if t == ev.BUILD_OUTPUT:
         return f"  {d['line']}"
     if t == ev.DELIVER_FINISHED:
-        return f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
+        line = f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
+        if "bytes_pushed" in d:  # a registry push: what travelled
+            line += (f" ({d['layers_pushed']} layers pushed, {d['bytes_pushed'] / 1e6:.1f} MB;"
+                     f" {d['layers_present']} already in {d['registry']})")
+        return line
     if t == ev.DEPLOY_INSTALLED:
         return f"installed {', '.join(d['objects'])}"
     if t == ev.DEPLOY_PATCHED:

@@ -9,6 +9,7 @@ import stat
 
 import pytest
 
+from devloop import events as ev
 from devloop.registry import (
     Progress,
     RegistryError,
@@ -17,6 +18,7 @@ from devloop.registry import (
     insecure,
     registry_host,
 )
+from devloop.render import describe
 from devloop.status import registry_identity
 
 
@@ -106,3 +108,11 @@ def test_status_shows_the_registry_and_the_running_digest_of_a_pinned_image():
                                          "image_digest": "sha256:" + "cd" * 32}
     assert registry_identity("lumina-backend:dl-0123456789ab") == {"registry": None,
                                                                    "image_digest": None}
+
+
+def test_the_console_says_what_a_push_sent():
+    event = ev.Event(type=ev.DELIVER_FINISHED, service="backend", data={
+        "method": "registry", "image": "127.0.0.1:5000/b:dl-0123456789ab@sha256:" + "ab" * 32,
+        "seconds": 0.19, "registry": "127.0.0.1:5000", "digest": "sha256:" + "ab" * 32,
+        "layers_pushed": 1, "layers_present": 8, "bytes_pushed": 62464})
+    assert describe(event).endswith("(1 layers pushed, 0.1 MB; 8 already in 127.0.0.1:5000)")
