@@ -442,15 +442,29 @@ class KitBuilder:
             image_id = iidfile.read_text().strip() if iidfile.exists() else ""
         return image_id
 
+    def engine_answers(self, run: Runner = _run) -> bool:
+        """Whether the engine answers now (`docker version` asks the server too)."""
+        try:
+            return run([self.cli.path, "version", "--format", "{{.Server.Version}}"],
+                       self.env).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
     def _failure(self, svc: ServiceConfig, progress: Progress) -> Exception:
+        """What a failed CLI run was: the engine unreachable from the start, the engine lost
+        mid-build (it no longer answers: its error lines are not the build's), or a failed
+        step. The first two are EngineUnreachable, retried once the engine answers."""
         text = " ".join(progress.last_lines)
+        address = (self.environment or {}).get("DOCKER_HOST") or \
+            self.base_env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        tail = (f" during the build of {svc.name}; nothing was deployed: check that dockerd is"
+                " running (`docker info`) and DOCKER_HOST")
         if not progress.vertices and any(needle in text.lower() for needle in _LOST):
-            address = (self.environment or {}).get("DOCKER_HOST") or \
-                self.base_env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
             return EngineUnreachable(
-                f"cannot reach the Docker Engine at {address} ({one_line(text, 160)}) during"
-                f" the build of {svc.name}; nothing was deployed: check that dockerd is running"
-                " (`docker info`) and DOCKER_HOST")
+                f"cannot reach the Docker Engine at {address} ({one_line(text, 160)}){tail}")
+        if progress.vertices and not self.engine_answers():
+            return EngineUnreachable(
+                f"lost the Docker Engine at {address} (connection cut){tail}")
         reason = progress.reason or (progress.last_lines[-1] if progress.last_lines
                                      else f"{self.cli.path} exited without saying why")
         try:

@@ -159,12 +159,22 @@ def test_watch_started_before_the_engine_builds_once_it_answers(project: Path,
         watch.stop()
 
 
+@pytest.mark.parametrize("builder", ["legacy", "buildkit"])
 def test_engine_killed_mid_build_is_one_line_and_the_build_is_retried_when_it_is_back(
-        project: Path, engine: PrivateEngine) -> None:
+        project: Path, engine: PrivateEngine, builder: str) -> None:
+    config = project / "devloop.yaml"
+    config.write_text(config.read_text().replace("quiet_period_ms: 50\n",
+                                                 f"quiet_period_ms: 50\nbuilder: {builder}\n"))
     engine.start()
     watch = Watching(project)
     try:
-        watch.wait(ev.BUILD_OUTPUT, line="building", timeout=180)
+        watch.wait(ev.BUILDER_SELECTED, builder=builder)  # buildkit: /usr/bin/docker here
+        # the RUN step is running: `building` (legacy) or `#5 0.21 building` (BuildKit)
+        deadline = time.monotonic() + 180
+        while not any(e.type == ev.BUILD_OUTPUT and e.data["line"].split()[-1:] == ["building"]
+                      for e in watch.events.events):
+            assert time.monotonic() < deadline, "the RUN step never printed `building`"
+            time.sleep(0.05)
         engine.kill()
         failed = watch.wait(ev.RELOAD_FINISHED, outcome=DOCKER_UNREACHABLE, timeout=60)
         reason = failed.data["reason"]
