@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -147,17 +148,27 @@ def test_without_a_buildkit_cli_the_legacy_builder_builds_the_same_tag(
     assert _cat(docker_client, legacy_tag, "/app/main.txt") == "same either way\n"
 
 
-def _kit_processes(tag: str) -> list[int]:
+def _kit_processes(text: str) -> list[int]:
+    """Processes of this machine whose command line holds `text` (a tag, a step's marker)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if tag.encode() in cmdline:
+            if text.encode() in cmdline:
                 pids.append(int(entry.name))
     return pids
+
+
+def _gone(text: str, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while _kit_processes(text):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.DockerClient
@@ -183,6 +194,7 @@ def test_a_cancelled_build_kills_the_cli(make_project, docker_client: docker.Doc
         builder.build(digest, tag, on_line, stop)
     assert "cancelled" in str(err.value), seen
     assert _kit_processes(tag) == []
+    assert _gone(marker)  # the engine ended the RUN step too (its `sleep 120`)
     assert builder.existing(tag) is None
 
 
@@ -210,6 +222,7 @@ def test_ctrl_c_during_a_buildkit_build_ends_the_cli_and_devloop(make_project) -
             proc.kill()
     assert proc.returncode != 0, rest
     assert _kit_processes(tag) == []  # the CLI went with devloop, not 120 s later
+    assert _gone(marker)  # and the engine ended the RUN step
 
 
 def test_an_engine_that_does_not_answer_is_unreachable_not_a_failed_build(
