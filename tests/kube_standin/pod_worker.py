@@ -3,7 +3,9 @@ and writes the pod status the way the kubelet reports it."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -358,7 +360,7 @@ class PodWorker:
             return present
         pull_error = ""
         if pulling and not (slot.waiting and slot.waiting[0] == "ErrImagePull"):
-            pull_error = self._pull(image)
+            pull_error = self._pull(image, self._pull_auth(pod, image))
             if not pull_error:
                 return self._present(image)
         if policy == "Never":
@@ -397,11 +399,37 @@ class PodWorker:
                 raise
             return None
 
-    def _pull(self, image: str) -> str:
+    def _pull_auth(self, pod: Obj, image: str) -> dict[str, str] | None:
+        """Credentials for `image`'s registry from the pod's imagePullSecrets
+        (kubernetes.io/dockerconfigjson), as the kubelet finds them; None: anonymous."""
+        first = image.split("/", 1)[0]
+        host = first if "/" in image and ("." in first or ":" in first
+                                          or first == "localhost") else "docker.io"
+        for ref in pod["spec"].get("imagePullSecrets") or []:
+            secret = self._lookup("secrets", self.namespace, ref.get("name", ""))
+            raw = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
+            if not raw:
+                continue
+            try:
+                entry = json.loads(base64.b64decode(raw)).get("auths", {}).get(host)
+            except ValueError:
+                continue
+            if not entry:
+                continue
+            if entry.get("auth"):
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                return {"username": user, "password": password}
+            return {"username": entry.get("username", ""),
+                    "password": entry.get("password", "")}
+        return None
+
+    def _pull(self, image: str, auth: dict[str, str] | None = None) -> str:
         """Pull `image` into the node's engine (a private one: --node-docker-host); "" or the
         engine's reason, as a kubelet would report it."""
         try:
-            self.ctx.docker.images.pull(image)
+            # {} rather than None: docker-py would send this machine's ~/.docker credentials,
+            # which a kubelet never has
+            self.ctx.docker.images.pull(image, auth_config=auth or {})
         except docker.errors.APIError as exc:
             return str(exc.explanation or exc)
         return ""
