@@ -170,8 +170,6 @@ class ChartConfig:
     set_env: dict[str, str] = field(default_factory=dict)  # values.path -> ENV_NAME
 
 
-
-
 @dataclass(frozen=True)
 class Config:
     """A complete, validated devloop.yaml."""
@@ -186,9 +184,9 @@ class Config:
     quiet_period_cap_ms: int = 2000
     keep_images: int = 3
     max_parallel: int = 0  # concurrent image builds; 0: chosen from the CPU count
-    watch_backend: str = "auto"  # auto | inotify | native | polling (devloop.watch)
     rollout_timeout_s: float = 120.0
     delivery: str = "auto"
+    watch_backend: str = "auto"  # auto | inotify | native | polling (devloop.watch)
     builder: str = "auto"  # auto | buildkit | legacy (devloop.buildkit)
     default_repo: str | None = None
     chart: ChartConfig | None = None
@@ -348,6 +346,7 @@ class _Checker:
     def resolve(self, node: yaml.Node, key: str, base: Path, raw: str) -> Path | None:
         """`base / raw` made absolute, or a problem for a path no file system can hold (a NUL
         character, a name too long)."""
+        raw = raw.replace("\\", "/")  # written on Windows (services\api): the same path
         try:
             path = (base / raw).resolve()
             path.exists()  # raises for a name too long
@@ -356,7 +355,6 @@ class _Checker:
             self.problem(node, key, f"'{raw[:80]}' is not a usable path ({reason})")
             return None
         return path
-        raw = raw.replace("\\", "/")  # written on Windows (services\api): the same path
 
     def existing_path(self, node: yaml.Node, key: str, base: Path, want_dir: bool) -> Path | None:
         raw = self.string(node, key)
@@ -467,6 +465,8 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
         if mode is not None and mode not in DELIVERY_MODES:
             c.problem(top["delivery"], "delivery",
                       f"'{mode}' is not one of {', '.join(DELIVERY_MODES)}")
+        elif mode:
+            opts["delivery"] = mode
     if "watch_backend" in top:
         backend = c.string(top["watch_backend"], "watch_backend")
         if backend is not None and backend not in WATCH_BACKENDS:
@@ -474,8 +474,6 @@ def _build(c: _Checker, root_node: yaml.Node) -> Config | None:
                       f"'{backend}' is not one of {', '.join(WATCH_BACKENDS)}")
         elif backend:
             opts["watch_backend"] = backend
-        elif mode:
-            opts["delivery"] = mode
     if "builder" in top:
         builder = c.string(top["builder"], "builder")
         if builder is not None and builder not in BUILDERS:
@@ -703,38 +701,6 @@ def _image_paths(c: _Checker, node: yaml.Node) -> dict[str, tuple[str, ...]]:
             paths.append(path)
         out[kind] = tuple(paths)
     return out
-
-
-def _check_dockerignore(c: _Checker, context: Path) -> None:
-    """The context's .dockerignore is UTF-8 text whose patterns compile; else one line naming
-    its own file and line (read byte for byte, as docker does, it would skip other files than
-    the person meant)."""
-    path = context / ".dockerignore"
-    try:
-        shown = str(path.relative_to(Path.cwd()))
-    except ValueError:
-        shown = str(path)
-    try:
-        text = decode_text(path.read_bytes())
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    except NotText as exc:
-        c.problems.append(Problem(shown, exc.line, "", exc.message))
-        return
-    except OSError as exc:
-        c.problems.append(Problem(shown, 0, "", f"cannot read: {exc.strerror}"))
-        return
-    for number, line in enumerate(text.splitlines(), 1):
-        pattern = line.strip()
-        if not pattern or pattern.startswith("#"):
-            continue
-        try:
-            PatternMatcher([pattern]).matches("x")
-        except (re.error, OverflowError, RecursionError) as exc:
-            reason = _compile_error(exc)
-            c.problems.append(Problem(shown, number, "", f"'{pattern[:80]}' is not a valid"
-                                                         f" pattern ({reason})"))
-
 
 
 def _check_dockerignore(c: _Checker, context: Path) -> None:
