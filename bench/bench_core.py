@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devloop import events as ev  # noqa: E402
-from devloop.build import Builder  # noqa: E402
-from devloop.config import load_config  # noqa: E402
-from devloop.digest import ServiceDigest  # noqa: E402
-from devloop.engine import Engine  # noqa: E402
-from devloop.pipeline import Pipeline  # noqa: E402
+from devloop.config.loader import load_config  # noqa: E402
+from devloop.image.build import Builder  # noqa: E402
+from devloop.inputs.digest import ServiceDigest  # noqa: E402
+from devloop.loop.engine import Engine  # noqa: E402
+from devloop.loop.pipeline import Pipeline  # noqa: E402
 
 QUIET_MS = 100
 
@@ -111,7 +111,7 @@ def bench_latency(rounds: int) -> None:
 
 
 def bench_digest(files: int = 20_000) -> None:
-    from devloop.config import ServiceConfig
+    from devloop.config.loader import ServiceConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Path(tmp)

@@ -38,9 +38,9 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 
-from devloop import dashboard  # noqa: E402
 from devloop import events as ev  # noqa: E402
 from devloop.redact import Redactor  # noqa: E402
+from devloop.ui import dashboard  # noqa: E402
 from tests.conftest import scratch_dockerfile  # noqa: E402
 from tests.dashboard.dashboard_page import remember, request  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402

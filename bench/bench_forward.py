@@ -35,10 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devloop import events as ev  # noqa: E402
-from devloop.cluster import connect, new_api_client  # noqa: E402
-from devloop.config import PortForward, ServiceConfig  # noqa: E402
-from devloop.forward import ForwardManager, is_ready  # noqa: E402
-from devloop.podwatch import PodWatch  # noqa: E402
+from devloop.config.loader import PortForward, ServiceConfig  # noqa: E402
+from devloop.follow.forwards import ForwardManager, is_ready  # noqa: E402
+from devloop.k8s.cluster import connect, new_api_client  # noqa: E402
+from devloop.k8s.podwatch import PodWatch  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
 from tests.kube_standin.standin import StandIn  # noqa: E402
 

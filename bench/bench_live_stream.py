@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_transfer import busybox_image, pod_on_standin  # noqa: E402
-from devloop.cluster import new_api_client  # noqa: E402
-from devloop.containerupdate import (  # noqa: E402
+from devloop.k8s.cluster import new_api_client  # noqa: E402
+from devloop.live.updaters import (  # noqa: E402
     ContainerUpdater,
     DockerUpdater,
     ExecUpdater,

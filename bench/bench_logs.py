@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devloop import events as ev  # noqa: E402
-from devloop import podlogs  # noqa: E402
-from devloop.cluster import connect, new_api_client  # noqa: E402
+from devloop.follow import logs as podlogs  # noqa: E402
+from devloop.k8s.cluster import connect, new_api_client  # noqa: E402
 from devloop.redact import Redactor  # noqa: E402
-from devloop.render import ConsoleRenderer  # noqa: E402
+from devloop.ui.console import ConsoleRenderer  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
 from tests.logs.conftest import build_busybox, deployment  # noqa: E402
 

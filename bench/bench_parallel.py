@@ -38,10 +38,10 @@ import docker.errors
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devloop.build import Builder, BuildFailed  # noqa: E402
-from devloop.buildslots import BuildSlots  # noqa: E402
-from devloop.config import load_config  # noqa: E402
-from devloop.digest import ServiceDigest, image_tag  # noqa: E402
+from devloop.config.loader import load_config  # noqa: E402
+from devloop.image.build import Builder, BuildFailed  # noqa: E402
+from devloop.image.buildslots import BuildSlots  # noqa: E402
+from devloop.inputs.digest import ServiceDigest, image_tag  # noqa: E402
 
 BUSYBOX = Path("/bin/busybox")
 CGROUP_DOCKER = Path("/sys/fs/cgroup/memory/docker")

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_live import CHANGES, med, one_round  # noqa: E402
 
-from devloop.deliver import RegistryDelivery  # noqa: E402
+from devloop.deploy.delivery import RegistryDelivery  # noqa: E402
 from tests.e2e.lumina import (  # noqa: E402
     LuminaCluster,
     copy_stack,

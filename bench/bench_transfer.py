@@ -29,8 +29,8 @@ import docker
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devloop.cluster import Cluster, connect, new_api_client  # noqa: E402
-from devloop.containerupdate import (  # noqa: E402
+from devloop.k8s.cluster import Cluster, connect, new_api_client  # noqa: E402
+from devloop.live.updaters import (  # noqa: E402
     ContainerUpdater,
     DockerUpdater,
     ExecUpdater,

@@ -14,25 +14,26 @@ from typing import Any, TextIO
 import docker
 import docker.errors
 
-from devloop import buildkit, exitcodes
 from devloop import events as ev
-from devloop import pipeline as pl
-from devloop.build import Builder, EngineUnreachable, checkout_id, engine_address
-from devloop.buildslots import BuildSlots, limit_for
-from devloop.config import Config
-from devloop.digest import DigestCache, default_cache_path
-from devloop.engine import Engine
-from devloop.ownership import owned_secrets
+from devloop import exitcodes, vocab
+from devloop.config.loader import Config
+from devloop.image import buildkit
+from devloop.image.build import Builder, EngineUnreachable, checkout_id, engine_address
+from devloop.image.buildslots import BuildSlots, limit_for
+from devloop.inputs.digest import DigestCache, default_cache_path
+from devloop.k8s.ownership import owned_secrets
+from devloop.loop import pipeline as pl
+from devloop.loop.engine import Engine
 from devloop.redact import Redactor
 
 _OUTCOME_EXIT = [  # worst first
-    (pl.CANCELLED, exitcodes.INTERRUPTED),
-    (pl.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
-    (pl.BUILD_FAILED, exitcodes.BUILD_FAILED),
-    (pl.DOCKER_UNREACHABLE, exitcodes.BUILD_FAILED),
-    (pl.DISK_FULL, exitcodes.BUILD_FAILED),
-    (pl.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
-    (pl.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
+    (vocab.CANCELLED, exitcodes.INTERRUPTED),
+    (vocab.CLUSTER_UNREACHABLE, exitcodes.CLUSTER_UNREACHABLE),
+    (vocab.BUILD_FAILED, exitcodes.BUILD_FAILED),
+    (vocab.DOCKER_UNREACHABLE, exitcodes.BUILD_FAILED),
+    (vocab.DISK_FULL, exitcodes.BUILD_FAILED),
+    (vocab.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
+    (vocab.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
 ]
 
 
@@ -61,7 +62,7 @@ class App:
         self.deploy = deploy
         self.services = services
         self.cache = cache
-        self.ui = ui  # devloop.dashboard.UiOptions for `watch`; None: no dashboard
+        self.ui = ui  # devloop.ui.dashboard.UiOptions for `watch`; None: no dashboard
         # the chart's values are secrets for every command (status too); the environment is
         # read by the CLI, rendered Secret objects where the chart is rendered
         redactor.add_chart(config.chart)
@@ -96,17 +97,17 @@ class App:
     def _live_syncer(self) -> Any:
         """The cluster half of live update, with the image records kept beside the hash cache
         (so a later `watch` can sync on top of an image an earlier run deployed)."""
-        from devloop.cluster import new_api_client
-        from devloop.containerupdate import DockerUpdater, ExecUpdater
-        from devloop.livesync import LiveSyncer
-        from devloop.snapshots import SnapshotStore
+        from devloop.k8s.cluster import new_api_client
+        from devloop.live.image_files import SnapshotStore
+        from devloop.live.sync import LiveSyncer
+        from devloop.live.updaters import DockerUpdater, ExecUpdater
 
         cluster = self.deployer.cluster
         cache_file = self.cache.path if self.cache else default_cache_path(self.config.path)
         try:  # used only for the containers it proves are on this engine (DockerUpdater.holds)
             shared = DockerUpdater(docker.from_env(
                 environment=self.deployer.docker_environment()))
-        except (docker.errors.DockerException, pl.DeployFailed):
+        except (docker.errors.DockerException, vocab.DeployFailed):
             shared = None  # the exec API still works
         execs = ExecUpdater(lambda: new_api_client(cluster), on_retry=lambda r: self.bus.publish(
             ev.WARNING, message=str(r)))
@@ -132,8 +133,8 @@ class App:
         container that came back from its image without the synced files."""
         if not engine.live or self.deployer is None:
             return None
-        from devloop.containerwatch import ContainerWatch
-        from devloop.engine import ContainerStarted
+        from devloop.follow.restarts import ContainerWatch
+        from devloop.loop.engine import ContainerStarted
 
         services = [t for s in engine.states.values() if s.digest.service.live_update.enabled
                     for t in self._workloads_of(s.digest.service)]
@@ -145,10 +146,10 @@ class App:
         return watch
 
     def _forwards(self, engine: Engine) -> Any:
-        """The services' port forwards (devloop.forward), following their pods on their own."""
+        """The services' port forwards (follow.forwards), following their pods on their own."""
         if self.deployer is None:
             return None
-        from devloop.forward import ForwardManager
+        from devloop.follow.forwards import ForwardManager
 
         services = [*(s.digest.service for s in engine.states.values()),
                     *self.config.resources.values()]  # workloads devloop does not build
@@ -159,11 +160,11 @@ class App:
         return manager
 
     def _dashboard(self, engine: Engine) -> Any:
-        """The browser dashboard (devloop.dashboard): a bus subscriber with its own server."""
+        """The browser dashboard (devloop.ui.dashboard): a bus subscriber with its own server."""
         if self.ui is None:
             return None
-        from devloop import dashboard
-        from devloop.status import collect_status
+        from devloop.commands.status import collect_status
+        from devloop.ui import dashboard
 
         def status() -> list[dict[str, Any]]:
             cluster = self.deployer.cluster if self.deployer is not None else None
@@ -178,7 +179,7 @@ class App:
     def _build_engine(self, wait_for_docker: bool = False, live: bool = False) -> Engine | int:
         docker_env = None
         if self.deploy:
-            from devloop.deploy import ClusterDeployer, ContextRefused
+            from devloop.deploy.deployer import ClusterDeployer, ContextRefused
 
             try:
                 self.deployer = ClusterDeployer.create(self.config, self.bus, self.redactor,
@@ -186,9 +187,9 @@ class App:
             except ContextRefused as exc:
                 self.bus.publish(ev.ERROR, None, message=str(exc))
                 return exitcodes.CONFIG_ERROR
-            except pl.DeployFailed as exc:
+            except vocab.DeployFailed as exc:
                 self.bus.publish(ev.ERROR, None, message=str(exc))
-                return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == pl.CLUSTER_UNREACHABLE
+                return (exitcodes.CLUSTER_UNREACHABLE if exc.outcome == vocab.CLUSTER_UNREACHABLE
                         else exitcodes.DEPLOY_FAILED)
             docker_env = self.deployer.docker_environment()
             # what the Secrets of an earlier run hold, before any pod's output is shown
@@ -239,7 +240,7 @@ class App:
         if self._interrupted:
             return exitcodes.INTERRUPTED
         if self.deployer is not None:
-            from devloop.crashwatch import CrashWatch
+            from devloop.follow.tracebacks import CrashWatch
 
             # a live-synced file that does not import is reported like a crashing rollout
             self.bus.subscribe(CrashWatch(self.bus, lambda: engine.config))
@@ -267,9 +268,9 @@ class App:
         of anything else. Exit codes as for sync."""
         import os
 
-        from devloop.cluster import ClusterUnreachable, check_reachable
-        from devloop.deploy import connect_config, find_helm
-        from devloop.down import run_down
+        from devloop.commands.down import run_down
+        from devloop.deploy.deployer import connect_config, find_helm
+        from devloop.k8s.cluster import ClusterUnreachable, check_reachable
 
         try:
             cluster = connect_config(self.config, self.context)
@@ -286,14 +287,14 @@ class App:
                         self.bus, os.environ, find_helm(), namespace=namespace)
 
     def status(self, out: TextIO, json_output: bool) -> int:
-        from devloop.status import collect_status, render_status
+        from devloop.commands.status import collect_status, render_status
 
         rows, code = collect_status(self.config, self.cache, self.services, self.context,
                                     secrets=self.redactor.add_secret_objects)
         rows = self.redactor.value(rows)  # log tails and health messages can hold secrets
         import os
 
-        from devloop.manifests.session import find_orphans
+        from devloop.deploy.manifest_session import find_orphans
 
         orphaned = find_orphans(self.config, self.context, os.environ)
         if json_output:

@@ -20,10 +20,10 @@ from typing import TextIO
 
 from devloop import events as ev
 from devloop import exitcodes
-from devloop.config import CONFIG_NAME, ConfigError, load_config
-from devloop.digest import DigestCache, default_cache_path
+from devloop.config.loader import CONFIG_NAME, ConfigError, load_config
+from devloop.inputs.digest import DigestCache, default_cache_path
 from devloop.redact import Redactor
-from devloop.render import ConsoleRenderer, JsonRenderer, route_stdlib_logging, route_warnings
+from devloop.ui.console import ConsoleRenderer, JsonRenderer, route_stdlib_logging, route_warnings
 
 _EPILOG = """\
 exit codes of sync:
@@ -172,7 +172,7 @@ def _run(argv: Sequence[str] | None, stdout: TextIO | None) -> int:
     if config.chart is not None:
         redactor.add_from_values(config.chart.set_values)
     if args.command != "status" and not args.no_deploy:
-        from devloop.contextguard import check_config
+        from devloop.deploy.contextguard import check_config
 
         refused = check_config(config, args.context)  # before any request to that cluster
         if refused is not None:
@@ -183,7 +183,7 @@ def _run(argv: Sequence[str] | None, stdout: TextIO | None) -> int:
 
     ui = None
     if args.command == "watch" and not args.no_ui:
-        from devloop.dashboard import UiOptions
+        from devloop.ui.dashboard import UiOptions
 
         ui = UiOptions(port=args.ui_port, address=args.ui_address)
     app = App(config, bus, redactor, context=args.context, deploy=not args.no_deploy,

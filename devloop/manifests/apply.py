@@ -4,7 +4,7 @@ deleted.
 Apply is the API server's own merge (field manager `devloop`): fields devloop stops rendering
 are removed, fields other managers set (an HPA's replicas, a person's `kubectl edit`) are kept,
 and a field devloop would change that another manager owns is a conflict, reported in one line
-naming that manager and the field, never forced. Objects of the kind table (devloop.kinds) are
+naming that manager and the field, never forced. Objects of the kind table (devloop.k8s.kinds) are
 addressed directly; other kinds (custom resources) through API discovery.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from devloop import retry
-from devloop.cluster import ClusterUnreachable
-from devloop.errors_k8s import api_message, is_connection_error, one_line
-from devloop.kinds import find_kind, group_of, kind_of
-from devloop.ownership import MANAGED_LABEL, MANAGED_VALUE, is_devloop_owned
+from devloop.k8s import retry
+from devloop.k8s.cluster import ClusterUnreachable
+from devloop.k8s.errors import api_message, is_connection_error, one_line
+from devloop.k8s.kinds import find_kind, group_of, kind_of
+from devloop.k8s.ownership import MANAGED_LABEL, MANAGED_VALUE, is_devloop_owned
 
 FIELD_MANAGER = "devloop"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"

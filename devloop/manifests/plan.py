@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from devloop.kinds import group_of, pod_specs, pod_template
+from devloop.k8s.kinds import group_of, pod_specs, pod_template
 
 CONFIG_HASH_ANNOTATION = "devloop.dev/config-hash"
 CREATE_ONLY = frozenset({"PersistentVolumeClaim"})

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from devloop.config import KUSTOMIZATION_NAMES, ChartConfig, Config
-from devloop.errors_k8s import one_line
+from devloop.config.loader import KUSTOMIZATION_NAMES, ChartConfig, Config
+from devloop.text import one_line
 
 HELM_INSTALL_HINT = ("install helm 3 or 4 (https://helm.sh/docs/intro/install/, or"
                      " scripts/install-helm in this repo) or point $DEVLOOP_HELM at it")

@@ -12,11 +12,11 @@ from pathlib import Path
 import docker
 
 from devloop import events as ev
-from devloop.build import Builder
-from devloop.buildslots import BuildSlots, default_limit
-from devloop.config import load_config
-from devloop.engine import Engine
-from devloop.pipeline import Pipeline
+from devloop.config.loader import load_config
+from devloop.image.build import Builder
+from devloop.image.buildslots import BuildSlots, default_limit
+from devloop.loop.engine import Engine
+from devloop.loop.pipeline import Pipeline
 
 
 @dataclass

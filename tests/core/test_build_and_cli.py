@@ -11,7 +11,7 @@ from pathlib import Path
 
 from devloop import events as ev
 from devloop.redact import Redactor
-from devloop.render import ConsoleRenderer, JsonRenderer
+from devloop.ui.console import ConsoleRenderer, JsonRenderer
 from tests.conftest import devloop_env
 from tests.core.harness import running
 
@@ -118,10 +118,10 @@ def test_the_signal_handler_takes_no_lock(make_project, docker_client):
     import threading
 
     from devloop.app import App
-    from devloop.build import Builder
-    from devloop.config import load_config
-    from devloop.engine import Engine
-    from devloop.pipeline import Pipeline
+    from devloop.config.loader import load_config
+    from devloop.image.build import Builder
+    from devloop.loop.engine import Engine
+    from devloop.loop.pipeline import Pipeline
 
     root = make_project({"api": {}})
     config = load_config(root / "devloop.yaml")

@@ -16,10 +16,11 @@ import docker
 import pytest
 
 from devloop import events as ev
-from devloop.build import Builder, InputsChanged, _write_context
-from devloop.config import load_config
-from devloop.digest import ServiceDigest, image_tag
-from devloop.pipeline import OK, Pipeline
+from devloop.config.loader import load_config
+from devloop.image.build import Builder, InputsChanged, _write_context
+from devloop.inputs.digest import ServiceDigest, image_tag
+from devloop.loop.pipeline import Pipeline
+from devloop.vocab import OK
 
 
 class SaveBeforeSend(Builder):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from devloop import buildkit as bk
-from devloop.build import BuildFailed
-from devloop.config import BuildSecret, ServiceConfig, load_config
-from devloop.logfilter import BuildTally
+from devloop.config.loader import BuildSecret, ServiceConfig, load_config
+from devloop.config.logfilter import BuildTally
+from devloop.image import buildkit as bk
+from devloop.image.errors import BuildFailed
 
 # What /usr/bin/docker 20.10 printed for a failing two-stage build (digests shortened).
 FAILED_20_10 = """\
@@ -261,7 +261,7 @@ def test_devloop_yaml_takes_builder_platform_and_build_secrets(tmp_path: Path) -
 ])
 def test_bad_builder_settings_are_located_one_line_problems(tmp_path: Path, snippet: str,
                                                             message: str) -> None:
-    from devloop.config import ConfigError
+    from devloop.config.loader import ConfigError
     (tmp_path / "svc").mkdir()
     (tmp_path / "svc" / "Dockerfile").write_text("FROM scratch\n")
     body = snippet if snippet.startswith("services") else \

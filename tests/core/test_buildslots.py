@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from devloop.buildslots import BuildSlots, default_limit
+from devloop.image.buildslots import BuildSlots, default_limit
 
 HANG = 10.0  # seconds; only reached when the limiter is broken
 

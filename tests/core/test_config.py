@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import ConfigError, LiveUpdateConfig, RunStep, SyncRule, load_config
+from devloop.config.loader import ConfigError, LiveUpdateConfig, RunStep, SyncRule, load_config
 
 
 def _write(root: Path, text: str) -> Path:

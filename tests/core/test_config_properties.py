@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devloop import config as cfg
-from devloop.config import Config, ConfigError, load_config
+from devloop.config import loader as cfg
+from devloop.config.loader import Config, ConfigError, load_config
 
 _SETTINGS = settings(max_examples=150, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -151,7 +151,7 @@ def test_a_dockerignore_that_is_not_utf8_is_one_line_naming_it(tmp_path, monkeyp
     # the same patterns saved as UTF-16 (with its BOM) are read
     (tmp_path / "svc/.dockerignore").write_bytes("# notes\ncaf\u00e9/\n".encode("utf-16"))
     assert load_config(path).services["svc"].image == "demo"
-    from devloop.ignore import read_dockerignore
+    from devloop.inputs.ignore import read_dockerignore
     assert read_dockerignore(tmp_path / "svc") == ["caf\u00e9/"]
 
 

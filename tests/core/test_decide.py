@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from devloop import decide
-from devloop.config import ServiceConfig
-from devloop.decide import ServiceState, Timing
-from devloop.digest import ServiceDigest
-from devloop.pipeline import (
+from devloop.config.loader import ServiceConfig
+from devloop.inputs.digest import ServiceDigest
+from devloop.loop import rules as decide
+from devloop.loop.rules import ServiceState, Timing
+from devloop.vocab import (
     BUILD_FAILED,
     CLUSTER_UNREACHABLE,
     DEPLOY_FAILED,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devloop.config import load_config
-from devloop.liveupdate import LivePlan, Rebuild, plan, rules_for
+from devloop.config.loader import load_config
+from devloop.live.plan import LivePlan, Rebuild, plan, rules_for
 
 REPO = Path(__file__).resolve().parents[2]
 

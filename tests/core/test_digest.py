@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from devloop.config import ServiceConfig
-from devloop.digest import DigestCache, ServiceDigest
+from devloop.config.loader import ServiceConfig
+from devloop.inputs.digest import DigestCache, ServiceDigest
 
 
 def _service(root: Path, **kw) -> ServiceConfig:
@@ -144,7 +144,7 @@ def test_a_case_only_rename_on_a_case_insensitive_file_system_keeps_one_entry(
         tmp_path, monkeypatch):
     # Linux file systems here are case-sensitive; macOS's and Windows' fold case, so the old
     # name still answers to lstat after `mv App.py app.py`. That folding is simulated.
-    import devloop.digest as digest_mod
+    import devloop.inputs.digest as digest_mod
 
     real_lstat = os.lstat
 
@@ -181,7 +181,7 @@ def test_windows_separators_in_ignore_patterns_mean_slashes(tmp_path):
 
 def test_a_file_that_vanishes_or_is_replaced_while_hashed_is_dropped_not_an_error(
         tmp_path, monkeypatch):
-    import devloop.digest as digest_mod
+    import devloop.inputs.digest as digest_mod
 
     svc = _service(tmp_path)
     for name in ("gone.py", "now_a_dir.py"):

@@ -24,9 +24,9 @@ import pytest
 from devloop import events as ev
 from devloop import exitcodes
 from devloop.app import App
-from devloop.config import load_config
-from devloop.pipeline import DOCKER_UNREACHABLE
+from devloop.config.loader import load_config
 from devloop.redact import Redactor
+from devloop.vocab import DOCKER_UNREACHABLE
 from tests.conftest import REPO, busybox_context
 
 

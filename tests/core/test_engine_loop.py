@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devloop import events as ev
-from devloop.buildslots import BuildSlots
-from devloop.config import load_config
-from devloop.engine import Engine
-from devloop.pipeline import OK, PipelineResult
+from devloop.config.loader import load_config
+from devloop.image.buildslots import BuildSlots
+from devloop.loop.engine import Engine
+from devloop.vocab import OK, PipelineResult
 
 
 @dataclass

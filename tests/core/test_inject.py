@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from devloop.inject import inject, repository, same_repository, users
+from devloop.k8s.inject import inject, repository, same_repository, users
 
 BUILT = "localhost:5000/backend:dl-0123456789ab"
 

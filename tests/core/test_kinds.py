@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from devloop.kinds import (
+from devloop.k8s.kinds import (
     KINDS,
     PathError,
     client_method,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import LiveUpdateConfig, RunStep, SyncRule
-from devloop.liveupdate import (
+from devloop.config.loader import LiveUpdateConfig, RunStep, SyncRule
+from devloop.live.plan import (
     FileCopy,
     LivePlan,
     LiveRules,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import ConfigError, load_config
-from devloop.logfilter import (
+from devloop.config.loader import ConfigError, load_config
+from devloop.config.logfilter import (
     BuildTally,
     LogFilter,
     count_probe_lines,

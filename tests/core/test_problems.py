@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devloop.config import ServiceConfig
-from devloop.dockerfile import parse
-from devloop.problems import traceback_problem
+from devloop.config.loader import ServiceConfig
+from devloop.image.dockerfile import parse
+from devloop.image.problems import traceback_problem
 
 TRACEBACK = """\
 Traceback (most recent call last):

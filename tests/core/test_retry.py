@@ -10,8 +10,8 @@ import urllib3
 import websocket
 from kubernetes.client.exceptions import ApiException
 
-from devloop import retry
-from devloop.retry import RetryPolicy
+from devloop.k8s import retry
+from devloop.k8s.retry import RetryPolicy
 
 
 class FakeResponse:

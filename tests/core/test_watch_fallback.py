@@ -9,10 +9,9 @@ import time
 
 import pytest
 
-from devloop import watch_inotify
-from devloop.config import ConfigError, load_config
-from devloop.ignore import IgnoreRules
-from devloop.watch import (
+from devloop.config.loader import ConfigError, load_config
+from devloop.inputs import filewatch_inotify as watch_inotify
+from devloop.inputs.filewatch import (
     INOTIFY_LIMIT_HELP,
     RestartPlan,
     TreeWatcher,
@@ -20,7 +19,8 @@ from devloop.watch import (
     choose_backend,
     restart_plan,
 )
-from devloop.watchroots import RootSet
+from devloop.inputs.ignore import IgnoreRules
+from devloop.inputs.watchroots import RootSet
 
 
 def test_enospc_explains_the_sysctl_and_falls_back_to_polling(tmp_path, monkeypatch):

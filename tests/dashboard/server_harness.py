@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from devloop import events as ev
-from devloop.dashboard.server import Dashboard
 from devloop.redact import Redactor
+from devloop.ui.dashboard.server import Dashboard
 from tests.kube_standin.fixtures import wait_for as standin_wait_for
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 from devloop import events as ev
-from devloop.dashboard.feed import Feed
+from devloop.ui.dashboard.feed import Feed
 from tests.dashboard.server_harness import (
     connect,
     exchange,

@@ -1,10 +1,10 @@
-"""The feed open pages read (devloop/dashboard/feed.py): its bounds, what a reader that fell
+"""The feed open pages read (devloop/ui/dashboard/feed.py): its bounds, what a reader that fell
 behind is told it missed, and which Last-Event-IDs resume. Plain state, no server, no waiting
 (reads with timeout 0)."""
 
 from __future__ import annotations
 
-from devloop.dashboard.feed import Feed
+from devloop.ui.dashboard.feed import Feed
 
 
 def _seqs(feed: Feed, after: int) -> tuple[list[int], int]:

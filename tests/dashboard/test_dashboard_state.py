@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from devloop import events as ev
-from devloop.dashboard.server import Dashboard
-from devloop.dashboard.state import LOG_LINES_PER_POD, PODS_PER_SERVICE
 from devloop.redact import Redactor
+from devloop.ui.dashboard.server import Dashboard
+from devloop.ui.dashboard.state import LOG_LINES_PER_POD, PODS_PER_SERVICE
 
 
 def subscribed(services=("api",), only=None) -> tuple[ev.EventBus, Dashboard]:

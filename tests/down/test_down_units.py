@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devloop.down import chart_objects_of, references
+from devloop.commands.down import chart_objects_of, references
 
 
 def _deployment(name: str, labels: dict, spec: dict) -> dict:
@@ -55,7 +55,7 @@ def test_a_service_owns_its_deployment_what_it_uses_and_the_services_selecting_i
 
 
 def test_only_devloops_own_mark_makes_an_object_devloops():
-    from devloop.ownership import is_devloop_owned, mark
+    from devloop.k8s.ownership import is_devloop_owned, mark
 
     helm_installed = {"kind": "Ingress", "metadata": {
         "name": "web", "labels": {"app.kubernetes.io/managed-by": "Helm"},
@@ -77,7 +77,7 @@ def _obj(kind: str, name: str, uid: str, owner: str | None = None, **extra) -> d
 
 
 def test_the_namespace_is_blocked_by_anything_not_deleted_nor_owned_by_what_was():
-    from devloop.down import dependents, namespace_blockers
+    from devloop.commands.down import dependents, namespace_blockers
 
     before = [_obj("Deployment", "data", "d1"), _obj("ReplicaSet", "data-7c", "r1", "d1"),
               _obj("Pod", "data-7c-x", "p1", "r1"), _obj("Widget", "w", "w1"),

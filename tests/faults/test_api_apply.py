@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from devloop.cluster import ClusterUnreachable, connect
+from devloop.k8s.cluster import ClusterUnreachable, connect
 from devloop.manifests import apply as manifests
 from tests.faults.conftest import NS, Box
 

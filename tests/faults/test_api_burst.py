@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from devloop import patch
-from devloop.cluster import ClusterUnreachable, connect
+from devloop.deploy import patch
+from devloop.k8s.cluster import ClusterUnreachable, connect
 from tests.faults.conftest import NS, Box, assert_converged, wait_event, wait_for
 
 DEPLOYMENT_PATH = rf"/namespaces/{NS}/deployments/box$"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 
-from devloop.cluster import connect
-from devloop.rollout import wait_rollout
+from devloop.deploy.rollout import wait_rollout
+from devloop.k8s.cluster import connect
 from tests.faults.conftest import NS, Box
 
 

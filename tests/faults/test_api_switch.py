@@ -16,7 +16,7 @@ import pytest
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from devloop import retry
+from devloop.k8s import retry
 from tests.kube_standin.fixtures import wait_for
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from devloop import build
 from devloop import events as ev
+from devloop.image import build
 from tests.core.harness import running
 
 

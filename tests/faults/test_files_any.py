@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from devloop import digest as digest_mod
 from devloop import events as ev
+from devloop.inputs import digest as digest_mod
 from tests.conftest import devloop_env
 from tests.core.harness import running
 from tests.watchproc import Watch

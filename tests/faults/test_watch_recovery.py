@@ -19,8 +19,8 @@ import jsonschema
 import pytest
 
 from devloop import events as ev
-from devloop import watch_inotify
-from devloop.watch import INOTIFY_LIMIT_HELP, TreeWatcher
+from devloop.inputs import filewatch_inotify as watch_inotify
+from devloop.inputs.filewatch import INOTIFY_LIMIT_HELP, TreeWatcher
 from tests.core.harness import running
 
 _SCHEMA = jsonschema.Draft202012Validator(json.loads(

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from devloop import events as ev
-from devloop.config import load_config
-from devloop.digest import ServiceDigest, image_tag
+from devloop.config.loader import load_config
+from devloop.inputs.digest import ServiceDigest, image_tag
 from tests.core.harness import Running, running
 
 BACKENDS = ["inotify", "native", "polling"]

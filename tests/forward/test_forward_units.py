@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import ConfigError, PortForward, load_config
-from devloop.forward import choose_target, port_holder
+from devloop.config.loader import ConfigError, PortForward, load_config
+from devloop.follow.forwards import choose_target, port_holder
 
 
 def _write(root: Path, forwards: str, second: str = "") -> Path:

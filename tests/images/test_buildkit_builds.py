@@ -24,10 +24,10 @@ from typing import Any
 import docker
 import pytest
 
-from devloop import buildkit as bk
-from devloop.build import Builder, BuildFailed, EngineUnreachable
-from devloop.config import load_config
-from devloop.digest import ServiceDigest, image_tag
+from devloop.config.loader import load_config
+from devloop.image import buildkit as bk
+from devloop.image.build import Builder, BuildFailed, EngineUnreachable
+from devloop.inputs.digest import ServiceDigest, image_tag
 from tests.conftest import devloop_env
 
 BUILDKIT_PATH = "/usr/bin:/bin"  # Debian's docker 20.10: BuildKit built in

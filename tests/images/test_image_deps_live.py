@@ -16,7 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from devloop.config import load_config
+from devloop.config.loader import load_config
 from tests.images.conftest import APP_UID, REPO
 from tests.images.test_image_dev import build_dev, dev_container  # noqa: F401 - fixtures
 

@@ -21,8 +21,8 @@ import docker
 import docker.errors
 import pytest
 
-from devloop.config import load_config
-from devloop.dockerfile import parse, stages
+from devloop.config.loader import load_config
+from devloop.image.dockerfile import parse, stages
 from tests.images.conftest import (
     APP_UID,
     LABEL,

@@ -12,8 +12,8 @@ import dataclasses
 import re
 from pathlib import Path
 
-from devloop.config import load_config
-from devloop.digest import ServiceDigest
+from devloop.config.loader import load_config
+from devloop.inputs.digest import ServiceDigest
 
 REPO = Path(__file__).resolve().parents[2]
 EXPORT = re.compile(r"^\s*export\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?", re.MULTILINE)

@@ -21,8 +21,8 @@ from typing import Any
 import docker
 import pytest
 
-from devloop.cluster import Cluster
-from devloop.rollout import wait_rollout
+from devloop.deploy.rollout import wait_rollout
+from devloop.k8s.cluster import Cluster
 from tests.k8s import support
 from tests.kube_standin import StandIn
 from tests.kube_standin.fixtures import namespace_cluster, session_standin

@@ -61,7 +61,7 @@ def plain_http_cluster(standin: Any, directory: Path) -> Any:
     a dying API server does but cannot cut its TLS-wrapped ones (reported to the lead), so
     outage tests use HTTP.
     """
-    from devloop.cluster import connect
+    from devloop.k8s.cluster import connect
     from tests.kube_standin.kubeconfig import CONTEXT, write_kubeconfig
 
     namespace = f"t-{uuid.uuid4().hex[:8]}"

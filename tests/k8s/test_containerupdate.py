@@ -23,9 +23,9 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from devloop import retry
-from devloop.cluster import Cluster, new_api_client
-from devloop.containerupdate import (
+from devloop.k8s import retry
+from devloop.k8s.cluster import Cluster, new_api_client
+from devloop.live.updaters import (
     CHUNK,
     Archive,
     ContainerUpdater,

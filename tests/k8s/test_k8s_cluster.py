@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devloop.cluster import ClusterUnreachable, check_reachable, connect, new_api_client
+from devloop.k8s.cluster import ClusterUnreachable, check_reachable, connect, new_api_client
 
 
 def write_kubeconfig(path: Path, servers: dict[str, str], current: str | None) -> Path:

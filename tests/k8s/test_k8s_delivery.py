@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from devloop.cluster import Cluster, connect
-from devloop.deliver import (
+from devloop.deploy.delivery import (
     DeliveryCancelled,
     DeliveryError,
     K3dDelivery,
@@ -32,6 +31,7 @@ from devloop.deliver import (
     registry_ref,
     run_command,
 )
+from devloop.k8s.cluster import Cluster, connect
 from tests.kube_standin import StandIn
 
 

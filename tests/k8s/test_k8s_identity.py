@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from devloop.digest import dl_tag_hex, image_tag
-from devloop.patch import Deployed
-from devloop.selectors import selector_query
+from devloop.deploy.patch import Deployed
+from devloop.inputs.digest import dl_tag_hex, image_tag
+from devloop.k8s.selectors import selector_query
 
 FULL = "0123456789abcdef" * 4
 OTHER = "fedcba9876543210" * 4

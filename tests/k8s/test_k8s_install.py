@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from devloop.cluster import Cluster, connect
-from devloop.config import ChartConfig, Config
-from devloop.manifests.session import ManifestSession
+from devloop.config.loader import ChartConfig, Config
+from devloop.deploy.manifest_session import ManifestSession
+from devloop.k8s.cluster import Cluster, connect
 from tests.k8s.support import CHART, HELM
 from tests.kube_standin import StandIn
 

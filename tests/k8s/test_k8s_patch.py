@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from devloop.cluster import Cluster
-from devloop.patch import (
+from devloop.deploy.patch import (
     DIGEST_ANNOTATION,
     DeploymentNotFound,
     PatchError,
@@ -17,7 +16,8 @@ from devloop.patch import (
     read_deployed,
     warn_rwo_rolling,
 )
-from devloop.rollout import wait_rollout
+from devloop.deploy.rollout import wait_rollout
+from devloop.k8s.cluster import Cluster
 from tests.k8s import support
 from tests.kube_standin import StandIn
 

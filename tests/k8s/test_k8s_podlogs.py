@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devloop.cluster import Cluster, new_api_client
-from devloop.patch import patch_image
-from devloop.podlogs import LogFollower
-from devloop.rollout import wait_rollout
+from devloop.deploy.patch import patch_image
+from devloop.deploy.rollout import wait_rollout
+from devloop.follow.logs import LogFollower
+from devloop.k8s.cluster import Cluster, new_api_client
 from tests.k8s import support
 from tests.kube_standin import StandIn
 

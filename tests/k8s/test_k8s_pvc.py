@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import docker
 
-from devloop.cluster import Cluster
-from devloop.patch import patch_image, warn_rwo_rolling
-from devloop.rollout import wait_rollout
+from devloop.deploy.patch import patch_image, warn_rwo_rolling
+from devloop.deploy.rollout import wait_rollout
+from devloop.k8s.cluster import Cluster
 from tests.k8s import support
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devloop.config import ChartConfig
+from devloop.config.loader import ChartConfig
 from devloop.manifests.render import RenderError, chart_values, render_chart
 from tests.k8s.support import CHART, HELM
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from devloop.cluster import Cluster, ClusterUnreachable
+from devloop.deploy.patch import patch_image
+from devloop.deploy.rollout import RolloutResult, wait_rollout
+from devloop.k8s.cluster import Cluster, ClusterUnreachable
 from devloop.manifests.apply import create_if_missing
-from devloop.patch import patch_image
-from devloop.rollout import RolloutResult, wait_rollout
 from tests.k8s import support
 from tests.kube_standin import StandIn
 

@@ -17,16 +17,17 @@ import docker
 import pytest
 
 from devloop import events as ev
-from devloop import pipeline as pl
-from devloop.build import Builder
-from devloop.cluster import Cluster
-from devloop.config import Config, load_config
-from devloop.deploy import ClusterDeployer
-from devloop.digest import ServiceDigest, image_tag
-from devloop.patch import DIGEST_ANNOTATION
+from devloop import vocab
+from devloop.commands.status import collect_status, render_status
+from devloop.config.loader import Config, load_config
+from devloop.deploy.deployer import ClusterDeployer
+from devloop.deploy.patch import DIGEST_ANNOTATION
+from devloop.deploy.rollout import wait_rollout
+from devloop.image.build import Builder
+from devloop.inputs.digest import ServiceDigest, image_tag
+from devloop.k8s.cluster import Cluster
+from devloop.loop import pipeline as pl
 from devloop.redact import Redactor
-from devloop.rollout import wait_rollout
-from devloop.status import collect_status, render_status
 from tests.conftest import busybox_context
 from tests.kube_standin import StandIn
 
@@ -45,7 +46,7 @@ class Project:
     pipeline: pl.Pipeline
     digest: ServiceDigest
 
-    def sync(self) -> pl.PipelineResult:
+    def sync(self) -> vocab.PipelineResult:
         """What `devloop sync --service box` does: full scan, ask the cluster."""
         return self.pipeline.run(self.digest, None, None, threading.Event(), ask_cluster=True)
 
@@ -97,8 +98,8 @@ def _status(project: Project) -> dict:
 
 def test_unchanged_but_crash_looping_is_a_failed_rollout_with_the_last_lines(
         project: Project) -> None:
-    assert project.sync().outcome == pl.OK
-    assert project.sync().outcome == pl.UNCHANGED  # healthy and current: nothing to do
+    assert project.sync().outcome == vocab.OK
+    assert project.sync().outcome == vocab.UNCHANGED  # healthy and current: nothing to do
     assert _status(project)["healthy"] is True
     # `kubectl set env deployment/box CRASH=1`: same image, the new pod crash-loops
     project.cluster.apps.patch_namespaced_deployment("box", project.cluster.namespace, {
@@ -106,7 +107,7 @@ def test_unchanged_but_crash_looping_is_a_failed_rollout_with_the_last_lines(
             {"name": "box", "env": [{"name": "CRASH", "value": "1"}]}]}}}})
     mark = len(project.events.events)
     result = project.sync()
-    assert result.outcome == pl.ROLLOUT_FAILED, result  # sync exits 3, not "image is current"
+    assert result.outcome == vocab.ROLLOUT_FAILED, result  # sync exits 3, not "image is current"
     assert "deployment/box runs the current image but is not healthy" in result.reason
     [failed] = project.since(mark, ev.ROLLOUT_FAILED)
     assert "fatal: bad config" in failed.data["log_tail"], failed
@@ -119,11 +120,11 @@ def test_unchanged_but_crash_looping_is_a_failed_rollout_with_the_last_lines(
 
 def test_an_image_changed_behind_devlops_back_is_stale_and_sync_puts_the_local_one_back(
         project: Project) -> None:
-    assert project.sync().outcome == pl.OK
+    assert project.sync().outcome == vocab.OK
     old = project.template().spec.containers[0].image
     project.write("v2\n")
     second = project.sync()
-    assert second.outcome == pl.OK
+    assert second.outcome == vocab.OK
     current = image_tag(project.config.services["box"].image, second.digest)
     assert project.template().spec.containers[0].image == current
     assert _status(project)["state"] == "up to date"
@@ -136,7 +137,7 @@ def test_an_image_changed_behind_devlops_back_is_stale_and_sync_puts_the_local_o
     assert row["stale"] is True and row["deployed_digest"] == old.rsplit("-", 1)[-1], row
     assert "changed outside devloop" in row["state"]
     result = project.sync()
-    assert result.outcome == pl.OK, result  # not "deployed image is current"
+    assert result.outcome == vocab.OK, result  # not "deployed image is current"
     assert project.template().spec.containers[0].image == current
     assert _status(project)["state"] == "up to date"
 
@@ -149,7 +150,7 @@ def test_an_image_changed_behind_devlops_back_is_stale_and_sync_puts_the_local_o
     template["metadata"]["labels"].pop("pod-template-hash", None)
     project.cluster.apps.patch_namespaced_deployment("box", ns, {"spec": {"template": template}})
     assert _status(project)["state"] == "local changes not deployed"
-    assert project.sync().outcome == pl.OK
+    assert project.sync().outcome == vocab.OK
     assert project.template().spec.containers[0].image == current
 
 
@@ -158,7 +159,7 @@ def test_pruning_keeps_every_image_a_replicaset_still_names(
     images = []
     for text in ("v1\n", "v2\n", "v3\n"):
         project.write(text)
-        assert project.sync().outcome == pl.OK
+        assert project.sync().outcome == vocab.OK
         images.append(project.template().spec.containers[0].image)
         if len(images) == 2:  # positive control: an image nothing names is pruned as usual
             repo, _ = images[0].rsplit(":", 1)

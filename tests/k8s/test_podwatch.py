@@ -10,8 +10,8 @@ from typing import Any
 
 import docker
 
-from devloop.cluster import Cluster, new_api_client
-from devloop.podwatch import PodWatch, container_ids
+from devloop.k8s.cluster import Cluster, new_api_client
+from devloop.k8s.podwatch import PodWatch, container_ids
 from tests.k8s import support
 
 

@@ -23,7 +23,7 @@ import docker.errors
 import pytest
 from kubernetes import client, config
 
-from devloop.cluster import Cluster, connect
+from devloop.k8s.cluster import Cluster, connect
 
 from .kubeconfig import CONTEXT
 from .standin import StandIn

@@ -20,17 +20,18 @@ import docker
 import pytest
 
 from devloop import events as ev
-from devloop import pipeline as pl
-from devloop.build import Builder
-from devloop.cluster import Cluster, new_api_client
-from devloop.config import Config, load_config
-from devloop.containerupdate import ContainerUpdater, ExecUpdater, Target, UpdateResult
-from devloop.deploy import ClusterDeployer
-from devloop.digest import ServiceDigest
-from devloop.livesync import LiveSyncer
+from devloop import vocab
+from devloop.commands.status import collect_status
+from devloop.config.loader import Config, load_config
+from devloop.deploy.deployer import ClusterDeployer
+from devloop.image.build import Builder
+from devloop.inputs.digest import ServiceDigest
+from devloop.k8s.cluster import Cluster, new_api_client
+from devloop.live.image_files import SnapshotStore
+from devloop.live.sync import LiveSyncer
+from devloop.live.updaters import ContainerUpdater, ExecUpdater, Target, UpdateResult
+from devloop.loop import pipeline as pl
 from devloop.redact import Redactor
-from devloop.snapshots import SnapshotStore
-from devloop.status import collect_status
 from tests.conftest import busybox_context
 from tests.k8s.support import deployment
 from tests.kube_standin.fixtures import StandInHandle, namespace_cluster, wait_for
@@ -127,7 +128,7 @@ def project(standin: StandInHandle, cluster: Cluster, tmp_path: Path,
     try:
         first = pipeline.run(digest, None, None, threading.Event(), ask_cluster=True,
                              allow_live=True)
-        assert first.outcome == pl.OK, first
+        assert first.outcome == vocab.OK, first
         yield Project(root, config, cluster, bus, events, updater, live, pipeline, digest)
     finally:
         deployer.close()
@@ -143,7 +144,7 @@ def test_a_file_deleted_while_it_is_synced_is_planned_again_in_the_same_cycle(
     result = project.pipeline.run(project.digest, [src / "message.txt", src / "draft.txt"],
                                   image, threading.Event(), image=image, allow_live=True)
     seen = project.since(mark)
-    assert result.outcome == pl.SYNCED, (result, [(e.type, e.data) for e in seen])
+    assert result.outcome == vocab.SYNCED, (result, [(e.type, e.data) for e in seen])
     assert project.updater.calls == [["/app/draft.txt", "/app/message.txt"],
                                      ["/app/message.txt"]]
     warned = [e.data["message"] for e in seen if e.type == ev.WARNING]
@@ -162,7 +163,7 @@ def test_a_sync_above_the_size_limit_says_so_in_one_line_and_rebuilds(
     mark = len(project.events.events)
     result = project.pipeline.run(project.digest, [src / "blob.bin"], image, threading.Event(),
                                   image=image, allow_live=True)
-    assert result.outcome == pl.OK, result
+    assert result.outcome == vocab.OK, result
     reasons = [e.data["reason"] for e in project.since(mark, ev.LIVE_REBUILD)]
     assert len(reasons) == 1 and "\n" not in reasons[0], reasons
     assert reasons[0].startswith("the live update would copy 1.2 MB into pod box-"), reasons
@@ -174,7 +175,7 @@ def test_a_sync_above_the_size_limit_says_so_in_one_line_and_rebuilds(
     image = result.digest
     small = project.pipeline.run(project.digest, [src / "message.txt"], image,
                                  threading.Event(), image=image, allow_live=True)
-    assert small.outcome == pl.SYNCED, small
+    assert small.outcome == vocab.SYNCED, small
 
 
 def test_a_failed_run_step_then_a_lost_engine_then_a_revert_leaves_no_synced_file(
@@ -190,7 +191,7 @@ def test_a_failed_run_step_then_a_lost_engine_then_a_revert_leaves_no_synced_fil
     mark = len(project.events.events)
     failed = dead.run(project.digest, [src / "message.txt"], image, threading.Event(),
                       image=image, allow_live=True)
-    assert failed.outcome == pl.DOCKER_UNREACHABLE, failed
+    assert failed.outcome == vocab.DOCKER_UNREACHABLE, failed
     assert [e.data["pod"] for e in project.since(mark, ev.LIVE_SYNC_FAILED)]
     pod = project.pod()
     assert project.holds(pod, "/app/message.txt") == "v2\n"  # copied before the run step
@@ -202,7 +203,7 @@ def test_a_failed_run_step_then_a_lost_engine_then_a_revert_leaves_no_synced_fil
     mark = len(project.events.events)
     again = project.pipeline.run(project.digest, None, image, threading.Event(),
                                  ask_cluster=True, allow_live=True)
-    assert again.outcome == pl.UNCHANGED, again
+    assert again.outcome == vocab.UNCHANGED, again
     assert [e.data["pods"] for e in project.since(mark, ev.LIVE_RESET)] == [
         [pod.metadata.name]]
     new = wait_for(lambda: (p := [q for q in project.cluster.core.list_namespaced_pod(
@@ -225,7 +226,7 @@ def test_a_503_burst_while_the_intent_is_recorded_is_retried_and_the_sync_lands(
     mark = len(project.events.events)
     result = project.pipeline.run(project.digest, [src / "message.txt"], image,
                                   threading.Event(), image=image, allow_live=True)
-    assert result.outcome == pl.SYNCED, result
+    assert result.outcome == vocab.SYNCED, result
     assert rule.served == 2
     retried = [e.data["message"] for e in project.since(mark, ev.WARNING)]
     assert len(retried) == 2 and all("record the live sync on pod" in m for m in retried)

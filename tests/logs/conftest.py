@@ -16,7 +16,7 @@ from typing import Any
 import docker
 import pytest
 
-from devloop.cluster import Cluster
+from devloop.k8s.cluster import Cluster
 from tests.kube_standin import StandIn
 from tests.kube_standin.fixtures import namespace_cluster, session_standin
 

@@ -12,9 +12,9 @@ import jsonschema
 
 from devloop import events as ev
 from devloop.cli import _parser
-from devloop.podlogs import _Stream, format_timestamp, parse_timestamp
+from devloop.follow.logs import _Stream, format_timestamp, parse_timestamp
 from devloop.redact import Redactor
-from devloop.render import ConsoleRenderer, JsonRenderer
+from devloop.ui.console import ConsoleRenderer, JsonRenderer
 
 BUILD = ["Step 1/3 : FROM python:3.11", " ---> Using cache", "Step 2/3 : COPY . /app",
          " ---> Using cache", "Step 3/3 : RUN pip install -r requirements.txt",

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devloop.cluster import Cluster, new_api_client
-from devloop.logfilter import LogFilter
-from devloop.podlogs import LogFollower
-from devloop.status import probe_lines, render_status
+from devloop.commands.status import probe_lines, render_status
+from devloop.config.logfilter import LogFilter
+from devloop.follow.logs import LogFollower
+from devloop.k8s.cluster import Cluster, new_api_client
 from tests.logs.conftest import deployment
 
 CHATTY = """i=0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devloop.contextguard import is_loopback_server, refusal, shares_engine
+from devloop.deploy.contextguard import is_loopback_server, refusal, shares_engine
 
 
 @pytest.mark.parametrize("context", [

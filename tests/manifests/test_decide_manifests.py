@@ -1,13 +1,13 @@
-"""When the manifests are applied: plain functions of state and a fake clock (devloop.decide)."""
+"""When the manifests are applied: plain functions of state and a fake clock."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from devloop import decide
-from devloop.config import ServiceConfig
-from devloop.decide import ManifestState, ServiceState, Timing
-from devloop.digest import ServiceDigest
+from devloop.config.loader import ServiceConfig
+from devloop.inputs.digest import ServiceDigest
+from devloop.loop import rules as decide
+from devloop.loop.rules import ManifestState, ServiceState, Timing
 
 T = Timing(quiet_s=0.1, cap_s=2.0)
 

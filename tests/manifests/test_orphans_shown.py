@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from devloop import events as ev
-from devloop.dashboard.state import DashboardState
 from devloop.redact import Redactor
-from devloop.render import ConsoleRenderer
+from devloop.ui.console import ConsoleRenderer
+from devloop.ui.dashboard.state import DashboardState
 
 
 def _orphaned(objects: list[str], prune: bool = False) -> ev.Event:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import load_config
+from devloop.config.loader import load_config
 from devloop.manifests.render import (
     RenderError,
     find_kubectl,

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from devloop.cluster import connect, new_api_client
-from devloop.containerupdate import DockerUpdater, ExecUpdater, Target
-from devloop.deliver import RegistryDelivery
+from devloop.deploy.delivery import RegistryDelivery
+from devloop.k8s.cluster import connect, new_api_client
+from devloop.live.updaters import DockerUpdater, ExecUpdater, Target
 from tests.kube_standin.fixtures import wait_for
 from tests.registry.test_node_engine import deployment
 

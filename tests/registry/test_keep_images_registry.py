@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from devloop.build import LABEL_CHECKOUT, LABEL_SERVICE, Builder
+from devloop.image.build import LABEL_CHECKOUT, LABEL_SERVICE, Builder
 from tests.conftest import busybox_context
 
 pytestmark = pytest.mark.docker

@@ -10,7 +10,7 @@ import uuid
 import docker
 import pytest
 
-from devloop.deliver import RegistryDelivery
+from devloop.deploy.delivery import RegistryDelivery
 from tests.conftest import busybox_context
 from tests.kube_standin.fixtures import wait_for
 from tests.registry.conftest import PASSWORD, USER, docker_config

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from devloop.deliver import DeliveryError, RegistryDelivery
+from devloop.deploy.delivery import DeliveryError, RegistryDelivery
 from tests.conftest import busybox_context
 from tests.registry.conftest import PASSWORD, USER, docker_config
 from tests.registry.servers import Registry

@@ -10,7 +10,8 @@ import stat
 import pytest
 
 from devloop import events as ev
-from devloop.registry import (
+from devloop.commands.status import registry_identity
+from devloop.deploy.registry import (
     Progress,
     RegistryError,
     credentials,
@@ -18,8 +19,7 @@ from devloop.registry import (
     insecure,
     registry_host,
 )
-from devloop.render import describe
-from devloop.status import registry_identity
+from devloop.ui.console import describe
 
 
 def test_registry_host_is_read_as_docker_reads_it():

@@ -7,8 +7,8 @@ import errno
 from pathlib import Path
 
 from devloop import events as ev
-from devloop.config import load_config
-from devloop.forward import ServiceForwards
+from devloop.config.loader import load_config
+from devloop.follow.forwards import ServiceForwards
 
 
 def test_a_taken_port_of_a_resource_names_resources_key(tmp_path: Path) -> None:

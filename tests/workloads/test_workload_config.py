@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devloop.config import ConfigError, load_config
+from devloop.config.loader import ConfigError, load_config
 
 HEAD = """\
 version: 1

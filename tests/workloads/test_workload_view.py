@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devloop.workloads import (
+from devloop.k8s.workloads import (
     Workload,
     WorkloadError,
     WorkloadRef,

@@ -1,0 +1,351 @@
+"""Turn events into output: coloured human lines or JSON lines, both through structlog.
+
+Each renderer owns a structlog logger writing to its stream (no global structlog config), with the
+redactor as the first processor so no renderer can print a secret. The console form keeps a few
+lines stable and uncoloured for editors' problem matchers:
+
+    [devloop] reload started: backend
+    [devloop] reload finished: backend ok (2.41s)      | failed: <reason>
+    [devloop] problem: services/backend/app/main.py:12: error: SyntaxError: invalid syntax
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import structlog
+
+from devloop import events as ev
+from devloop.config.logfilter import BuildTally
+from devloop.redact import Redactor
+
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_RED = "\x1b[31m"
+_YELLOW = "\x1b[33m"
+_GREEN = "\x1b[32m"
+_PALETTE = ("\x1b[36m", "\x1b[35m", "\x1b[34m", "\x1b[33m", "\x1b[32m", "\x1b[96m", "\x1b[95m")
+
+
+def _colour_for(service: str) -> str:
+    return _PALETTE[zlib.crc32(service.encode()) % len(_PALETTE)]
+
+
+def _files(copied: int, deleted: int) -> str:
+    parts = [f"{copied} file{'s' if copied != 1 else ''}"] if copied or not deleted else []
+    if deleted:
+        parts.append(f"{deleted} deletion{'s' if deleted != 1 else ''}")
+    return " and ".join(parts)
+
+
+def describe(event: ev.Event) -> str:
+    """The human sentence for an event (without time or service prefix)."""
+    d = event.data
+    t = event.type
+    if t == ev.RELOAD_STARTED:
+        return f"[devloop] reload started: {event.service}"
+    if t == ev.RELOAD_FINISHED:
+        outcome = "failed: " + d.get("outcome", "").replace("_", " ")
+        if d.get("ok"):
+            outcome = "synced" if d.get("outcome") == "synced" else "ok"
+        return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
+    if t == ev.PROBLEM:
+        message = " ".join(str(d["message"]).split())  # one line for problem matchers
+        return f"[devloop] problem: {d['file']}:{d['line']}: error: {message}"
+    if t == ev.CHANGE_DETECTED:
+        paths = d.get("paths", [])
+        more = f" (+{d['more']} more)" if d.get("more") else ""
+        return f"change detected: {', '.join(paths)}{more}"
+    if t == ev.BUILD_STARTED:
+        return f"build started: {d['image']}"
+    if t == ev.BUILD_FINISHED:
+        summary = f" ({d['summary']})" if d.get("summary") else ""
+        return f"build finished: {d['image']} in {d['seconds']:.2f}s{summary}"
+    if t == ev.BUILD_SKIPPED:
+        return f"build skipped: {d['image']} ({d['reason']})"
+    if t == ev.BUILD_FAILED:
+        return f"build failed: {d['error']}"
+    if t == ev.BUILD_OUTPUT:
+        return f"  {d['line']}"
+    if t == ev.DELIVER_FINISHED:
+        line = f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
+        if "bytes_pushed" in d:  # a registry push: what travelled
+            line += (f" ({d['layers_pushed']} layers pushed, {d['bytes_pushed'] / 1e6:.1f} MB;"
+                     f" {d['layers_present']} already in {d['registry']})")
+        return line
+    if t == ev.DEPLOY_INSTALLED:
+        return f"installed {', '.join(d['objects'])}"
+    if t == ev.DEPLOY_PATCHED:
+        return f"patched deployment/{d['deployment']} container {d['container']} -> {d['image']}"
+    if t == ev.ROLLOUT_PROGRESS:
+        return f"rollout: {d['message']}"
+    if t == ev.ROLLOUT_READY:
+        return f"rollout ready: deployment/{d['deployment']} in {d['seconds']:.2f}s"
+    if t == ev.ROLLOUT_FAILED:
+        tail = "".join(f"\n    | {line}" for line in d.get("log_tail", [])[-10:])
+        return f"rollout failed: {d['reason']}: {d['message']}{tail}"
+    if t == ev.POD_LOG:
+        return d["line"]
+    if t == ev.LOG_SKIPPED:
+        return (f"log of {d['pod']}/{d['container']} fell {d['seconds_behind']:.1f} s behind:"
+                f" skipped {'about ' if d.get('estimate') else ''}{d['lines']} lines to show the"
+                " present")
+    if t == _NOTE:
+        return d["message"]
+    if t == ev.CONFIG_LOADED:
+        return f"config loaded: {d['path']} ({len(d['services'])} services)"
+    if t == ev.CONFIG_INVALID:
+        return "config invalid, keeping the previous one:\n  " + "\n  ".join(d["problems"])
+    if t == ev.WATCH_READY:
+        return (f"watching {d['directories']} directories ({d['mode']}) for "
+                f"{', '.join(d['services'])}; quiet period {d['quiet_period_ms']} ms")
+    if t == ev.CLUSTER_CONNECTED:
+        return f"cluster: context {d['context']} at {d['server']} (namespace {d['namespace']})"
+    if t in (ev.CLUSTER_UNREACHABLE, ev.ERROR, ev.WARNING):
+        return d["message"]
+    if t == ev.BUILDER_SELECTED:
+        return f"builder: {d['builder']} ({d['reason']})"
+    if t == ev.WATCH_RESCAN:
+        return d["reason"]
+    if t == ev.SYNC_FINISHED:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
+        return f"sync finished with exit code {d['exit_code']}: {summary}"
+    if t == ev.LIVE_SYNC_STARTED:
+        return f"syncing {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])}"
+    if t == ev.LIVE_SYNC_FINISHED:
+        ahead = f"; {d['ahead']} file{'s' if d['ahead'] != 1 else ''} ahead of the image"
+        return (f"synced {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])} in "
+                f"{d['seconds'] * 1000:.0f} ms{ahead if d['ahead'] else ''}")
+    if t == ev.LIVE_SYNC_FAILED:
+        return f"live update failed on {d['pod']}: {d['reason']}; rebuilding"
+    if t == ev.LIVE_RESET:
+        return f"replaced {', '.join(d['pods'])}: {d['reason']}"
+    if t == ev.LIVE_REBUILD:
+        return f"full reload: {d['reason']}"
+    if t == ev.DASHBOARD_READY:
+        return f"dashboard: {d.get('open') or d['url']}"  # `open` carries the token
+    if t == ev.RELOAD_QUEUED:
+        return f"queued for a build slot (position {d['position']})"
+    if t == ev.IMAGES_PRUNED:
+        return f"removed old images: {', '.join(d['removed'])}"
+    if t == ev.SHUTDOWN:
+        return f"stopped ({d.get('reason', 'interrupted')}); workloads keep running"
+    if t == ev.FORWARD_READY:
+        if d.get("direct"):
+            return f"{d['url']} is served by pod {d['pod']} itself (it runs on this machine)"
+        return f"forwarding {d['url']} -> pod {d['pod']} port {d['remote_port']}"
+    if t == ev.FORWARD_MOVED:
+        return f"forward {d['url']} moved to pod {d['pod']} (was {d['previous']})"
+    if t == ev.FORWARD_FAILED:
+        return d["message"]
+    if t == ev.FORWARD_STOPPED:
+        return f"stopped forwarding {d['url']}: {d['reason']}"
+    if t == ev.DOWN_DELETED:
+        return f"deleted {d['object']} ({d['reason']})"
+    if t == ev.DOWN_KEPT:
+        return f"kept {d['object']}: {d['reason']}" + \
+            (f"; to delete it: {d['command']}" if d.get("command") else "")
+    if t == ev.DOWN_FINISHED:
+        return (f"down finished with exit code {d['exit_code']}: {len(d['deleted'])} deleted,"
+                f" {len(d['kept'])} kept")
+    if t == ev.MANIFESTS_APPLIED:
+        rolls = "".join(f"; {w} rolls: {', '.join(c)} changed" for w, c in d["rolls"].items())
+        made = f"; created {', '.join(d['created'])}" if d["created"] else ""
+        return (f"applied {', '.join(d['objects']) or 'nothing'}{made} ({d['unchanged']}"
+                f" unchanged) in {d['seconds']:.2f}s{rolls}")
+    if t == ev.MANIFESTS_FAILED:
+        return f"manifests not applied: {d['message']}"
+    if t == ev.MANIFESTS_ORPHANED:
+        if not d["objects"]:
+            return "no orphaned objects left"
+        what = "deleting them (prune: true)" if d["prune"] else \
+            "kept; set prune: true in devloop.yaml to delete them"
+        return f"orphaned (no longer in the manifests): {', '.join(d['objects'])}; {what}"
+    if t == ev.MANIFESTS_PRUNED:
+        kept = f"; kept (not devloop's): {', '.join(d['kept'])}" if d["kept"] else ""
+        return f"pruned {', '.join(d['objects']) or 'nothing'}{kept}"
+    rest = " ".join(f"{k}={v}" for k, v in d.items())
+    return f"{t} {rest}".strip()
+
+
+_NOTE = "console.note"  # a line only the console prints (never published on the bus)
+_BUILD_KEEP = 2000  # build output lines kept per service until the build ends
+
+
+class ConsoleRenderer:
+    """Human output: one line per event, service-coloured prefixes on a terminal.
+
+    Build output is held per service and, on success, summed up on the `build finished` line
+    (steps, cache hits); a failed build prints all of it first (verbose_build: as it comes;
+    show_build_output=False: never). Pod log lines flagged `probe` are folded: the first of
+    each pod prints one note, the rest nothing (`devloop status` counts them). A periodic
+    "(n folded)" line would itself be the noise folding removes.
+    """
+
+    def __init__(self, stream: TextIO, redactor: Redactor, colour: bool | None = None,
+                 show_build_output: bool = True, verbose_build: bool = False) -> None:
+        self.colour = stream.isatty() if colour is None else colour
+        self.show_build_output = show_build_output
+        self.verbose_build = verbose_build
+        self._builds: dict[str | None, tuple[BuildTally, deque[ev.Event]]] = {}
+        self._folded: set[tuple[str | None, str]] = set()  # (service, pod) with a note shown
+        self._lock = threading.Lock()
+        self._width = 8
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=[redactor, self._format],
+            context_class=dict,
+        )
+
+    def __call__(self, event: ev.Event) -> None:
+        if event.type == ev.BUILD_OUTPUT and not self.show_build_output:
+            return
+        with self._lock:
+            for shown in self._shown(event):
+                self._log.info(shown.type, ev=shown)
+
+    def _shown(self, event: ev.Event) -> list[ev.Event]:
+        """The events to print for this one (under the lock: it updates the folds)."""
+        t, service = event.type, event.service
+        if t == ev.POD_LOG and event.data.get("probe"):
+            key = (service, str(event.data.get("pod")))
+            if key in self._folded:
+                return []
+            self._folded.add(key)
+            return [ev.Event(_NOTE, service, {"message": (
+                f"probe requests in the log of {event.data.get('pod')} are folded from here"
+                " on (`devloop status` counts them; --output json shows them)")}, event.ts)]
+        if self.verbose_build or not self.show_build_output:
+            return [event]
+        if t == ev.BUILD_STARTED:
+            self._builds[service] = (BuildTally(), deque(maxlen=_BUILD_KEEP))
+        elif t == ev.BUILD_OUTPUT:
+            tally, held = self._builds.setdefault(service,
+                                                  (BuildTally(), deque(maxlen=_BUILD_KEEP)))
+            tally.add(str(event.data.get("line", "")))
+            held.append(event)
+            return []
+        elif t == ev.BUILD_FINISHED and service in self._builds:
+            tally, _ = self._builds.pop(service)
+            if tally.summary():
+                return [ev.Event(t, service, {**event.data, "summary": tally.summary()},
+                                 event.ts)]
+        elif t in (ev.BUILD_FAILED, ev.ERROR, ev.RELOAD_FINISHED) and service in self._builds:
+            _, held = self._builds.pop(service)  # failed (or engine lost): all of it
+            if event.data.get("outcome") == "cancelled":
+                return [event]  # stopped by the user: the output is not news
+            return [*held, event]
+        return [event]
+
+    def _format(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+        event: ev.Event = event_dict["ev"]
+        text = describe(event)
+        clock = time.strftime("%H:%M:%S", time.localtime(event.ts))
+        service = event.service or "devloop"
+        self._width = max(self._width, len(service))
+        if event.type == ev.POD_LOG:
+            prefix = f"{service:<{self._width}} │ "
+            if self.colour:
+                prefix = f"{_colour_for(service)}{prefix}{_RESET}"
+            return f"{prefix}{text}"
+        if text.startswith("[devloop]"):
+            return text  # stable, uncoloured: editors match these lines
+        prefix = f"{clock} {service:<{self._width}} "
+        if not self.colour:
+            return prefix + text
+        tint = ""
+        if event.type in (ev.BUILD_FAILED, ev.ROLLOUT_FAILED, ev.ERROR, ev.CONFIG_INVALID,
+                          ev.CLUSTER_UNREACHABLE, ev.LIVE_SYNC_FAILED, ev.FORWARD_FAILED,
+                          ev.MANIFESTS_FAILED):
+            tint = _RED + _BOLD
+        elif event.type in (ev.WARNING, ev.WATCH_RESCAN):
+            tint = _YELLOW
+        elif event.type in (ev.ROLLOUT_READY, ev.BUILD_FINISHED, ev.LIVE_SYNC_FINISHED,
+                            ev.FORWARD_READY, ev.FORWARD_MOVED):
+            tint = _GREEN
+        elif event.type == ev.BUILD_OUTPUT:
+            tint = _DIM
+        return (f"{_DIM}{clock}{_RESET} {_colour_for(service)}{service:<{self._width}}{_RESET} "
+                f"{tint}{text}{_RESET if tint else ''}")
+
+
+class JsonRenderer:
+    """Machine output: one JSON object per line per event (schema devloop.event/v1)."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor) -> None:
+        self._lock = threading.Lock()
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream),
+            processors=[self._to_dict, redactor,
+                        structlog.processors.JSONRenderer(serializer=_dumps)],
+            context_class=dict,
+        )
+
+    def __call__(self, event: ev.Event) -> None:
+        with self._lock:
+            self._log.info(event.type, ev=event)
+
+    @staticmethod
+    def _to_dict(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        return event_dict["ev"].to_json()
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def route_stdlib_logging(stream: TextIO, redactor: Redactor, json_output: bool) -> None:
+    """Send warnings of urllib3/docker/kubernetes through structlog's ProcessorFormatter, so
+    they share the output format and the redaction; called once by the CLI entry point."""
+    renderer: Any = (structlog.processors.JSONRenderer(serializer=_dumps) if json_output
+                     else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redactor,
+                    renderer],
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
+                           structlog.processors.TimeStamper(fmt="iso")],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    # urllib3 warns on every retry while a cluster is down; devloop reports that itself.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
+def route_warnings(emit: Callable[[str], None] | None = None) -> None:
+    """Python warnings (warnings.warn by devloop or a library) through devloop's output, each
+    distinct message once (urllib3 sets its security warnings to "always": once per request).
+    With `emit` they become devloop `warning` events; without (e.g. for `status`, whose stdout
+    is its report) records of the `py.warnings` logger, rendered by route_stdlib_logging."""
+    seen: set[str] = set()
+    lock = threading.Lock()
+    fallback = logging.getLogger("py.warnings")
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        if not category.__module__.startswith("devloop"):
+            text = f"{category.__name__}: {text} ({os.path.basename(filename)}:{lineno})"
+        with lock:
+            if text in seen:
+                return
+            seen.add(text)
+        if emit is not None:
+            emit(text)
+        else:
+            fallback.warning(text)
+
+    warnings.showwarning = show
+
