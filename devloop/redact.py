@@ -40,8 +40,10 @@ def looks_secret(name: str) -> bool:
     words = [w for w in re.split(r"[^A-Za-z0-9]+", _CAMEL.sub("_", name).upper()) if w]
     if not words:
         return False
-    if words[-1] == "KEY" and len(words) > 1:  # API_KEY, SIGNING_KEY; not a bare KEY
-        return True
+    if words[-1] in ("KEY", "PWD") and len(words) > 1:  # API_KEY, MYSQL_PWD; not a bare KEY,
+        return True  # and not PWD: every shell sets it to the working directory
+    if words == ["PWD"]:
+        return False
     return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words)
 
 

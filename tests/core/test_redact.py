@@ -32,7 +32,8 @@ def test_secret_names(name):
 
 
 @pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "KEYBOARD", "HOME", "smtpUser",
-                                  "MONKEY", "BYPASS_CACHE", "KEY", "DATABASE_URL"])
+                                  "MONKEY", "BYPASS_CACHE", "KEY", "DATABASE_URL", "PWD",
+                                  "OLDPWD"])
 def test_names_that_are_not_secrets(name):
     assert not looks_secret(name)
 
@@ -48,6 +49,15 @@ def test_every_named_secret_is_masked_and_ordinary_words_are_not():
     assert "TOKENIZERS_PARALLELISM=false" in out and "DEBUG_TOKEN=on" in out
     assert redactor.text("reload=false cache on") == "reload=false cache on"
     assert "SHORT_SECRET=abc12" in out and "HOME=/root" in out
+
+
+def test_the_working_directory_of_the_shell_is_not_a_secret():
+    """Every shell exports PWD: devloop printed its own config path as ***/devloop.yaml."""
+    redactor = Redactor.from_env({"PWD": "/home/ann/proj", "OLDPWD": "/home/ann/other",
+                                  "MYSQL_PWD": "mysql-root-pw"})
+    out = redactor.text("config loaded: /home/ann/proj/devloop.yaml from /home/ann/other;"
+                        " mysql-root-pw")
+    assert out == "config loaded: /home/ann/proj/devloop.yaml from /home/ann/other; ***"
 
 
 def test_a_password_in_any_url_is_masked_even_when_unknown():
