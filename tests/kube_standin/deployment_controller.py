@@ -147,6 +147,11 @@ class DeploymentController:
             target = min(desired, target + desired + surge - total)
         if not old:
             target = desired
+        if self._serialize and target > spec_replicas(new_rs) and any(
+                pods_by_owner.get(rs["metadata"]["uid"]) for rs in old):
+            # host network: a new pod started beside a terminating one could not bind its ports,
+            # and its probes would reach the old pod's server; wait until the old ones are gone
+            target = spec_replicas(new_rs)
         if target != spec_replicas(new_rs):
             new_rs = self._scale(new_rs, target)
             return new_rs

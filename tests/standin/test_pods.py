@@ -448,3 +448,37 @@ def test_exec_and_port_forward_through_the_api(standin, busybox_image):
         reply += chunk
     sock.close()
     assert reply.startswith(b"HTTP/1.") and reply.endswith(b"\r\n\r\nok\n")
+
+
+def test_host_network_rollout_starts_the_new_pod_only_after_the_old_one_is_gone(
+        standin_factory, busybox_image):
+    """On the host network two pods of one Deployment share ports: a new pod started beside a
+    terminating one could not bind, and its readiness probe would be answered by the old
+    server, so the rollout looked complete while the new pod crashed (seen with a PID-1 server
+    that ignores SIGTERM). Kubernetes gives each pod its own network; the stand-in serializes."""
+    import socket
+
+    host = standin_factory(pod_network="host")
+    core, apps = host.core(), host.apps()
+    ns = host.create_namespace()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # `trap '' TERM`: the old server lingers for its grace period, as a PID-1 python does
+    serve = f"trap '' TERM; echo v$V > /www/index.html; exec httpd -f -p 127.0.0.1:{port} -h /www"
+    spec = deployment("web", busybox_image, serve, env=[{"name": "V", "value": "1"}])
+    spec["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 3
+    spec["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = port
+    apps.create_namespaced_deployment(ns, spec)
+    wait_for(lambda: rollout_complete(apps, "web", ns), what="the first rollout")
+    apps.patch_namespaced_deployment("web", ns, {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "env": [{"name": "V", "value": "2"}]}]}}}})
+    seen_together = False
+    deadline = time.monotonic() + 60
+    while not rollout_complete(apps, "web", ns) and time.monotonic() < deadline:
+        seen_together = seen_together or len(host.containers(ns)) > 1
+        time.sleep(0.2)
+    assert not seen_together, "a new pod's container ran beside the old one on shared ports"
+    (current,) = app_pods(core, ns, "web")
+    assert current.status.container_statuses[0].restart_count == 0
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "v2\n"
