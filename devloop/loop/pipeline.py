@@ -103,10 +103,10 @@ class Pipeline:
             if failed is not None:
                 return failed
         plan = plan_reload(ReloadFacts(
-            value, running.known, known_failed, running.live, running.image, bool(changed),
-            ask_cluster, force, resync, cluster=self.deployer is not None,
-            syncer=self.live is not None, allow_live=allow_live,
-            live_blocked=running.live_blocked))
+            value, running.known, known_failed=known_failed, live=running.live,
+            image=running.image, changed=bool(changed), ask_cluster=ask_cluster, force=force,
+            resync=resync, cluster=self.deployer is not None, syncer=self.live is not None,
+            allow_live=allow_live, live_blocked=running.live_blocked))
         reload = _Reload(self.bus, svc, started, value, running.learned)
         if plan.action == SKIP:
             return self._skip(reload, plan, running.live, known_failed, stop)
