@@ -1,8 +1,9 @@
-"""One reload of one service, run by a worker thread: digest -> build -> deliver/patch/rollout.
+"""One reload of one service, run by a worker thread: hash, plan, then sync or build and deploy.
 
-The engine's loop decides *when* a service reloads; this module does the slow I/O of *how*, and
-reports every phase as events. It never touches engine state: it returns a `PipelineResult` that
-the loop folds into its state.
+The engine's loop decides *when* a service reloads; devloop.loop.plan decides *what* a run does
+(skip, live or build, with its reason); this module carries the plan out through the three
+seams of devloop.loop.seams and reports every phase as events. It never touches engine state:
+it returns a `PipelineResult` that the loop folds into its state.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
 from devloop.config.loader import Config, ServiceConfig
-from devloop.image.build import Builder, BuildFailed, DiskFull, EngineUnreachable, InputsChanged
 from devloop.image.buildslots import BuildSlots, default_limit, limit_for
+from devloop.image.errors import BuildFailed, DiskFull, EngineUnreachable, InputsChanged
 from devloop.image.problems import build_problem
 from devloop.inputs.digest import ServiceDigest, image_tag
 from devloop.live.updaters import SourcesChanged
+from devloop.loop.plan import LIVE, SKIP, ReloadFacts, ReloadPlan, plan_reload
+from devloop.loop.seams import Deployer, ImageBuilder, LiveUpdate
 from devloop.vocab import (
     BUILD_FAILED,
     CANCELLED,
@@ -34,46 +37,15 @@ from devloop.vocab import (
     PipelineResult,
 )
 
-if TYPE_CHECKING:
-    from devloop.live.sync import LiveSyncer
-
 _MAX_PATHS_SHOWN = 5
-_MAX_INPUT_RETRIES = 3  # builds restarted because files changed while the context was sent
-
-
-class Deployer(Protocol):
-    """The cluster side of a reload (deploy.deployer is the Kubernetes implementation)."""
-
-    def reconfigure(self, config: Config) -> None:
-        """devloop.yaml was reloaded (the cluster connection stays as it was started)."""
-
-    def deployed_digest(self, service: ServiceConfig) -> str | None:
-        """The digest recorded on the running Deployment, None when absent or not installed."""
-
-    def deploy(self, service: ServiceConfig, tag: str, digest: str,
-               stop: threading.Event) -> None:
-        """Deliver the image, install what is missing, patch, wait for the rollout; raise
-        DeployFailed. Publishes its own progress events."""
-
-    def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
-        """Raise DeployFailed(ROLLOUT_FAILED) when the deployed workload's rollout does not
-        complete or its pods crash (publishes the failure and the pod's last lines)."""
-
-    def referenced_images(self) -> set[str] | None:
-        """Images the namespace's Deployments and ReplicaSets name (never pruned); None when
-        unknown (then nothing is pruned)."""
-
-    def apply_manifests(self, stop: threading.Event) -> str:
-        """Render the manifests and apply what changed, then wait for the rollouts that caused;
-        returns an outcome (OK, DEPLOY_FAILED, ROLLOUT_FAILED, CLUSTER_UNREACHABLE) and
-        publishes its own events."""
+_MAX_INPUT_RETRIES = 3  # builds (or syncs) restarted because files changed meanwhile
 
 
 class Pipeline:
     """Runs reloads; shared by all services (each call touches only its own ServiceDigest)."""
 
-    def __init__(self, bus: ev.EventBus, builder: Builder, deployer: Deployer | None,
-                 root: Path, live: LiveSyncer | None = None, slots: BuildSlots | None = None
+    def __init__(self, bus: ev.EventBus, builder: ImageBuilder, deployer: Deployer | None,
+                 root: Path, live: LiveUpdate | None = None, slots: BuildSlots | None = None
                  ) -> None:
         self.root = root
         self.bus = bus
@@ -98,7 +70,8 @@ class Pipeline:
             *, image: str | None = None, live: LiveState | None = None,
             allow_live: bool = False, resync: bool = False, force: bool = False
             ) -> PipelineResult:
-        """Bring one service up to date.
+        """Bring one service up to date: hash, learn what runs, plan (devloop.loop.plan), carry
+        the plan out.
 
         `changed` lists the paths that triggered this run (None: full scan). `known` is the
         digest the loop believes is deployed; equal content means nothing to do. With
@@ -124,147 +97,168 @@ class Pipeline:
         except OSError as exc:
             self.bus.publish(ev.ERROR, svc.name, message=f"{svc.name}: cannot read inputs: {exc}")
             return PipelineResult(svc.name, BUILD_FAILED, reason=str(exc))
-        learned: str | None = None  # the deployed image digest, when read from the cluster
-        live_blocked = ""  # why live update must not be tried in this run
-        if ask_cluster and self.deployer is not None:
-            try:
-                known = learned = image = self.deployer.deployed_digest(svc)
-            except DeployFailed as exc:
-                self.bus.publish(ev.ERROR, svc.name, message=str(exc))
-                return PipelineResult(svc.name, exc.outcome, None, str(exc))
-            if allow_live and self.live is not None and image is not None:
-                try:
-                    live = self.live.recover(svc, digest, value, image)
-                except NeedRebuild as exc:
-                    live, live_blocked = None, str(exc)
-        elif ask_cluster:
-            try:  # without a cluster, "up to date" means the image exists
-                if self.builder.existing(image_tag(svc.image, value)):
-                    known = learned = value
-            except EngineUnreachable as exc:
-                self.bus.publish(ev.ERROR, svc.name, message=str(exc))
-                return PipelineResult(svc.name, DOCKER_UNREACHABLE, None, str(exc))
-        tag = image_tag(svc.image, value)
-        if live is not None and not known_failed:
-            known = live.digest  # the containers run the synced sources, not the image
-        if value == known and not force and not (resync and live is not None):
-            if ask_cluster and self.live is not None and live is None:
-                # the image is current, but pods may still run files synced by an earlier
-                # watch that differ from it (edits since reverted): only a new pod is true
-                try:
-                    replaced = self.live.replace_diverged(svc, value)
-                except NeedRebuild as exc:
-                    self.bus.publish(ev.WARNING, svc.name, message=str(exc))
-                    replaced = []
-                if replaced:
-                    self.bus.publish(ev.LIVE_RESET, svc.name, pods=replaced, reason=(
-                        "ran live-synced files that differ from the sources; replaced by pods"
-                        " of the image"))
-            if ask_cluster and self.deployer is not None and not known_failed:
-                try:  # unchanged is not "up to date" while the pods crash
-                    self.deployer.check_health(svc, stop)
-                except DeployFailed as exc:
-                    return PipelineResult(svc.name, exc.outcome, value, str(exc), image=learned,
-                                          live=live)
-            if known_failed:
-                reason = "inputs unchanged since the last failure; waiting for a fix"
-            elif changed:
-                reason = "inputs unchanged"
-            else:
-                reason = "deployed image is current" if self.deployer else "image is current"
-            self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason=reason,
-                             known_failed=known_failed)
-            return PipelineResult(svc.name, UNCHANGED, value, image=learned, live=live)
+        running = _Running(known, image, live)
+        if ask_cluster:
+            failed = self._ask_cluster(digest, value, running, allow_live)
+            if failed is not None:
+                return failed
+        plan = plan_reload(ReloadFacts(
+            value, running.known, known_failed=known_failed, live=running.live,
+            image=running.image, changed=bool(changed), ask_cluster=ask_cluster, force=force,
+            resync=resync, cluster=self.deployer is not None, syncer=self.live is not None,
+            allow_live=allow_live, live_blocked=running.live_blocked))
+        reload = _Reload(self.bus, svc, started, value, running.learned)
+        if plan.action == SKIP:
+            return self._skip(reload, plan, running.live, known_failed, stop)
         if changed:
             shown = [_display(self.root, p) for p in changed[:_MAX_PATHS_SHOWN]]
             self.bus.publish(ev.CHANGE_DETECTED, svc.name, paths=shown,
                              more=max(0, len(changed) - _MAX_PATHS_SHOWN))
-
-        def finish(outcome: str, reason: str = "", synced: LiveState | None = None
-                   ) -> PipelineResult:
-            seconds = time.monotonic() - started
-            self.bus.publish(ev.RELOAD_FINISHED, svc.name, ok=outcome in (OK, SYNCED),
-                             outcome=outcome, reason=reason, seconds=round(seconds, 3),
-                             image=tag)
-            return PipelineResult(svc.name, outcome, value, reason, seconds, image=learned,
-                                  live=synced)
-
-        if force:
-            live_blocked = live_blocked or "a full reload was asked for"
-        live_tried = allow_live and self.live is not None and image is not None
-        if live_tried and not live_blocked:
-            self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="live")
-            try:
-                assert self.live is not None and image is not None
-                for _ in range(_MAX_INPUT_RETRIES):
-                    try:
-                        synced = self.live.sync(svc, digest, value, image, live)
-                        return finish(SYNCED, synced=synced)
-                    except SourcesChanged as changed:  # vanished or truncated: plan again
-                        digest.rehash(changed.paths)
-                        try:
-                            value = digest.digest()
-                        except OSError as err:
-                            raise NeedRebuild(f"cannot read inputs: {err}") from None
-                        tag = image_tag(svc.image, value)
-                        self.bus.publish(ev.WARNING, svc.name,
-                                         message=f"{svc.name}: {changed}; syncing again")
-                raise NeedRebuild("files kept changing while they were synced")
-            except NeedRebuild as exc:
-                self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=str(exc))
+        if plan.action == LIVE:
+            assert running.image is not None
+            synced = self._sync(reload, digest, running.image, running.live)
+            if synced is not None:
+                return reload.finish(SYNCED, synced=synced)
         else:
-            self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=tag, mode="build")
-            if live_tried and live_blocked:
-                self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=live_blocked)
+            self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=value, image=reload.tag,
+                             mode="build")
+            if plan.live_refused:
+                self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=plan.live_refused)
+        return self._build_and_deploy(reload, digest, plan.known, stop)
 
+    def _ask_cluster(self, digest: ServiceDigest, value: str, running: _Running,
+                     allow_live: bool) -> PipelineResult | None:
+        """Start-up or retry: learn what runs (the deployed digest, and what an earlier devloop
+        synced into the pods); without a cluster, "up to date" means the image exists. A result
+        when the cluster or the engine does not answer."""
+        svc = digest.service
+        if self.deployer is None:
+            try:
+                if self.builder.existing(image_tag(svc.image, value)):
+                    running.known = running.learned = value
+            except EngineUnreachable as exc:
+                self.bus.publish(ev.ERROR, svc.name, message=str(exc))
+                return PipelineResult(svc.name, DOCKER_UNREACHABLE, None, str(exc))
+            return None
         try:
-            built = self._build(digest, value, tag, stop)
+            deployed = self.deployer.deployed_digest(svc)
+        except DeployFailed as exc:
+            self.bus.publish(ev.ERROR, svc.name, message=str(exc))
+            return PipelineResult(svc.name, exc.outcome, None, str(exc))
+        running.known = running.learned = running.image = deployed
+        if allow_live and self.live is not None and deployed is not None:
+            try:
+                running.live = self.live.recover(svc, digest, value, deployed)
+            except NeedRebuild as exc:
+                running.live, running.live_blocked = None, str(exc)
+        return None
+
+    def _skip(self, reload: _Reload, plan: ReloadPlan, live: LiveState | None,
+              known_failed: bool, stop: threading.Event) -> PipelineResult:
+        """Nothing to build: make the pods true to the image where they diverged, report a
+        crashing workload, else say why nothing happens."""
+        svc = reload.svc
+        if plan.replace_diverged:
+            assert self.live is not None
+            # the image is current, but pods may still run files synced by an earlier watch
+            # that differ from it (edits since reverted): only a new pod is true
+            try:
+                replaced = self.live.replace_diverged(svc, reload.value)
+            except NeedRebuild as exc:
+                self.bus.publish(ev.WARNING, svc.name, message=str(exc))
+                replaced = []
+            if replaced:
+                self.bus.publish(ev.LIVE_RESET, svc.name, pods=replaced, reason=(
+                    "ran live-synced files that differ from the sources; replaced by pods"
+                    " of the image"))
+        if plan.check_health:
+            assert self.deployer is not None
+            try:  # unchanged is not "up to date" while the pods crash
+                self.deployer.check_health(svc, stop)
+            except DeployFailed as exc:
+                return PipelineResult(svc.name, exc.outcome, reload.value, str(exc),
+                                      image=reload.learned, live=live)
+        self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=reload.tag, reason=plan.reason,
+                         known_failed=known_failed)
+        return PipelineResult(svc.name, UNCHANGED, reload.value, image=reload.learned, live=live)
+
+    def _sync(self, reload: _Reload, digest: ServiceDigest, image: str,
+              live: LiveState | None) -> LiveState | None:
+        """Live update; None when only a rebuild will do (said as `live.rebuild`). Files that
+        vanish or change size mid-copy are hashed and planned again, a few times."""
+        assert self.live is not None
+        svc = reload.svc
+        self.bus.publish(ev.RELOAD_STARTED, svc.name, digest=reload.value, image=reload.tag,
+                         mode="live")
+        try:
+            for _ in range(_MAX_INPUT_RETRIES):
+                try:
+                    return self.live.sync(svc, digest, reload.value, image, live)
+                except SourcesChanged as changed:  # vanished or truncated: plan again
+                    digest.rehash(changed.paths)
+                    try:
+                        reload.retag(digest.digest())
+                    except OSError as err:
+                        raise NeedRebuild(f"cannot read inputs: {err}") from None
+                    self.bus.publish(ev.WARNING, svc.name,
+                                     message=f"{svc.name}: {changed}; syncing again")
+            raise NeedRebuild("files kept changing while they were synced")
+        except NeedRebuild as exc:
+            self.bus.publish(ev.LIVE_REBUILD, svc.name, reason=str(exc))
+            return None
+
+    def _build_and_deploy(self, reload: _Reload, digest: ServiceDigest, known: str | None,
+                          stop: threading.Event) -> PipelineResult:
+        """Build (unless the image exists), deploy, prune old images; each failure is an
+        outcome with its one-line reason."""
+        svc = reload.svc
+        try:
+            built = self._build(digest, reload.value, reload.tag, stop)
         except BuildFailed as exc:
-            self.bus.publish(ev.BUILD_FAILED, svc.name, image=tag, error=str(exc),
+            self.bus.publish(ev.BUILD_FAILED, svc.name, image=reload.tag, error=str(exc),
                              step=exc.step, reason=exc.reason, last_lines=exc.last_lines)
             problem = build_problem(exc, root=self.root)
             if problem is not None:
                 self.bus.publish(ev.PROBLEM, svc.name, **problem)
-            return finish(BUILD_FAILED, str(exc))
+            return reload.finish(BUILD_FAILED, str(exc))
         except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
-            return finish(DOCKER_UNREACHABLE, str(exc))
+            return reload.finish(DOCKER_UNREACHABLE, str(exc))
         except DiskFull as exc:
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
-            return finish(DISK_FULL, str(exc))
+            return reload.finish(DISK_FULL, str(exc))
         if built is None:
-            return finish(CANCELLED, "stopped while queued for a build slot")
-        value, tag = built
+            return reload.finish(CANCELLED, "stopped while queued for a build slot")
+        reload.retag(built)
         if self.live is not None:
-            self.live.record_image(digest, value)
+            self.live.record_image(digest, reload.value)
         if stop.is_set():
-            return finish(CANCELLED, "stopped")
+            return reload.finish(CANCELLED, "stopped")
         if self.deployer is not None:
             try:
-                self.deployer.deploy(svc, tag, value, stop)
+                self.deployer.deploy(svc, reload.tag, reload.value, stop)
             except DeployFailed as exc:
-                return finish(exc.outcome, str(exc))
-        keep = {tag} | ({image_tag(svc.image, known)} if known else set())
+                return reload.finish(exc.outcome, str(exc))
+        keep = {reload.tag} | ({image_tag(svc.image, known)} if known else set())
         removed = self.builder.prune(
             svc.name, keep=keep, image=svc.image,
             referenced=self.deployer.referenced_images if self.deployer is not None else None)
         if removed:
             self.bus.publish(ev.IMAGES_PRUNED, svc.name, removed=removed)
-        return finish(OK)
-
+        return reload.finish(OK)
 
     def _build(self, digest: ServiceDigest, value: str, tag: str, stop: threading.Event
-               ) -> tuple[str, str] | None:
-        """Build `tag` unless it exists; return the (digest, tag) actually built, None when
-        stopped while queued. A file saved between hashing and sending would put new content
-        under the old tag: the builder refuses (InputsChanged), and the new content is hashed
-        and built under its own tag. Builds wait for one of the `max_parallel` slots in arrival
-        order (a burst over many services must not start every build at once)."""
+               ) -> str | None:
+        """Build `tag` unless it exists; return the digest actually built, None when stopped
+        while queued. A file saved between hashing and sending would put new content under the
+        old tag: the builder refuses (InputsChanged), and the new content is hashed and built
+        under its own tag. Builds wait for one of the `max_parallel` slots in arrival order (a
+        burst over many services must not start every build at once)."""
         svc = digest.service
         for _ in range(_MAX_INPUT_RETRIES):
             if self.builder.existing(tag):
                 self.bus.publish(ev.BUILD_SKIPPED, svc.name, image=tag, reason="image exists")
-                return value, tag
+                return value
             if not self.slots.acquire(svc.name, stop, on_queued=lambda n: self.bus.publish(
                     ev.RELOAD_QUEUED, svc.name, position=n, limit=self.slots.limit)):
                 return None
@@ -286,9 +280,49 @@ class Pipeline:
                 self.slots.release(svc.name)
             self.bus.publish(ev.BUILD_FINISHED, svc.name, image=tag,
                              seconds=round(result.seconds, 3), image_id=result.image_id)
-            return value, tag
+            return value
         raise BuildFailed(svc.name, "inputs kept changing while the build context was sent;"
                                     " the next save builds again")
+
+
+@dataclass
+class _Running:
+    """What runs, as far as this run knows: passed in by the loop, corrected by the cluster."""
+
+    known: str | None  # the digest deployed (or last failed)
+    image: str | None  # digest of the image the Deployment runs
+    live: LiveState | None  # sources synced on top of it
+    learned: str | None = None  # the deployed digest, when read from the cluster in this run
+    live_blocked: str = ""  # why live update must not be tried in this run
+
+
+@dataclass
+class _Reload:
+    """One run past hashing: the digest and tag it works on (they move when files change
+    mid-build or mid-sync), and how it ends (`reload.finished` and the result)."""
+
+    bus: ev.EventBus
+    svc: ServiceConfig
+    started: float
+    value: str
+    learned: str | None
+    tag: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.retag(self.value)
+
+    def retag(self, value: str) -> None:
+        self.value = value
+        self.tag = image_tag(self.svc.image, value)
+
+    def finish(self, outcome: str, reason: str = "", synced: LiveState | None = None
+               ) -> PipelineResult:
+        seconds = time.monotonic() - self.started
+        self.bus.publish(ev.RELOAD_FINISHED, self.svc.name, ok=outcome in (OK, SYNCED),
+                         outcome=outcome, reason=reason, seconds=round(seconds, 3),
+                         image=self.tag)
+        return PipelineResult(self.svc.name, outcome, self.value, reason, seconds,
+                              image=self.learned, live=synced)
 
 
 def _display(root: Path, path: Path) -> str:

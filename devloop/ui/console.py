@@ -48,137 +48,206 @@ def _files(copied: int, deleted: int) -> str:
     return " and ".join(parts)
 
 
-def describe(event: ev.Event) -> str:
-    """The human sentence for an event (without time or service prefix)."""
-    d = event.data
-    t = event.type
-    if t == ev.RELOAD_STARTED:
-        return f"[devloop] reload started: {event.service}"
-    if t == ev.RELOAD_FINISHED:
-        outcome = "failed: " + d.get("outcome", "").replace("_", " ")
-        if d.get("ok"):
-            outcome = "synced" if d.get("outcome") == "synced" else "ok"
-        return f"[devloop] reload finished: {event.service} {outcome} ({d.get('seconds', 0):.2f}s)"
-    if t == ev.PROBLEM:
-        message = " ".join(str(d["message"]).split())  # one line for problem matchers
-        return f"[devloop] problem: {d['file']}:{d['line']}: error: {message}"
-    if t == ev.CHANGE_DETECTED:
-        paths = d.get("paths", [])
-        more = f" (+{d['more']} more)" if d.get("more") else ""
-        return f"change detected: {', '.join(paths)}{more}"
-    if t == ev.BUILD_STARTED:
-        return f"build started: {d['image']}"
-    if t == ev.BUILD_FINISHED:
-        summary = f" ({d['summary']})" if d.get("summary") else ""
-        return f"build finished: {d['image']} in {d['seconds']:.2f}s{summary}"
-    if t == ev.BUILD_SKIPPED:
-        return f"build skipped: {d['image']} ({d['reason']})"
-    if t == ev.BUILD_FAILED:
-        return f"build failed: {d['error']}"
-    if t == ev.BUILD_OUTPUT:
-        return f"  {d['line']}"
-    if t == ev.DELIVER_FINISHED:
-        line = f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
-        if "bytes_pushed" in d:  # a registry push: what travelled
-            line += (f" ({d['layers_pushed']} layers pushed, {d['bytes_pushed'] / 1e6:.1f} MB;"
-                     f" {d['layers_present']} already in {d['registry']})")
-        return line
-    if t == ev.DEPLOY_INSTALLED:
-        return f"installed {', '.join(d['objects'])}"
-    if t == ev.DEPLOY_PATCHED:
-        return f"patched deployment/{d['deployment']} container {d['container']} -> {d['image']}"
-    if t == ev.ROLLOUT_PROGRESS:
-        return f"rollout: {d['message']}"
-    if t == ev.ROLLOUT_READY:
-        return f"rollout ready: deployment/{d['deployment']} in {d['seconds']:.2f}s"
-    if t == ev.ROLLOUT_FAILED:
-        tail = "".join(f"\n    | {line}" for line in d.get("log_tail", [])[-10:])
-        return f"rollout failed: {d['reason']}: {d['message']}{tail}"
-    if t == ev.POD_LOG:
-        return d["line"]
-    if t == ev.LOG_SKIPPED:
-        return (f"log of {d['pod']}/{d['container']} fell {d['seconds_behind']:.1f} s behind:"
-                f" skipped {'about ' if d.get('estimate') else ''}{d['lines']} lines to show the"
-                " present")
-    if t == _NOTE:
-        return d["message"]
-    if t == ev.CONFIG_LOADED:
-        return f"config loaded: {d['path']} ({len(d['services'])} services)"
-    if t == ev.CONFIG_INVALID:
-        return "config invalid, keeping the previous one:\n  " + "\n  ".join(d["problems"])
-    if t == ev.WATCH_READY:
-        return (f"watching {d['directories']} directories ({d['mode']}) for "
-                f"{', '.join(d['services'])}; quiet period {d['quiet_period_ms']} ms")
-    if t == ev.CLUSTER_CONNECTED:
-        return f"cluster: context {d['context']} at {d['server']} (namespace {d['namespace']})"
-    if t in (ev.CLUSTER_UNREACHABLE, ev.ERROR, ev.WARNING):
-        return d["message"]
-    if t == ev.BUILDER_SELECTED:
-        return f"builder: {d['builder']} ({d['reason']})"
-    if t == ev.WATCH_RESCAN:
-        return d["reason"]
-    if t == ev.SYNC_FINISHED:
-        summary = ", ".join(f"{k} {v}" for k, v in sorted(d.get("services", {}).items()))
-        return f"sync finished with exit code {d['exit_code']}: {summary}"
-    if t == ev.LIVE_SYNC_STARTED:
-        return f"syncing {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])}"
-    if t == ev.LIVE_SYNC_FINISHED:
-        ahead = f"; {d['ahead']} file{'s' if d['ahead'] != 1 else ''} ahead of the image"
-        return (f"synced {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])} in "
-                f"{d['seconds'] * 1000:.0f} ms{ahead if d['ahead'] else ''}")
-    if t == ev.LIVE_SYNC_FAILED:
-        return f"live update failed on {d['pod']}: {d['reason']}; rebuilding"
-    if t == ev.LIVE_RESET:
-        return f"replaced {', '.join(d['pods'])}: {d['reason']}"
-    if t == ev.LIVE_REBUILD:
-        return f"full reload: {d['reason']}"
-    if t == ev.DASHBOARD_READY:
-        return f"dashboard: {d.get('open') or d['url']}"  # `open` carries the token
-    if t == ev.RELOAD_QUEUED:
-        return f"queued for a build slot (position {d['position']})"
-    if t == ev.IMAGES_PRUNED:
-        return f"removed old images: {', '.join(d['removed'])}"
-    if t == ev.SHUTDOWN:
-        return f"stopped ({d.get('reason', 'interrupted')}); workloads keep running"
-    if t == ev.FORWARD_READY:
-        if d.get("direct"):
-            return f"{d['url']} is served by pod {d['pod']} itself (it runs on this machine)"
-        return f"forwarding {d['url']} -> pod {d['pod']} port {d['remote_port']}"
-    if t == ev.FORWARD_MOVED:
-        return f"forward {d['url']} moved to pod {d['pod']} (was {d['previous']})"
-    if t == ev.FORWARD_FAILED:
-        return d["message"]
-    if t == ev.FORWARD_STOPPED:
-        return f"stopped forwarding {d['url']}: {d['reason']}"
-    if t == ev.DOWN_DELETED:
-        return f"deleted {d['object']} ({d['reason']})"
-    if t == ev.DOWN_KEPT:
-        return f"kept {d['object']}: {d['reason']}" + \
-            (f"; to delete it: {d['command']}" if d.get("command") else "")
-    if t == ev.DOWN_FINISHED:
-        return (f"down finished with exit code {d['exit_code']}: {len(d['deleted'])} deleted,"
-                f" {len(d['kept'])} kept")
-    if t == ev.MANIFESTS_APPLIED:
-        rolls = "".join(f"; {w} rolls: {', '.join(c)} changed" for w, c in d["rolls"].items())
-        made = f"; created {', '.join(d['created'])}" if d["created"] else ""
-        return (f"applied {', '.join(d['objects']) or 'nothing'}{made} ({d['unchanged']}"
-                f" unchanged) in {d['seconds']:.2f}s{rolls}")
-    if t == ev.MANIFESTS_FAILED:
-        return f"manifests not applied: {d['message']}"
-    if t == ev.MANIFESTS_ORPHANED:
-        if not d["objects"]:
-            return "no orphaned objects left"
-        what = "deleting them (prune: true)" if d["prune"] else \
-            "kept; set prune: true in devloop.yaml to delete them"
-        return f"orphaned (no longer in the manifests): {', '.join(d['objects'])}; {what}"
-    if t == ev.MANIFESTS_PRUNED:
-        kept = f"; kept (not devloop's): {', '.join(d['kept'])}" if d["kept"] else ""
-        return f"pruned {', '.join(d['objects']) or 'nothing'}{kept}"
-    rest = " ".join(f"{k}={v}" for k, v in d.items())
-    return f"{t} {rest}".strip()
-
-
 _NOTE = "console.note"  # a line only the console prints (never published on the bus)
+
+
+# --- one sentence per event type, by area -------------------------------------------------------
+
+Sentence = Callable[[ev.Event], str]
+
+
+def _reload_finished(e: ev.Event) -> str:
+    d = e.data
+    outcome = "failed: " + d.get("outcome", "").replace("_", " ")
+    if d.get("ok"):
+        outcome = "synced" if d.get("outcome") == "synced" else "ok"
+    return f"[devloop] reload finished: {e.service} {outcome} ({d.get('seconds', 0):.2f}s)"
+
+
+def _problem(e: ev.Event) -> str:
+    message = " ".join(str(e.data["message"]).split())  # one line for problem matchers
+    return f"[devloop] problem: {e.data['file']}:{e.data['line']}: error: {message}"
+
+
+def _change_detected(e: ev.Event) -> str:
+    more = f" (+{e.data['more']} more)" if e.data.get("more") else ""
+    return f"change detected: {', '.join(e.data.get('paths', []))}{more}"
+
+
+def _build_finished(e: ev.Event) -> str:
+    d = e.data
+    summary = f" ({d['summary']})" if d.get("summary") else ""
+    return f"build finished: {d['image']} in {d['seconds']:.2f}s{summary}"
+
+
+_RELOAD: dict[str, Sentence] = {
+    ev.RELOAD_STARTED: lambda e: f"[devloop] reload started: {e.service}",
+    ev.RELOAD_FINISHED: _reload_finished,
+    ev.PROBLEM: _problem,
+    ev.CHANGE_DETECTED: _change_detected,
+    ev.BUILD_STARTED: lambda e: f"build started: {e.data['image']}",
+    ev.BUILD_FINISHED: _build_finished,
+    ev.BUILD_SKIPPED: lambda e: f"build skipped: {e.data['image']} ({e.data['reason']})",
+    ev.BUILD_FAILED: lambda e: f"build failed: {e.data['error']}",
+    ev.BUILD_OUTPUT: lambda e: f"  {e.data['line']}",
+    ev.RELOAD_QUEUED: lambda e: f"queued for a build slot (position {e.data['position']})",
+    ev.IMAGES_PRUNED: lambda e: f"removed old images: {', '.join(e.data['removed'])}",
+}
+
+
+def _deliver_finished(e: ev.Event) -> str:
+    d = e.data
+    line = f"image delivered via {d['method']}: {d['image']} in {d['seconds']:.2f}s"
+    if "bytes_pushed" in d:  # a registry push: what travelled
+        line += (f" ({d['layers_pushed']} layers pushed, {d['bytes_pushed'] / 1e6:.1f} MB;"
+                 f" {d['layers_present']} already in {d['registry']})")
+    return line
+
+
+def _rollout_failed(e: ev.Event) -> str:
+    d = e.data
+    tail = "".join(f"\n    | {line}" for line in d.get("log_tail", [])[-10:])
+    return f"rollout failed: {d['reason']}: {d['message']}{tail}"
+
+
+_DEPLOY: dict[str, Sentence] = {
+    ev.DELIVER_FINISHED: _deliver_finished,
+    ev.DEPLOY_INSTALLED: lambda e: f"installed {', '.join(e.data['objects'])}",
+    ev.DEPLOY_PATCHED: lambda e: (f"patched deployment/{e.data['deployment']} container"
+                                  f" {e.data['container']} -> {e.data['image']}"),
+    ev.ROLLOUT_PROGRESS: lambda e: f"rollout: {e.data['message']}",
+    ev.ROLLOUT_READY: lambda e: (f"rollout ready: deployment/{e.data['deployment']} in"
+                                 f" {e.data['seconds']:.2f}s"),
+    ev.ROLLOUT_FAILED: _rollout_failed,
+}
+
+
+def _live_sync_finished(e: ev.Event) -> str:
+    d = e.data
+    ahead = f"; {d['ahead']} file{'s' if d['ahead'] != 1 else ''} ahead of the image"
+    return (f"synced {_files(d['files'], d['deletes'])} to {', '.join(d['pods'])} in "
+            f"{d['seconds'] * 1000:.0f} ms{ahead if d['ahead'] else ''}")
+
+
+_LIVE: dict[str, Sentence] = {
+    ev.LIVE_SYNC_STARTED: lambda e: (f"syncing {_files(e.data['files'], e.data['deletes'])}"
+                                     f" to {', '.join(e.data['pods'])}"),
+    ev.LIVE_SYNC_FINISHED: _live_sync_finished,
+    ev.LIVE_SYNC_FAILED: lambda e: (f"live update failed on {e.data['pod']}:"
+                                    f" {e.data['reason']}; rebuilding"),
+    ev.LIVE_RESET: lambda e: f"replaced {', '.join(e.data['pods'])}: {e.data['reason']}",
+    ev.LIVE_REBUILD: lambda e: f"full reload: {e.data['reason']}",
+}
+
+
+def _log_skipped(e: ev.Event) -> str:
+    d = e.data
+    return (f"log of {d['pod']}/{d['container']} fell {d['seconds_behind']:.1f} s behind:"
+            f" skipped {'about ' if d.get('estimate') else ''}{d['lines']} lines to show the"
+            " present")
+
+
+def _watch_ready(e: ev.Event) -> str:
+    d = e.data
+    return (f"watching {d['directories']} directories ({d['mode']}) for "
+            f"{', '.join(d['services'])}; quiet period {d['quiet_period_ms']} ms")
+
+
+def _forward_ready(e: ev.Event) -> str:
+    d = e.data
+    if d.get("direct"):
+        return f"{d['url']} is served by pod {d['pod']} itself (it runs on this machine)"
+    return f"forwarding {d['url']} -> pod {d['pod']} port {d['remote_port']}"
+
+
+def _message(e: ev.Event) -> str:
+    return e.data["message"]
+
+
+_SESSION: dict[str, Sentence] = {
+    ev.POD_LOG: lambda e: e.data["line"],
+    ev.LOG_SKIPPED: _log_skipped,
+    _NOTE: _message,
+    ev.CONFIG_LOADED: lambda e: (f"config loaded: {e.data['path']}"
+                                 f" ({len(e.data['services'])} services)"),
+    ev.CONFIG_INVALID: lambda e: ("config invalid, keeping the previous one:\n  "
+                                  + "\n  ".join(e.data["problems"])),
+    ev.WATCH_READY: _watch_ready,
+    ev.CLUSTER_CONNECTED: lambda e: (f"cluster: context {e.data['context']} at"
+                                     f" {e.data['server']} (namespace {e.data['namespace']})"),
+    ev.CLUSTER_UNREACHABLE: _message,
+    ev.ERROR: _message,
+    ev.WARNING: _message,
+    ev.BUILDER_SELECTED: lambda e: f"builder: {e.data['builder']} ({e.data['reason']})",
+    ev.WATCH_RESCAN: lambda e: e.data["reason"],
+    ev.DASHBOARD_READY: lambda e: f"dashboard: {e.data.get('open') or e.data['url']}",
+    ev.SHUTDOWN: lambda e: (f"stopped ({e.data.get('reason', 'interrupted')}); workloads keep"
+                            " running"),
+    ev.FORWARD_READY: _forward_ready,
+    ev.FORWARD_MOVED: lambda e: (f"forward {e.data['url']} moved to pod {e.data['pod']} (was"
+                                 f" {e.data['previous']})"),
+    ev.FORWARD_FAILED: _message,
+    ev.FORWARD_STOPPED: lambda e: f"stopped forwarding {e.data['url']}: {e.data['reason']}",
+}
+
+
+def _sync_finished(e: ev.Event) -> str:
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(e.data.get("services", {}).items()))
+    return f"sync finished with exit code {e.data['exit_code']}: {summary}"
+
+
+def _down_kept(e: ev.Event) -> str:
+    d = e.data
+    return f"kept {d['object']}: {d['reason']}" + \
+        (f"; to delete it: {d['command']}" if d.get("command") else "")
+
+
+def _manifests_applied(e: ev.Event) -> str:
+    d = e.data
+    rolls = "".join(f"; {w} rolls: {', '.join(c)} changed" for w, c in d["rolls"].items())
+    made = f"; created {', '.join(d['created'])}" if d["created"] else ""
+    return (f"applied {', '.join(d['objects']) or 'nothing'}{made} ({d['unchanged']}"
+            f" unchanged) in {d['seconds']:.2f}s{rolls}")
+
+
+def _manifests_orphaned(e: ev.Event) -> str:
+    d = e.data
+    if not d["objects"]:
+        return "no orphaned objects left"
+    what = "deleting them (prune: true)" if d["prune"] else \
+        "kept; set prune: true in devloop.yaml to delete them"
+    return f"orphaned (no longer in the manifests): {', '.join(d['objects'])}; {what}"
+
+
+def _manifests_pruned(e: ev.Event) -> str:
+    kept = f"; kept (not devloop's): {', '.join(e.data['kept'])}" if e.data["kept"] else ""
+    return f"pruned {', '.join(e.data['objects']) or 'nothing'}{kept}"
+
+
+_COMMANDS: dict[str, Sentence] = {
+    ev.SYNC_FINISHED: _sync_finished,
+    ev.DOWN_DELETED: lambda e: f"deleted {e.data['object']} ({e.data['reason']})",
+    ev.DOWN_KEPT: _down_kept,
+    ev.DOWN_FINISHED: lambda e: (f"down finished with exit code {e.data['exit_code']}:"
+                                 f" {len(e.data['deleted'])} deleted,"
+                                 f" {len(e.data['kept'])} kept"),
+    ev.MANIFESTS_APPLIED: _manifests_applied,
+    ev.MANIFESTS_FAILED: lambda e: f"manifests not applied: {e.data['message']}",
+    ev.MANIFESTS_ORPHANED: _manifests_orphaned,
+    ev.MANIFESTS_PRUNED: _manifests_pruned,
+}
+
+_SENTENCES: dict[str, Sentence] = {**_RELOAD, **_DEPLOY, **_LIVE, **_SESSION, **_COMMANDS}
+
+
+def describe(event: ev.Event) -> str:
+    """The human sentence for an event (without time or service prefix); a type without one
+    reads as `type key=value ...`."""
+    sentence = _SENTENCES.get(event.type)
+    if sentence is not None:
+        return sentence(event)
+    rest = " ".join(f"{k}={v}" for k, v in event.data.items())
+    return f"{event.type} {rest}".strip()
 _BUILD_KEEP = 2000  # build output lines kept per service until the build ends
 
 
