@@ -29,6 +29,7 @@ from devloop.deploy.patch import Deployed, PatchError, deployed_of, workload_dep
 from devloop.deploy.registry import DOCKER_HUB, registry_host
 from devloop.deploy.rollout import RolloutResult, rollout_health, workload_health
 from devloop.inputs.digest import DigestCache, ServiceDigest
+from devloop.k8s import timeouts
 from devloop.k8s.cluster import Cluster, ClusterUnreachable, check_reachable
 from devloop.k8s.errors import api_message, is_connection_error, one_line
 from devloop.k8s.ownership import owned_secrets
@@ -38,7 +39,7 @@ from devloop.k8s.workloads import WorkloadRef, fed_by, read_workload
 from devloop.live.sync import pod_live
 from devloop.manifests.render import RenderError, render
 
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 PROBE_WINDOW_S = 300
 _PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a lower bound
 

@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
 from devloop.k8s.pods import PodState, pod_state
 from devloop.k8s.selectors import selector_query
@@ -32,7 +32,7 @@ FAILING_WAITING = frozenset({
     "CreateContainerConfigError", "CreateContainerError", "InvalidImageName",
 })
 LOG_TAIL_LINES = 20
-_TIMEOUT = retry.REQUEST_TIMEOUT
+_TIMEOUT = timeouts.REQUEST
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -196,7 +196,7 @@ class _StatusWake:
             try:
                 for _ in watcher.stream(apps.list_namespaced_deployment, namespace,
                                         field_selector=f"metadata.name={deployment}",
-                                        timeout_seconds=5, _request_timeout=(5, 10)):
+                                        timeout_seconds=5, _request_timeout=timeouts.watch(5)):
                     self.event.set()
                     if self._done.is_set():
                         break

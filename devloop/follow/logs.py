@@ -32,7 +32,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop.config.logfilter import probe_matcher, probe_paths
-from devloop.k8s import selectors
+from devloop.k8s import selectors, timeouts
 from devloop.k8s.errors import api_message, is_connection_error, one_line
 from devloop.k8s.podwatch import PodWatch, close_client, iter_lines, shutdown_response
 
@@ -421,7 +421,7 @@ class LogFollower:
                 {"namespace": self._namespace, "name": pod_name}, query,
                 {"Accept": LOG_ACCEPT}, auth_settings=["BearerToken"],
                 response_type="str", _preload_content=False, _return_http_data_only=True,
-                _request_timeout=(5, self._read_timeout))
+                _request_timeout=timeouts.stream(self._read_timeout))
         except ApiException as exc:
             # 400: the container is not running (yet/anymore); 404: the pod is gone.
             if exc.status not in (400, 404) and not self._stop.is_set() and not stream.failing:
@@ -484,7 +484,7 @@ class LogFollower:
         """The pod as the API server sees it now (the watch may lag); None once it is gone."""
         try:
             resp = core.read_namespaced_pod(pod_name, self._namespace, _preload_content=False,
-                                            _request_timeout=(5, 10))
+                                            _request_timeout=timeouts.QUICK)
             pod = json.loads(self._read_all(resp))
         except ApiException as exc:
             if exc.status == 404:

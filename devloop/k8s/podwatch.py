@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
 
 Pod = dict[str, Any]
@@ -182,7 +183,7 @@ class PodWatch:
 
     def _relist(self, core: k8s.CoreV1Api) -> str:
         resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
-                                        _preload_content=False, _request_timeout=(5, 15))
+                                        _preload_content=False, _request_timeout=timeouts.REQUEST)
         if not self._open(resp):
             raise ConnectionAbortedError("stopping")
         try:
@@ -204,7 +205,7 @@ class PodWatch:
             self._namespace, label_selector=self._selector, watch=True,
             resource_version=version or None, allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout, _preload_content=False,
-            _request_timeout=(5, self._watch_timeout + 5))
+            _request_timeout=timeouts.watch(self._watch_timeout))
         events = 0
         if not self._open(resp):
             return version, events

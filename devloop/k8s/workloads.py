@@ -25,13 +25,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
 from devloop.k8s.inject import users
 from devloop.k8s.kinds import WORKLOAD_KINDS, ImagePaths, Kind, client_method, find_kind, kind_of
 from devloop.k8s.selectors import selector_query
 
 Obj = dict[str, Any]
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 # Labels the Job controller writes into a Job it creates: a Job created again from a read one
 # must not carry them (the API server generates them anew for the new Job's UID).
 _JOB_GENERATED = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop.config.loader import ServiceConfig
 from devloop.inputs.digest import ServiceDigest, image_tag
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.cluster import Cluster
 from devloop.k8s.errors import api_message, is_connection_error
 from devloop.k8s.workloads import read_workload
@@ -52,7 +52,7 @@ from devloop.manifests.render import RenderError
 from devloop.vocab import LiveState, NeedRebuild
 
 LIVE_ANNOTATION = "devloop.dev/live"
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 MAX_LIVE_MB = 50  # a sync that would copy more into one container rebuilds instead
 _MAX_PENDING = 500  # paths an intent lists; beyond, "*": every file a sync rule covers
 
@@ -314,7 +314,7 @@ class LiveSyncer:
             retry.call(lambda: self.cluster.core.patch_namespaced_pod(
                 t.target.pod, t.target.namespace,
                 {"metadata": {"annotations": {LIVE_ANNOTATION: text}}},
-                _request_timeout=retry.REQUEST_TIMEOUT),
+                _request_timeout=timeouts.REQUEST),
                 what=f"record the live sync on pod {t.target.pod}",
                 on_retry=lambda r: self.bus.publish(ev.WARNING, svc.name, message=str(r)))
             return

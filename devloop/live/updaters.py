@@ -38,7 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from devloop.image.errors import is_lost_engine, lost_engine_detail
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.errors import api_message, one_line
 from devloop.live.plan import within
 
@@ -444,7 +444,8 @@ class ExecUpdater:
         """gone (the pod or its container was replaced) or exec_refused, from the pod itself."""
         where = f"cannot sync into {target.label}"
         try:
-            pod = core.read_namespaced_pod(target.pod, target.namespace, _request_timeout=(5, 10))
+            pod = core.read_namespaced_pod(target.pod, target.namespace,
+                                           _request_timeout=timeouts.QUICK)
         except ApiException as exc:
             if exc.status == 404:
                 return UpdateFailed("gone", f"{where}: the pod is gone")
