@@ -36,8 +36,9 @@ sys.path.insert(0, str(REPO))
 
 from devloop import events as ev  # noqa: E402
 from devloop.config.loader import PortForward, ServiceConfig  # noqa: E402
-from devloop.follow.forwards import ForwardManager, is_ready  # noqa: E402
+from devloop.follow.forwards import ForwardManager  # noqa: E402
 from devloop.k8s.cluster import connect, new_api_client  # noqa: E402
+from devloop.k8s.pods import Pod  # noqa: E402
 from devloop.k8s.podwatch import PodWatch  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
 from tests.kube_standin.standin import StandIn  # noqa: E402
@@ -126,9 +127,9 @@ def main() -> int:
                                 image="web", deployment="web", container="web",
                                 port_forwards=(PortForward(port, 8080),))
 
-        def seen(pod: dict) -> None:
-            if is_ready(pod):
-                ready_at.setdefault(pod["metadata"]["name"], time.time())
+        def seen(pod: Pod) -> None:
+            if pod.serving:
+                ready_at.setdefault(pod.name, time.time())
 
         watch = PodWatch(lambda: new_api_client(cluster), NS, "app=web", on_pod=seen)
         watch.start()

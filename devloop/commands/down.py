@@ -29,6 +29,7 @@ from devloop import events as ev
 from devloop import exitcodes
 from devloop.config.loader import Config, ServiceConfig
 from devloop.deploy.patch import DIGEST_ANNOTATION
+from devloop.k8s import timeouts
 from devloop.k8s.cluster import Cluster, ClusterUnreachable
 from devloop.k8s.discovery import (
     DiscoveryIncomplete,
@@ -38,7 +39,7 @@ from devloop.k8s.discovery import (
     namespaced_kinds,
 )
 from devloop.k8s.errors import api_message, is_connection_error, one_line
-from devloop.k8s.kinds import kind_of
+from devloop.k8s.kinds import client_method, find_kind, kind_of
 from devloop.k8s.ownership import is_devloop_owned
 from devloop.manifests import apply as manifest_api
 from devloop.manifests.plan import kind_name
@@ -357,25 +358,18 @@ def namespace_blockers(objects: list[dict[str, Any]], deleted: set[str], gone: s
 
 # --- API access --------------------------------------------------------------------------------
 
-# kind -> (API group, snake name of its read_/list_/delete_namespaced_ methods): what the plan
-# reads and deletes (the namespace check uses discovery instead: every kind there is)
-_KINDS = {
-    "ConfigMap": ("core", "config_map"), "Secret": ("core", "secret"),
-    "Service": ("core", "service"), "PersistentVolumeClaim": ("core", "persistent_volume_claim"),
-    "Deployment": ("apps", "deployment"),
-}
-
-
 def _method(cluster: Cluster, verb: str, kind: str) -> Any:
-    group, snake = _KINDS[kind]
-    api = {"core": k8s.CoreV1Api, "apps": k8s.AppsV1Api}[group](cluster.api_client)
-    return getattr(api, f"{verb}_namespaced_{snake}")
+    """The client method `verb` for `kind`, from the one kind table (devloop.k8s.kinds): what
+    the plan reads and deletes (the namespace check uses discovery instead: every kind there is)."""
+    entry = find_kind(kind)
+    assert entry is not None, f"{kind} is not in devloop.k8s.kinds.KINDS"
+    return client_method(cluster.api_client, entry, verb)
 
 
 def _call(cluster: Cluster, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
     """One API call returning the JSON object; None on 404; DownFailed/ClusterUnreachable else."""
     try:
-        resp = method(*args, **kwargs, _preload_content=False, _request_timeout=(5, 30))
+        resp = method(*args, **kwargs, _preload_content=False, _request_timeout=timeouts.BULK)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -432,8 +426,7 @@ def _delete(cluster: Cluster, ident: str) -> None:
         raise AssertionError(f"devloop down must never delete {ident}")
     body = k8s.V1DeleteOptions(propagation_policy="Background")
     if kind == "Namespace":
-        _call(cluster, f"delete {ident}", k8s.CoreV1Api(cluster.api_client).delete_namespace,
-              name, body=body)
+        _call(cluster, f"delete {ident}", _method(cluster, "delete", kind), name, body=body)
         return
     _call(cluster, f"delete {ident}", _method(cluster, "delete", kind), name,
           cluster.namespace, body=body)

@@ -29,16 +29,17 @@ from devloop.deploy.patch import Deployed, PatchError, deployed_of, workload_dep
 from devloop.deploy.registry import DOCKER_HUB, registry_host
 from devloop.deploy.rollout import RolloutResult, rollout_health, workload_health
 from devloop.inputs.digest import DigestCache, ServiceDigest
+from devloop.k8s import timeouts
 from devloop.k8s.cluster import Cluster, ClusterUnreachable, check_reachable
 from devloop.k8s.errors import api_message, is_connection_error, one_line
 from devloop.k8s.ownership import owned_secrets
-from devloop.k8s.pods import pod_state
+from devloop.k8s.pods import Pod, list_pods
 from devloop.k8s.selectors import selector_query
 from devloop.k8s.workloads import WorkloadRef, fed_by, read_workload
 from devloop.live.sync import pod_live
 from devloop.manifests.render import RenderError, render
 
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 PROBE_WINDOW_S = 300
 _PROBE_LOG_BYTES = 256 * 1024  # per pod; more in the window makes the count a lower bound
 
@@ -110,7 +111,7 @@ def _manifest_workloads(config: Config) -> Callable[[ServiceConfig], list[Servic
     return lambda svc: fed_by(svc, objects, config.image_paths or None)
 
 
-_Seen = tuple[Any, Deployed | None, RolloutResult, list[k8s.V1Pod]]
+_Seen = tuple[Any, Deployed | None, RolloutResult, list[Pod]]
 
 
 def _observe_row(row: dict[str, Any], cluster: Cluster, namespace: str, target: Any,
@@ -142,7 +143,7 @@ def _fill(row: dict[str, Any], cluster: Cluster, seen: list[_Seen], probes: bool
     pods = [(pod, target.container) for target, _, _, items in seen for pod in items]
     row.update(healthy=health.ok,
                health=None if health.ok else f"{health.reason}: {health.message}",
-               log_tail=health.log_tail, pods=[pod_state(p).row() for p, _ in pods])
+               log_tail=health.log_tail, pods=[p.row() for p, _ in pods])
     deployed = seen[0][1]
     if deployed is None:  # a resource: devloop does not build it
         row["state"] = "running" if health.ok else "not healthy"
@@ -153,8 +154,7 @@ def _fill(row: dict[str, Any], cluster: Cluster, seen: list[_Seen], probes: bool
     if len({d.digest for _, d, _, _ in seen if d is not None}) > 1:
         row.update(stale=True, state="its workloads run different images; `devloop sync`"
                    " deploys the local sources to all of them")
-    _live(row, [pod_live(p, container) for p, container in pods
-                if p.metadata.deletion_timestamp is None])
+    _live(row, [pod_live(p, container) for p, container in pods if not p.deleting])
     for pod_row, (pod, container) in zip(row["pods"], pods, strict=True) if probes else ():
         pod_row["probe_lines"] = probe_lines(cluster.core, pod, container)
 
@@ -171,38 +171,33 @@ def registry_identity(image: str | None) -> dict[str, str | None]:
 
 
 def _observe(cluster: Cluster, namespace: str, ref: WorkloadRef, container: str | None
-             ) -> tuple[Deployed | None, RolloutResult, list[k8s.V1Pod]]:
+             ) -> tuple[Deployed | None, RolloutResult, list[Pod]]:
     """What the workload's template runs (for a container devloop feeds), its health right
     now and its pods, for a workload of any kind (ApiException 404 when it does not exist)."""
     if ref.kind.kind == "Deployment":
         dep = cluster.apps.read_namespaced_deployment(ref.name, namespace,
                                                       _request_timeout=_TIMEOUT)
         deployed = deployed_of(dep, namespace, container) if container else None
-        pods = cluster.core.list_namespaced_pod(
-            namespace, label_selector=selector_query(dep.spec.selector),
-            _request_timeout=_TIMEOUT).items
+        pods = list_pods(cluster.core, namespace, selector_query(dep.spec.selector))
         return deployed, rollout_health(cluster.apps, cluster.core, dep), pods
     workload = read_workload(cluster.api_client, namespace, ref)
     deployed = workload_deployed(workload, container) if container else None
     result, text, _ = workload_health(cluster.core, workload, workload.generation)
     health = result or RolloutResult(False, "Progressing",
                                      one_line(f"{ref} in namespace {namespace}: {text}"))
-    pods = [p for p in cluster.core.list_namespaced_pod(
-        namespace, label_selector=workload.selector_query, _request_timeout=_TIMEOUT).items
-        if workload.owns(cluster.api_client.sanitize_for_serialization(p))]
+    pods = [p for p in list_pods(cluster.core, namespace, workload.selector_query)
+            if workload.owns(p)]
     return deployed, health, pods
 
 
-def probe_lines(core: k8s.CoreV1Api, pod: k8s.V1Pod, container: str
-                ) -> dict[str, Any] | None:
+def probe_lines(core: k8s.CoreV1Api, pod: Pod, container: str) -> dict[str, Any] | None:
     """`{count, window_s, complete}`: lines of the container's log in the last PROBE_WINDOW_S
     that are probe requests (logfilter's rule, the console's fold); complete is false when the
     window held more than the bounded read. None when the log cannot be read."""
-    spec = core.api_client.sanitize_for_serialization(pod)
-    matcher = probe_matcher(probe_paths(spec, container))
+    matcher = probe_matcher(probe_paths(pod.obj, container))
     try:
         text = core.read_namespaced_pod_log(
-            pod.metadata.name, pod.metadata.namespace, container=container,
+            pod.name, pod.namespace, container=container,
             since_seconds=PROBE_WINDOW_S, limit_bytes=_PROBE_LOG_BYTES, _request_timeout=_TIMEOUT)
     except ApiException:
         return None  # not started yet, or gone

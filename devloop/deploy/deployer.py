@@ -43,6 +43,7 @@ from devloop.deploy.patch import (
 from devloop.deploy.rollout import RolloutResult, wait_rollout, wait_workload
 from devloop.follow.logs import LogFollower
 from devloop.image.problems import traceback_problem
+from devloop.k8s import timeouts
 from devloop.k8s.cluster import (
     Cluster,
     ClusterUnreachable,
@@ -164,7 +165,7 @@ class ClusterDeployer:
         """The label selector of the pods of a workload, whatever its kind."""
         if ref.kind.kind == "Deployment":
             return self.cluster.apps.read_namespaced_deployment(
-                ref.name, self.cluster.namespace, _request_timeout=(5, 15)).spec.selector
+                ref.name, self.cluster.namespace, _request_timeout=timeouts.REQUEST).spec.selector
         return read_workload(self.cluster.api_client, self.cluster.namespace, ref).selector
 
     # --- Deployer protocol -----------------------------------------------------------------------
@@ -283,8 +284,10 @@ class ClusterDeployer:
         ns = self.cluster.namespace
         try:
             workloads = [
-                *self.cluster.apps.list_namespaced_deployment(ns, _request_timeout=(5, 15)).items,
-                *self.cluster.apps.list_namespaced_replica_set(ns, _request_timeout=(5, 15)).items,
+                *self.cluster.apps.list_namespaced_deployment(
+                    ns, _request_timeout=timeouts.REQUEST).items,
+                *self.cluster.apps.list_namespaced_replica_set(
+                    ns, _request_timeout=timeouts.REQUEST).items,
             ]
         except Exception as exc:
             if not (is_connection_error(exc) or isinstance(exc, ApiException)):

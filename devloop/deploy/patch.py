@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop.inputs.digest import dl_tag_hex
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.cluster import ClusterUnreachable
 from devloop.k8s.errors import api_message, is_connection_error, one_line
 from devloop.k8s.kinds import client_method
@@ -34,7 +34,7 @@ from devloop.k8s.workloads import (
 )
 
 DIGEST_ANNOTATION = "devloop.dev/digest"
-_TIMEOUT = retry.REQUEST_TIMEOUT
+_TIMEOUT = timeouts.REQUEST
 CONFLICT_DEADLINE_S = 30.0  # controllers settle a new Deployment's status within seconds
 
 

@@ -20,11 +20,17 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
-from devloop.k8s.pods import PodState, pod_state
+from devloop.k8s.pods import Pod, list_pods
 from devloop.k8s.selectors import selector_query
-from devloop.k8s.workloads import Workload, WorkloadRef, read_workload, rollout_progress
+from devloop.k8s.workloads import (
+    Workload,
+    WorkloadRef,
+    current_pods,
+    read_workload,
+    rollout_progress,
+)
 
 # Waiting reasons that will not fix themselves while devloop waits: the image or config is wrong.
 FAILING_WAITING = frozenset({
@@ -32,7 +38,7 @@ FAILING_WAITING = frozenset({
     "CreateContainerConfigError", "CreateContainerError", "InvalidImageName",
 })
 LOG_TAIL_LINES = 20
-_TIMEOUT = retry.REQUEST_TIMEOUT
+_TIMEOUT = timeouts.REQUEST
 REVISION = "deployment.kubernetes.io/revision"
 
 
@@ -68,13 +74,12 @@ def rollout_status(dep: k8s.V1Deployment, generation: int) -> tuple[bool, str, b
 
 
 def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment
-                       ) -> list[PodState]:
+                       ) -> list[Pod]:
     """Pods of the Deployment's newest revision: by the newest ReplicaSet's pod-template-hash,
     or, when no ReplicaSet is visible, by all container images matching the template."""
     namespace = dep.metadata.namespace
     selector = selector_query(dep.spec.selector)
-    pods = core.list_namespaced_pod(namespace, label_selector=selector,
-                                    _request_timeout=_TIMEOUT).items
+    pods = list_pods(core, namespace, selector)
     try:
         sets = apps.list_namespaced_replica_set(namespace, label_selector=selector,
                                                 _request_timeout=_TIMEOUT).items
@@ -89,15 +94,13 @@ def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Depl
                                                 or 0))]
     pod_hash = (newest[0].metadata.labels or {}).get("pod-template-hash") if newest else None
     if pod_hash:
-        return [pod_state(p) for p in pods
-                if (p.metadata.labels or {}).get("pod-template-hash") == pod_hash]
+        return [p for p in pods if p.labels.get("pod-template-hash") == pod_hash]
     images = {c.name: c.image for c in dep.spec.template.spec.containers}
-    return [pod_state(p) for p in pods
-            if {c.name: c.image for c in p.spec.containers} == images
-            and p.metadata.deletion_timestamp is None]
+    return [p for p in pods
+            if {c.name: c.image for c in p.specs if not c.init} == images and not p.deleting]
 
 
-def _log_tail(core: k8s.CoreV1Api, pod: PodState, container: str, previous: bool
+def _log_tail(core: k8s.CoreV1Api, pod: Pod, container: str, previous: bool
               ) -> list[str]:
     """The container's last lines; the previous instance's for a container that crashed."""
     for prev in ([True, False] if previous else [False]):
@@ -118,7 +121,7 @@ def _log_tail(core: k8s.CoreV1Api, pod: PodState, container: str, previous: bool
     return []
 
 
-def _pod_failure(core: k8s.CoreV1Api, pod: PodState) -> RolloutResult | None:
+def _pod_failure(core: k8s.CoreV1Api, pod: Pod) -> RolloutResult | None:
     for cs in pod.containers:
         if cs.waiting in FAILING_WAITING:
             detail = cs.waiting_message
@@ -137,7 +140,7 @@ def _pod_failure(core: k8s.CoreV1Api, pod: PodState) -> RolloutResult | None:
     return None
 
 
-def _pod_progress(pod: PodState) -> str | None:
+def _pod_progress(pod: Pod) -> str | None:
     """`pod x: ContainerCreating` for a new pod that is not ready yet."""
     for cs in pod.main:
         if cs.waiting:
@@ -149,7 +152,7 @@ def _pod_progress(pod: PodState) -> str | None:
     return None
 
 
-def _unsettled(pods: list[PodState], settle_s: float) -> str | None:
+def _unsettled(pods: list[Pod], settle_s: float) -> str | None:
     """Why the new pods do not count as up yet: a container not running, or one without a
     readiness probe running for less than settle_s (pod clock vs ours: fine for local clusters,
     bounded by the deadline). A container with a readiness probe is up when Ready: its probe
@@ -172,7 +175,7 @@ def _all_probed(dep: k8s.V1Deployment) -> bool:
     return bool(containers) and all(c.readiness_probe is not None for c in containers)
 
 
-def _not_ready_tail(core: k8s.CoreV1Api, pods: list[PodState]) -> tuple[str | None, list[str]]:
+def _not_ready_tail(core: k8s.CoreV1Api, pods: list[Pod]) -> tuple[str | None, list[str]]:
     for pod in pods:
         for cs in pod.main:
             if not cs.ready:
@@ -196,7 +199,7 @@ class _StatusWake:
             try:
                 for _ in watcher.stream(apps.list_namespaced_deployment, namespace,
                                         field_selector=f"metadata.name={deployment}",
-                                        timeout_seconds=5, _request_timeout=(5, 10)):
+                                        timeout_seconds=5, _request_timeout=timeouts.watch(5)):
                     self.event.set()
                     if self._done.is_set():
                         break
@@ -239,7 +242,7 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
           on_progress: Callable[[str], None], poll: float, settle_s: float, ident: str,
           deadline: float, wake: _StatusWake | None) -> RolloutResult:
     last_text = ""
-    new_pods: list[PodState] = []
+    new_pods: list[Pod] = []
     unreachable = False  # the last poll could not reach the API server
 
     def report(text: str) -> None:
@@ -287,8 +290,8 @@ def _wait(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, namespace: str, deployment: 
 
 
 def _check(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment, generation: int,
-           settle_s: float, ident: str, new_pods: list[PodState]
-           ) -> tuple[RolloutResult | None, str, list[PodState]]:
+           settle_s: float, ident: str, new_pods: list[Pod]
+           ) -> tuple[RolloutResult | None, str, list[Pod]]:
     """One look at the Deployment and its newest pods: (final result or None, progress text,
     the newest pods). `new_pods` are the pods seen last time (for a deadline's log tail)."""
     done, text, exceeded = rollout_status(dep, generation)
@@ -328,20 +331,8 @@ def rollout_health(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployme
 
 # --- workloads of other kinds (devloop.k8s.workloads) ---------------------------------------
 
-def workload_pods(core: k8s.CoreV1Api, workload: Workload) -> list[tuple[PodState, dict]]:
-    """The workload's pods of its current template, as PodState and as the API's JSON."""
-    pods = core.list_namespaced_pod(workload.namespace, label_selector=workload.selector_query,
-                                    _request_timeout=_TIMEOUT).items
-    out = []
-    for pod in pods:
-        obj = core.api_client.sanitize_for_serialization(pod)
-        if workload.is_current(obj):
-            out.append((pod_state(pod), obj))
-    return out
-
-
 def workload_health(core: k8s.CoreV1Api, workload: Workload, generation: int = 0,
-                    settle_s: float = 0.0) -> tuple[RolloutResult | None, str, list[PodState]]:
+                    settle_s: float = 0.0) -> tuple[RolloutResult | None, str, list[Pod]]:
     """One look at a workload of any kind but Deployment and its current pods: (final result
     or None, progress text, the current pods), by workloads.rollout_progress plus the early
     failures and the settle rule wait_rollout applies to a Deployment's pods."""
@@ -349,7 +340,7 @@ def workload_health(core: k8s.CoreV1Api, workload: Workload, generation: int = 0
     progress = rollout_progress(workload.obj, generation)
     if progress.text.startswith("waiting for the controller"):
         return None, progress.text, []
-    pods = [state for state, _ in workload_pods(core, workload)]
+    pods = current_pods(core, workload)
     if progress.failed:
         pod, tail = next(((p.name, _log_tail(core, p, p.main[0].name, previous=False))
                           for p in pods if p.main), (None, []))

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -41,28 +42,15 @@ from devloop.config.loader import Config, PortForward, ServiceConfig
 from devloop.k8s import retry
 from devloop.k8s.cluster import Cluster, new_api_client
 from devloop.k8s.errors import connection_detail, is_connection_error, one_line
-from devloop.k8s.podwatch import Pod, PodWatch
+from devloop.k8s.pods import Pod
+from devloop.k8s.podwatch import PodWatch
 from devloop.k8s.workloads import await_workload, read_workload
 from devloop.live.updaters import exec_transient
 
 CONNECT_WAIT_S = 10.0  # a connection accepted while no pod is Ready waits this long for one
 _ATTACH_RETRY_S = 2.0  # the Deployment does not exist yet (first deploy): look again this often
 FORWARD_RETRY = retry.RetryPolicy(deadline_s=CONNECT_WAIT_S)  # per accepted connection
-
-
-def is_ready(pod: Pod) -> bool:
-    """Ready condition True and not being deleted: the pods a Service would send traffic to."""
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def container_image(pod: Pod, container: str) -> str | None:
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        if c.get("name") == container:
-            return c.get("image")
-    return None
+_NEVER = datetime.min.replace(tzinfo=UTC)  # the creation time of a pod that does not say
 
 
 def choose_target(pods: list[Pod], container: str, template_image: str | None,
@@ -70,16 +58,15 @@ def choose_target(pods: list[Pod], container: str, template_image: str | None,
     """The pod (name) to forward to: a Ready pod running the Deployment's template image (the
     current one if it still qualifies, else the newest); while none is Ready yet, the current
     target as long as it is still Ready (a RollingUpdate keeps serving from the old pod)."""
-    ready = [p for p in pods if is_ready(p)]
-    fresh = [p for p in ready if container_image(p, container) == template_image]
-    names = {p["metadata"]["name"] for p in fresh}
+    ready = [p for p in pods if p.serving]
+    fresh = [p for p in ready if p.image(container) == template_image]
+    names = {p.name for p in fresh}
     if current in names:
         return current
     if fresh:
-        newest = max(fresh, key=lambda p: (p["metadata"].get("creationTimestamp") or "",
-                                           p["metadata"]["name"]))
-        return str(newest["metadata"]["name"])
-    if current in {p["metadata"]["name"] for p in ready}:
+        newest = max(fresh, key=lambda p: (p.created or _NEVER, p.name))
+        return newest.name
+    if current in {p.name for p in ready}:
         return current
     return None
 
@@ -229,8 +216,8 @@ class ServiceForwards:
     def _bind(self, pod: Pod | None) -> list[_Listener]:
         """Bind every listener (at the first Ready pod); the ones that failed are reported and
         dropped, and so are ports a pod on this machine's network already serves."""
-        direct = ((pod or {}).get("status") or {}).get("podIP", "").startswith("127.")
-        bound, name = [], (pod or {}).get("metadata", {}).get("name")
+        direct = pod is not None and pod.pod_ip.startswith("127.")
+        bound, name = [], pod.name if pod is not None else None
         for listener in self.listeners:
             try:
                 listener.bind()
@@ -303,18 +290,18 @@ class ServiceForwards:
 
     def _on_pod(self, pod: Pod) -> None:
         with self._lock:
-            self._pods[pod["metadata"]["uid"]] = pod
-        self._choose(pod if is_ready(pod) else None)
+            self._pods[pod.uid] = pod
+        self._choose(pod if pod.serving else None)
 
     def _on_gone(self, pod: Pod) -> None:
         with self._lock:
-            self._pods.pop(pod["metadata"]["uid"], None)
+            self._pods.pop(pod.uid, None)
         self._choose(None)
 
     def _choose(self, ready_pod: Pod | None) -> None:
         """Re-pick the target; a Ready pod with an image other than the known template image
         means the Deployment was patched: read its template image first (one GET)."""
-        if ready_pod is not None and container_image(ready_pod, self.service.container) \
+        if ready_pod is not None and ready_pod.image(self.service.container) \
                 != self._template_image:
             self._refresh_template()
         with self._lock:
@@ -325,8 +312,7 @@ class ServiceForwards:
                 return
             first = not self._bound and new is not None and not self._stop.is_set()
             self._bound = self._bound or first
-            target_pod = next((p for p in self._pods.values()
-                               if p["metadata"]["name"] == new), None)
+            target_pod = next((p for p in self._pods.values() if p.name == new), None)
         if first:  # on the watch thread, before anyone can connect
             self.listeners = self._bind(target_pod)
         with self._lock:

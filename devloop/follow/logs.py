@@ -32,8 +32,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from devloop.config.logfilter import probe_matcher, probe_paths
-from devloop.k8s import selectors
+from devloop.k8s import selectors, timeouts
 from devloop.k8s.errors import api_message, is_connection_error, one_line
+from devloop.k8s.pods import Pod, pod_view
 from devloop.k8s.podwatch import PodWatch, close_client, iter_lines, shutdown_response
 
 log = logging.getLogger(__name__)
@@ -82,32 +83,14 @@ def format_timestamp(ts: Timestamp) -> str:
     return f"{base}.{ts[1]:09d}Z"
 
 
-def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any] | None:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == container:
-            return status
-    return None
+def _has_started(pod: Pod, container: str) -> bool:
+    status = pod.status(container)
+    return status is not None and status.started
 
 
-def _has_started(pod: dict[str, Any], container: str) -> bool:
-    status = _container_status(pod, container)
-    if status is None:
-        return False
-    state = status.get("state") or {}
-    return bool(state.get("running") or state.get("terminated")
-                or (status.get("lastState") or {}).get("terminated"))
-
-
-def _is_running(pod: dict[str, Any], container: str) -> bool:
-    status = _container_status(pod, container)
-    return bool(status and (status.get("state") or {}).get("running"))
-
-
-def _is_final(pod: dict[str, Any]) -> bool:
-    """No new container instance will start in this pod."""
-    phase = (pod.get("status") or {}).get("phase")
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) or phase in (
-        "Succeeded", "Failed")
+def _is_running(pod: Pod, container: str) -> bool:
+    status = pod.status(container)
+    return status is not None and status.running
 
 
 class _Stream:
@@ -221,7 +204,7 @@ class LogFollower:
         self._read_timeout = read_timeout_s
         self._stop = threading.Event()
         self._cond = threading.Condition()
-        self._pods: dict[str, dict[str, Any]] = {}  # uid -> latest pod seen by the watch
+        self._pods: dict[str, Pod] = {}  # uid -> latest pod seen by the watch
         self._workers: dict[tuple[str, str], threading.Thread] = {}
         self._finished: set[tuple[str, str]] = set()
         self._responses: set[Any] = set()
@@ -263,7 +246,7 @@ class LogFollower:
         with self._cond:
             keys = list(self._workers)
             pods = dict(self._pods)
-        return [((pods.get(uid) or {}).get("metadata", {}).get("name", uid), c) for uid, c in keys]
+        return [(pod.name if (pod := pods.get(uid)) else uid, c) for uid, c in keys]
 
     # helpers -----------------------------------------------------------------------------------
     def _guard(self, target: Callable[..., None], *args: Any) -> None:
@@ -316,15 +299,15 @@ class LogFollower:
             resp.release_conn()
 
     # the pod watch -----------------------------------------------------------------------------
-    def _pods_listed(self, pods: list[dict[str, Any]]) -> None:
+    def _pods_listed(self, pods: list[Pod]) -> None:
         """The first listing tells which pods were already running at start()."""
         with self._cond:
             if self._initial_uids is None:
-                self._initial_uids = {p["metadata"]["uid"] for p in pods}
+                self._initial_uids = {p.uid for p in pods}
 
-    def _pod_seen(self, pod: dict[str, Any]) -> None:
-        uid = pod["metadata"]["uid"]
-        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    def _pod_seen(self, pod: Pod) -> None:
+        uid = pod.uid
+        containers = [c.name for c in pod.specs if not c.init]
         with self._cond:
             self._pods[uid] = pod
             self._cond.notify_all()
@@ -337,12 +320,12 @@ class LogFollower:
                 initial = self._initial_uids is not None and uid in self._initial_uids
                 thread = threading.Thread(
                     target=self._guard, args=(self._follow, uid, name, initial),
-                    name=f"logs:{pod['metadata']['name']}/{name}", daemon=True)
+                    name=f"logs:{pod.name}/{name}", daemon=True)
                 self._workers[key] = thread
                 thread.start()
 
-    def _pod_gone(self, pod: dict[str, Any]) -> None:
-        uid = pod["metadata"]["uid"]
+    def _pod_gone(self, pod: Pod) -> None:
+        uid = pod.uid
         with self._cond:
             self._pods.pop(uid, None)
             self._finished = {key for key in self._finished if key[0] != uid}
@@ -354,8 +337,8 @@ class LogFollower:
         api_client = self._new_client()
         core = k8s.CoreV1Api(api_client)
         with self._cond:
-            pod_name = self._pods[uid]["metadata"]["name"]
-            paths = probe_paths(self._pods[uid], container)
+            pod_name = self._pods[uid].name
+            paths = probe_paths(self._pods[uid].obj, container)
         stream = _Stream()
         probes = probe_matcher(paths) if self._on_probe is not None else None
         tail = self._existing_tail if initial else None
@@ -384,7 +367,7 @@ class LogFollower:
                         return
                     backoff = min(backoff * 2, 2.0)
                     continue
-                if _is_final(pod):
+                if pod.final:
                     # The container has ended for good: one last catch-up read (sinceTime
                     # dedupes) in case the stream dropped just before the end, then done.
                     stream.failing = True  # a pod being removed may refuse: not news
@@ -421,7 +404,7 @@ class LogFollower:
                 {"namespace": self._namespace, "name": pod_name}, query,
                 {"Accept": LOG_ACCEPT}, auth_settings=["BearerToken"],
                 response_type="str", _preload_content=False, _return_http_data_only=True,
-                _request_timeout=(5, self._read_timeout))
+                _request_timeout=timeouts.stream(self._read_timeout))
         except ApiException as exc:
             # 400: the container is not running (yet/anymore); 404: the pod is gone.
             if exc.status not in (400, 404) and not self._stop.is_set() and not stream.failing:
@@ -480,12 +463,12 @@ class LogFollower:
             self._on_error(f"logs for {self._service} {pod_name}/{container}: skipped about "
                            f"{lines} lines ({seconds:.1f} s) to keep up")
 
-    def _fresh_pod(self, core: k8s.CoreV1Api, pod_name: str, uid: str) -> dict[str, Any] | None:
+    def _fresh_pod(self, core: k8s.CoreV1Api, pod_name: str, uid: str) -> Pod | None:
         """The pod as the API server sees it now (the watch may lag); None once it is gone."""
         try:
             resp = core.read_namespaced_pod(pod_name, self._namespace, _preload_content=False,
-                                            _request_timeout=(5, 10))
-            pod = json.loads(self._read_all(resp))
+                                            _request_timeout=timeouts.QUICK)
+            pod: Pod | None = pod_view(json.loads(self._read_all(resp)))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -497,24 +480,23 @@ class LogFollower:
         if pod is None:  # unknown right now: trust the watch
             with self._cond:
                 return self._pods.get(uid)
-        if pod["metadata"].get("uid") != uid:
+        if pod.uid != uid:
             return None  # same name, different pod (StatefulSet-style re-creation)
         return pod
 
-    def _wait_restart(self, uid: str, container: str, ended: dict[str, Any]) -> bool:
+    def _wait_restart(self, uid: str, container: str, ended: Pod) -> bool:
         """Wait (on watch updates) until the container runs again; False if that will not
         happen (pod gone or finished) or stop() was called."""
-        before = _container_status(ended, container) or {}
+        before = ended.status(container)
         with self._cond:
             while not self._stop.is_set():
                 pod = self._pods.get(uid)
-                if pod is None or _is_final(pod):
+                if pod is None or pod.final:
                     return False
-                now = _container_status(pod, container) or {}
-                restarted = int(now.get("restartCount") or 0) > int(before.get("restartCount")
-                                                                     or 0)
-                new_id = now.get("containerID") and now.get("containerID") != before.get(
-                    "containerID")
+                now = pod.status(container)
+                restarted = (now.restarts if now else 0) > (before.restarts if before else 0)
+                new_id = bool(now and now.container_id) and \
+                    now.container_id != (before.container_id if before else "")
                 if _has_started(pod, container) and (restarted or new_id):
                     return True
                 self._cond.wait(1.0)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from devloop.config.loader import ServiceConfig
 from devloop.k8s.cluster import Cluster, new_api_client
-from devloop.k8s.podwatch import PodWatch, container_ids
+from devloop.k8s.pods import Pod
+from devloop.k8s.podwatch import PodWatch
 from devloop.k8s.workloads import await_workload
 
 _RETRY_S = 2.0  # how often to look for a Deployment that does not exist yet
@@ -57,10 +58,10 @@ class ContainerWatch:
         if workload is None:
             return
 
-        def seen(pod: dict) -> None:
-            cid = container_ids(pod).get(svc.container)
-            if cid and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-                self.on_started(svc.name, pod["metadata"]["name"], cid)
+        def seen(pod: Pod) -> None:
+            cid = pod.running_id(svc.container)
+            if cid and not pod.deleting:
+                self.on_started(svc.name, pod.name, cid)
 
         watch = PodWatch(lambda: new_api_client(self.cluster), self.cluster.namespace,
                          workload.selector_query, on_pod=seen,

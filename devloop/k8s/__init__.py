@@ -39,15 +39,15 @@ from devloop.k8s.ownership import (
     owned_secrets,
     unmark,
 )
-from devloop.k8s.pods import PodState, pod_state
-from devloop.k8s.podwatch import (
+from devloop.k8s.pods import (
+    ContainerState,
     Pod,
-    PodWatch,
-    close_client,
-    container_ids,
-    iter_lines,
-    shutdown_response,
+    list_pods,
+    pod_view,
+    read_pod,
+    split_container_id,
 )
+from devloop.k8s.podwatch import PodWatch, close_client, iter_lines, shutdown_response
 from devloop.k8s.selectors import selector_query
 from devloop.k8s.workloads import (
     REPLACED_KINDS,
@@ -55,6 +55,7 @@ from devloop.k8s.workloads import (
     WorkloadError,
     WorkloadRef,
     await_workload,
+    current_pods,
     fed_by,
     read_workload,
     replace_workload,
@@ -68,11 +69,11 @@ __all__ = [
     "REPLACED_KINDS",
     "Cluster",
     "ClusterUnreachable",
+    "ContainerState",
     "DiscoveryIncomplete",
     "Kind",
     "PathError",
     "Pod",
-    "PodState",
     "PodWatch",
     "Unreachable",
     "Workload",
@@ -85,7 +86,7 @@ __all__ = [
     "close_client",
     "connect",
     "connection_detail",
-    "container_ids",
+    "current_pods",
     "fed_by",
     "find_kind",
     "group_of",
@@ -95,6 +96,7 @@ __all__ = [
     "iter_lines",
     "kind_of",
     "list_objects",
+    "list_pods",
     "mark",
     "namespaced_kinds",
     "new_api_client",
@@ -102,14 +104,16 @@ __all__ = [
     "owned_secrets",
     "parse_path",
     "pod_specs",
-    "pod_state",
     "pod_template",
+    "pod_view",
+    "read_pod",
     "read_workload",
     "replace_workload",
     "rollout_progress",
     "same_repository",
     "selector_query",
     "shutdown_response",
+    "split_container_id",
     "unmark",
     "users",
 ]

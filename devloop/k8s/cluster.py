@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
 
 
@@ -152,7 +153,7 @@ def _warn_insecure(context: str, server: str, kubeconfig: str) -> None:
         " certificate-authority-data instead"), stacklevel=3)
 
 
-def check_reachable(cluster: Cluster, timeout: float = 5) -> str:
+def check_reachable(cluster: Cluster, timeout: float = timeouts.CONNECT_S) -> str:
     """GET /version and return the server's gitVersion; ClusterUnreachable otherwise.
 
     /version is allowed to anonymous users on most clusters, so an expired token is reported

@@ -16,9 +16,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, is_connection_error
-
-_TIMEOUT = (5, 30)
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def _get(api_client: k8s.ApiClient, path: str) -> dict[str, Any]:
     try:
         resp = api_client.call_api(path, "GET", auth_settings=["BearerToken"],
                                    _preload_content=False, _return_http_data_only=True,
-                                   _request_timeout=_TIMEOUT)
+                                   _request_timeout=timeouts.BULK)
     except ApiException as exc:
         raise DiscoveryIncomplete(f"GET {path}: {api_message(exc)}") from exc
     except Exception as exc:

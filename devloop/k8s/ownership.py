@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import is_connection_error
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def owned_secrets(cluster: Cluster) -> list[dict[str, Any]]:
     try:
         resp = cluster.core.list_namespaced_secret(
             cluster.namespace, label_selector=f"{MANAGED_LABEL}={MANAGED_VALUE}",
-            _preload_content=False, _request_timeout=(5, 15))
+            _preload_content=False, _request_timeout=timeouts.REQUEST)
     except ApiException:
         return []
     except Exception as exc:

@@ -6,7 +6,7 @@ its version forward); a 410 Gone re-lists at once, any other failure re-lists wi
 request has a timeout, so a silently dropped connection is noticed. stop() shuts down the socket
 of the open response, which wakes the blocked read at once: it returns within about a second.
 
-Callbacks get the pods as the API sends them (JSON dicts) and run on the watch thread:
+Callbacks get each pod as its typed view (devloop.k8s.pods.Pod) and run on the watch thread:
 on_list(pods) after each (re)list, then on_gone(pod) for every pod reported before that is no
 longer there and on_pod(pod) for every listed pod; afterwards on_pod for ADDED/MODIFIED and
 on_gone for DELETED. An exception in a callback is a bug: it ends the watch with one on_error.
@@ -24,23 +24,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
-
-Pod = dict[str, Any]
-
-
-def container_ids(pod: Pod) -> dict[str, str]:
-    """{container name: containerID} of the pod's running containers.
-
-    A container that restarts (crash, OOM kill, liveness probe) comes back with a new ID and
-    the image's files: whatever was synced into the old one is gone.
-    """
-    ids = {}
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if "running" in (status.get("state") or {}) and status.get("containerID"):
-            ids[status["name"]] = status["containerID"]
-    return ids
-
+from devloop.k8s.pods import Pod, pod_view
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -182,15 +168,15 @@ class PodWatch:
 
     def _relist(self, core: k8s.CoreV1Api) -> str:
         resp = core.list_namespaced_pod(self._namespace, label_selector=self._selector,
-                                        _preload_content=False, _request_timeout=(5, 15))
+                                        _preload_content=False, _request_timeout=timeouts.REQUEST)
         if not self._open(resp):
             raise ConnectionAbortedError("stopping")
         try:
             listing = json.loads(resp.read())
         finally:
             self._close(resp)
-        items: list[Pod] = listing.get("items") or []
-        present = {p["metadata"]["uid"] for p in items}
+        items = [pod_view(item) for item in listing.get("items") or []]
+        present = {p.uid for p in items}
         self._on_list(items)
         for uid in [uid for uid in self._known if uid not in present]:
             self._on_gone(self._known.pop(uid))
@@ -204,7 +190,7 @@ class PodWatch:
             self._namespace, label_selector=self._selector, watch=True,
             resource_version=version or None, allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout, _preload_content=False,
-            _request_timeout=(5, self._watch_timeout + 5))
+            _request_timeout=timeouts.watch(self._watch_timeout))
         events = 0
         if not self._open(resp):
             return version, events
@@ -220,16 +206,16 @@ class PodWatch:
                                        reason=str(obj.get("message") or obj.get("reason")))
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 if kind in ("ADDED", "MODIFIED"):
-                    self._seen(obj)
+                    self._seen(pod_view(obj))
                 elif kind == "DELETED":
                     self._known.pop(obj["metadata"]["uid"], None)
-                    self._on_gone(obj)
+                    self._on_gone(pod_view(obj))
         finally:
             self._close(resp)
         return version, events
 
     def _seen(self, pod: Pod) -> None:
-        self._known[pod["metadata"]["uid"]] = pod
+        self._known[pod.uid] = pod
         self._on_pod(pod)
 
     # the open response -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import TypeVar
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, one_line
 
 T = TypeVar("T")
@@ -42,8 +43,8 @@ class RetryPolicy:
     base_s: float = 0.25  # first back-off; doubles per attempt
     max_delay_s: float = 5.0
     max_retry_after_s: float = 30.0  # a longer Retry-After is not waited for: the call fails
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 15.0  # a stalled request is abandoned (and retried) after this
+    connect_timeout_s: float = timeouts.REQUEST[0]
+    read_timeout_s: float = timeouts.REQUEST[1]  # a stalled request is abandoned (and retried)
 
     @property
     def request_timeout(self) -> tuple[float, float]:
@@ -52,7 +53,6 @@ class RetryPolicy:
 
 
 DEFAULT = RetryPolicy()
-REQUEST_TIMEOUT = DEFAULT.request_timeout  # (connect, read) for every non-streaming API request
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,15 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from devloop.k8s import timeouts
 from devloop.k8s.errors import api_message, connection_detail, is_connection_error, one_line
 from devloop.k8s.inject import users
 from devloop.k8s.kinds import WORKLOAD_KINDS, ImagePaths, Kind, client_method, find_kind, kind_of
+from devloop.k8s.pods import Pod, list_pods
 from devloop.k8s.selectors import selector_query
 
 Obj = dict[str, Any]
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 # Labels the Job controller writes into a Job it creates: a Job created again from a read one
 # must not carry them (the API server generates them anew for the new Job's UID).
 _JOB_GENERATED = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
@@ -141,27 +143,23 @@ class Workload:
     def selector_query(self) -> str:
         return selector_query(self.selector)
 
-    def owns(self, pod: Obj) -> bool:
+    def owns(self, pod: Pod) -> bool:
         """Whether a pod that the selector matched really is this workload's (a bare Pod's
         labels may match other pods; a Job's pods carry its UID)."""
-        meta = pod.get("metadata") or {}
         if self.kind.kind == "Pod":
-            return meta.get("name") == self.name
+            return pod.name == self.name
         if self.kind.kind == "Job":
-            labels = meta.get("labels") or {}
-            owners = {o.get("uid") for o in meta.get("ownerReferences") or []}
-            return self.uid in owners or self.uid in (labels.get("controller-uid"),
-                                                      labels.get("batch.kubernetes.io/"
+            return self.uid in pod.owners or self.uid in (
+                pod.labels.get("controller-uid"), pod.labels.get("batch.kubernetes.io/"
                                                                  "controller-uid"))
         return True
 
-    def is_current(self, pod: Obj) -> bool:
+    def is_current(self, pod: Pod) -> bool:
         """Whether a pod of this workload runs its current template (old pods of a rollout in
         progress, pods being deleted and pods of other workloads are not)."""
-        meta = pod.get("metadata") or {}
-        if meta.get("deletionTimestamp") or not self.owns(pod):
+        if pod.deleting or not self.owns(pod):
             return False
-        labels = meta.get("labels") or {}
+        labels = pod.labels
         status = self.obj.get("status") or {}
         if self.kind.kind == "StatefulSet" and status.get("updateRevision") and \
                 labels.get("controller-revision-hash"):
@@ -170,13 +168,15 @@ class Workload:
             return bool(labels["pod-template-generation"] == str(self.generation))
         if self.kind.kind in ("Job", "Pod"):
             return True  # replaced whole: a Job's or a Pod's pods run its only template
-        return _images(pod) == {str(c.get("name")): c.get("image") for c in self.containers}
+        return {c.name: c.image for c in pod.specs} == \
+            {str(c.get("name")): c.get("image") for c in self.containers}
 
 
-def _images(pod: Obj) -> dict[str, Any]:
-    spec = pod.get("spec") or {}
-    return {str(c.get("name")): c.get("image")
-            for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]}
+def current_pods(core: Any, workload: Workload) -> list[Pod]:
+    """The pods of `workload` that run its current template (Workload.is_current): the ones
+    a rollout waits for and a live update syncs into."""
+    return [p for p in list_pods(core, workload.namespace, workload.selector_query)
+            if workload.is_current(p)]
 
 
 # --- rollout rules -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop.config.loader import ServiceConfig
 from devloop.inputs.digest import ServiceDigest, image_tag
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.cluster import Cluster
 from devloop.k8s.errors import api_message, is_connection_error
-from devloop.k8s.workloads import read_workload
+from devloop.k8s.pods import Pod
+from devloop.k8s.workloads import current_pods, read_workload
 from devloop.live.image_files import SnapshotStore
 from devloop.live.plan import (
     LivePlan,
@@ -52,7 +53,7 @@ from devloop.manifests.render import RenderError
 from devloop.vocab import LiveState, NeedRebuild
 
 LIVE_ANNOTATION = "devloop.dev/live"
-_TIMEOUT = (5, 15)
+_TIMEOUT = timeouts.REQUEST
 MAX_LIVE_MB = 50  # a sync that would copy more into one container rebuilds instead
 _MAX_PENDING = 500  # paths an intent lists; beyond, "*": every file a sync rule covers
 
@@ -124,8 +125,7 @@ class LiveSyncer:
         try:
             workload = read_workload(self.cluster.api_client, ns, svc.workload)
             image = workload.template_image(svc.container)
-            pods = self.cluster.core.list_namespaced_pod(
-                ns, label_selector=workload.selector_query, _request_timeout=_TIMEOUT)
+            pods = current_pods(self.cluster.core, workload)
         except ApiException as exc:
             raise NeedRebuild(f"cannot list the pods of {svc.workload} in namespace {ns}: "
                               f"{api_message(exc)}") from None
@@ -134,24 +134,15 @@ class LiveSyncer:
                 raise NeedRebuild(f"cannot reach the cluster to sync {svc.name}") from None
             raise
         out = []
-        for pod in pods.items:
-            if pod.metadata.deletion_timestamp is not None:
+        for pod in pods:
+            spec, status = pod.spec(svc.container), pod.status(svc.container)
+            if spec is None or spec.image != image or status is None or not status.running:
                 continue
-            spec = next((c for c in pod.spec.containers if c.name == svc.container), None)
-            if spec is None or spec.image != image:
-                continue
-            status = next((s for s in pod.status.container_statuses or []
-                           if s.name == svc.container), None)
-            if status is None or not (status.state and status.state.running):
-                continue
-            contexts = [spec.security_context, pod.spec.security_context]
-            uid = next((c.run_as_user for c in contexts if c is not None
-                        and c.run_as_user is not None), None)
             out.append(LiveTarget(
-                Target(ns, pod.metadata.name, svc.container, status.container_id or ""),
-                pod.metadata.uid, tuple(m.mount_path for m in spec.volume_mounts or []),
-                _live_note(pod.metadata.annotations, svc.container, status.container_id),
-                uid))
+                Target(ns, pod.name, svc.container, status.running_id),
+                pod.uid, spec.mounts,
+                _live_note(pod.annotations, svc.container, status.running_id),
+                spec.run_as_user))
         return out
 
     def recover(self, svc: ServiceConfig, digest: ServiceDigest, value: str,
@@ -314,7 +305,7 @@ class LiveSyncer:
             retry.call(lambda: self.cluster.core.patch_namespaced_pod(
                 t.target.pod, t.target.namespace,
                 {"metadata": {"annotations": {LIVE_ANNOTATION: text}}},
-                _request_timeout=retry.REQUEST_TIMEOUT),
+                _request_timeout=timeouts.REQUEST),
                 what=f"record the live sync on pod {t.target.pod}",
                 on_retry=lambda r: self.bus.publish(ev.WARNING, svc.name, message=str(r)))
             return
@@ -331,24 +322,22 @@ class LiveSyncer:
             f"cannot record the live state on pod {t.target.pod}: {why}"))
 
 
-def pod_live(pod: Any, container: str) -> dict[str, Any] | None:
+def pod_live(pod: Pod, container: str) -> dict[str, Any] | None:
     """What devloop synced into this pod's running `container` (from the pod annotation), or
     None when it runs its image as built (never synced, or restarted since). `unconfirmed`:
     a sync began and never finished (devloop killed, or the copy failed): content unknown."""
-    running = next((s.container_id for s in pod.status.container_statuses or []
-                    if s.name == container and s.state and s.state.running), None)
-    note = _live_note(pod.metadata.annotations, container, running)
+    note = _live_note(pod.annotations, container, pod.running_id(container))
     if note is None:
         return None
     return {"digest": note.get("digest"), "image": note.get("image"),
             "files_ahead": int(note.get("files") or 0), "unconfirmed": "syncing" in note}
 
 
-def _live_note(annotations: dict[str, str] | None, container: str, running: str | None
+def _live_note(annotations: Mapping[str, str], container: str, running: str
                ) -> dict[str, Any] | None:
     """The live note on a pod, only when it names `running`, the ID of the container running
     now: a container that restarted since runs its image as built."""
-    raw = (annotations or {}).get(LIVE_ANNOTATION)
+    raw = annotations.get(LIVE_ANNOTATION)
     try:
         note = json.loads(raw) if raw else None
     except ValueError:

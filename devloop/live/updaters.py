@@ -38,8 +38,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
 from devloop.image.errors import is_lost_engine, lost_engine_detail
-from devloop.k8s import retry
+from devloop.k8s import retry, timeouts
 from devloop.k8s.errors import api_message, one_line
+from devloop.k8s.pods import read_pod, split_container_id
 from devloop.live.plan import within
 
 KINDS = ("exec_refused", "tar_missing", "not_writable", "disk_full", "gone", "run_failed",
@@ -444,7 +445,7 @@ class ExecUpdater:
         """gone (the pod or its container was replaced) or exec_refused, from the pod itself."""
         where = f"cannot sync into {target.label}"
         try:
-            pod = core.read_namespaced_pod(target.pod, target.namespace, _request_timeout=(5, 10))
+            pod = read_pod(core, target.pod, target.namespace, timeouts.QUICK)
         except ApiException as exc:
             if exc.status == 404:
                 return UpdateFailed("gone", f"{where}: the pod is gone")
@@ -452,12 +453,9 @@ class ExecUpdater:
                                 f" reading the pod failed too: {api_message(exc)}")
         except Exception:
             return UpdateFailed("exec_refused", f"{where}: exec refused ({detail})")
-        if pod.metadata.deletion_timestamp is not None:
+        if pod.deleting:
             return UpdateFailed("gone", f"{where}: the pod is being deleted")
-        now = ""
-        for status in pod.status.container_statuses or []:
-            if status.name == target.container and status.state and status.state.running:
-                now = status.container_id or ""
+        now = pod.running_id(target.container)
         if target.container_id and now and now != target.container_id:
             return UpdateFailed("gone", f"{where}: the container was restarted (now {now[:24]})")
         state = "" if now else " (the container is not running)"
@@ -554,9 +552,8 @@ class DockerUpdater:
         present, name the same pod. The engine ID of `docker info` is no proof: engines sharing
         /etc/docker (a second dockerd on one host) report the same one. Answers are kept per ID.
         """
-        cid = target.container_id.removeprefix("docker://")
-        if not target.container_id.startswith("docker://") or not re.fullmatch(
-                r"[0-9a-f]{64}", cid):
+        runtime, cid = split_container_id(target.container_id)
+        if runtime != "docker" or not re.fullmatch(r"[0-9a-f]{64}", cid):
             return False
         with self._lock:
             known = self._here.get(cid)
@@ -581,10 +578,10 @@ class DockerUpdater:
     def update(self, target: Target, copies: Sequence[tuple[Path, str]],
                deletes: Sequence[str], run: Sequence[str]) -> UpdateResult:
         began = time.monotonic()
-        if not target.container_id.startswith("docker://"):
+        runtime, cid = split_container_id(target.container_id)
+        if runtime != "docker":
             raise UpdateFailed("other", f"cannot sync into {target.label} through Docker: its"
                                f" container ID is {target.container_id or 'unknown'!r}")
-        cid = target.container_id.removeprefix("docker://")
         dests = [d for _, d in copies]
         dirs = {str(Path(d).parent) for d in dests}
         with self._lock:

@@ -11,6 +11,7 @@ import pytest
 
 from devloop.config.loader import ConfigError, PortForward, load_config
 from devloop.follow.forwards import choose_target, port_holder
+from devloop.k8s.pods import Pod, pod_view
 
 
 def _write(root: Path, forwards: str, second: str = "") -> Path:
@@ -62,12 +63,13 @@ def test_port_forward_mistakes_are_reported_with_line_and_key(tmp_path, monkeypa
 
 
 def _pod(name: str, image: str, ready: bool = True, deleting: bool = False,
-         created: str = "2026-01-01T00:00:00Z") -> dict:
+         created: str = "2026-01-01T00:00:00Z") -> Pod:
     meta = {"name": name, "uid": name, "creationTimestamp": created}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:01:00Z"
-    return {"metadata": meta, "spec": {"containers": [{"name": "web", "image": image}]},
-            "status": {"conditions": [{"type": "Ready", "status": str(ready)}]}}
+    return pod_view({"metadata": meta,
+                     "spec": {"containers": [{"name": "web", "image": image}]},
+                     "status": {"conditions": [{"type": "Ready", "status": str(ready)}]}})
 
 
 def test_the_target_is_a_ready_pod_of_the_current_revision():

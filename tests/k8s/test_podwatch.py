@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import docker
 
 from devloop.k8s.cluster import Cluster, new_api_client
-from devloop.k8s.podwatch import PodWatch, container_ids
+from devloop.k8s.pods import Pod
+from devloop.k8s.podwatch import PodWatch
 from tests.k8s import support
 
 
@@ -20,15 +20,15 @@ class Seen:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pods: list[dict[str, Any]] = []
-        self.gone: list[dict[str, Any]] = []
+        self.pods: list[Pod] = []
+        self.gone: list[Pod] = []
         self.errors: list[str] = []
 
-    def on_pod(self, pod: dict[str, Any]) -> None:
+    def on_pod(self, pod: Pod) -> None:
         with self.lock:
             self.pods.append(pod)
 
-    def on_gone(self, pod: dict[str, Any]) -> None:
+    def on_gone(self, pod: Pod) -> None:
         with self.lock:
             self.gone.append(pod)
 
@@ -39,16 +39,16 @@ class Seen:
     def ids_of(self, uid: str) -> list[str]:
         """The container IDs reported for pod `uid`, in order, without repeats."""
         with self.lock:
-            ids = [container_ids(p).get("web") for p in self.pods if p["metadata"]["uid"] == uid]
+            ids = [p.running_id("web") for p in self.pods if p.uid == uid]
         return [i for n, i in enumerate(ids) if i and i not in ids[:n]]
 
     def gone_uids(self) -> set[str]:
         with self.lock:
-            return {p["metadata"]["uid"] for p in self.gone}
+            return {p.uid for p in self.gone}
 
     def uids(self) -> set[str]:
         with self.lock:
-            return {p["metadata"]["uid"] for p in self.pods}
+            return {p.uid for p in self.pods}
 
 
 def wait(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -110,11 +110,3 @@ def test_deleted_pod_is_reported_gone_and_its_replacement_seen(
     assert not [t for t in threading.enumerate() if t.name == "podwatch-test"]
     assert seen.errors == []
 
-
-def test_container_ids_lists_only_running_containers() -> None:
-    pod = {"status": {"containerStatuses": [
-        {"name": "app", "containerID": "docker://a1", "state": {"running": {}}},
-        {"name": "side", "containerID": "docker://b2", "state": {"terminated": {"exitCode": 1}}},
-        {"name": "new", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
-    assert container_ids(pod) == {"app": "docker://a1"}
-    assert container_ids({"metadata": {}}) == {}

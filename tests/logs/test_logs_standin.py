@@ -13,6 +13,7 @@ from devloop.commands.status import probe_lines, render_status
 from devloop.config.logfilter import LogFilter
 from devloop.follow.logs import LogFollower
 from devloop.k8s.cluster import Cluster, new_api_client
+from devloop.k8s.pods import list_pods
 from tests.logs.conftest import deployment
 
 CHATTY = """i=0
@@ -138,21 +139,20 @@ def test_status_counts_each_pods_probe_lines_from_its_recent_log(cluster: Cluste
                        "initialDelaySeconds": 600}))
     deadline = time.monotonic() + 60
     while True:
-        pods = [p for p in cluster.core.list_namespaced_pod(
-            cluster.namespace, label_selector="app=counted").items
-            if p.status.container_statuses and p.status.container_statuses[0].state.running]
+        pods = [p for p in list_pods(cluster.core, cluster.namespace, "app=counted")
+                if p.main and p.main[0].running]
         counted = probe_lines(cluster.core, pods[0], "counted") if pods else None
         if counted and counted["count"] >= 6:
             break
         assert time.monotonic() < deadline, counted
         time.sleep(0.5)
     # Two probe lines and two others per round: the count is about half of the lines.
-    log = cluster.core.read_namespaced_pod_log(pods[0].metadata.name, cluster.namespace)
+    log = cluster.core.read_namespaced_pod_log(pods[0].name, cluster.namespace)
     rounds = log.count("work item")
     assert counted["complete"] and counted["window_s"] == 300
     assert 2 * (rounds - 2) <= counted["count"] <= 2 * (rounds + 2), (counted, rounds)
     row = {"service": "counted", "local_digest": "0" * 12, "deployed_digest": None,
            "state": "up to date", "health": None, "error": None,
-           "pods": [{"name": pods[0].metadata.name, "phase": "Running", "ready": True,
+           "pods": [{"name": pods[0].name, "phase": "Running", "ready": True,
                      "reason": None, "restarts": 0, "probe_lines": counted}]}
     assert f"probe lines {counted['count']} in 5 min" in render_status([row])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from devloop.k8s.pods import Pod, pod_view
 from devloop.k8s.workloads import (
     Workload,
     WorkloadError,
@@ -21,9 +22,9 @@ def _template(image: str = "app:1", init: str | None = None) -> dict:
     return {"metadata": {"labels": {"app": "web"}}, "spec": spec}
 
 
-def _pod(name: str = "p", image: str = "app:1", labels: dict | None = None, **meta) -> dict:
-    return {"metadata": {"name": name, "labels": labels or {"app": "web"}, **meta},
-            "spec": {"containers": [{"name": "app", "image": image}]}}
+def _pod(name: str = "p", image: str = "app:1", labels: dict | None = None, **meta) -> Pod:
+    return pod_view({"metadata": {"name": name, "labels": labels or {"app": "web"}, **meta},
+                     "spec": {"containers": [{"name": "app", "image": image}]}})
 
 
 def test_workload_refs_name_any_workload_kind_and_default_to_a_deployment() -> None:
@@ -59,8 +60,9 @@ def test_current_pods_statefulset_by_update_revision() -> None:
     new = _pod("db-0", "app:2", {"app": "web", "controller-revision-hash": "db-2"})
     old = _pod("db-1", "app:1", {"app": "web", "controller-revision-hash": "db-1"})
     assert sts.is_current(new) and not sts.is_current(old)
-    assert not sts.is_current({**new, "metadata": {**new["metadata"],
-                                                   "deletionTimestamp": "2026-01-01T00:00:00Z"}})
+    assert not sts.is_current(_pod("db-0", "app:2",
+                                   {"app": "web", "controller-revision-hash": "db-2"},
+                                   deletionTimestamp="2026-01-01T00:00:00Z"))
 
 
 def test_current_pods_daemonset_by_template_generation_else_by_images() -> None:
