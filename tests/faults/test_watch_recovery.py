@@ -12,17 +12,27 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options as ChromeOptions
+from selenium.webdriver.chrome.service import Service as ChromeService
 
 from devloop import events as ev
 from devloop.inputs import filewatch_inotify as watch_inotify
 from devloop.inputs.filewatch import INOTIFY_LIMIT_HELP, TreeWatcher
+from tests.conftest import devloop_env
 from tests.core.harness import running
+from tests.services.frontend.conftest import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS
 
 _SCHEMA = jsonschema.Draft202012Validator(json.loads(
     resources.files("devloop").joinpath("schemas/event-v1.json").read_text()))
@@ -153,3 +163,75 @@ def _tmp(directory, text: str):
     path = directory / "main.txt.tmp4242"
     path.write_text(text)
     return path
+
+
+def test_a_watcher_restart_is_told_on_the_console_and_the_dashboard(make_project, tmp_path):
+    # A real restart a user causes: under the native observer, a folder with subfolders moved
+    # into the tree (restored from the trash) rebuilds the observer and rescans. One real
+    # `devloop watch` (console output, dashboard on): the person at the terminal and the one
+    # looking at the page are both told; then an edit inside the moved folder reloads.
+    root = _project(make_project, "native")
+    outside = tmp_path / "Trash/restored/a/b"
+    outside.mkdir(parents=True)
+    (outside / "deep.txt").write_text("deep\n")
+    proc = subprocess.Popen([sys.executable, "-m", "devloop.cli", "watch", "--no-deploy",
+                             "--ui-port", "0"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=devloop_env(KUBECONFIG=str(tmp_path / "no-kubeconfig"),
+                                            HOME=str(tmp_path)))
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True).start()
+    try:
+        dashboard = _line_after(lines, "dashboard: ", 120).split("dashboard: ", 1)[1].strip()
+        _line_after(lines, "reload finished", 120)
+        os.rename(tmp_path / "Trash/restored", root / "services/api/src/restored")
+        told = _line_after(lines, "every service rescanned", 60)
+        assert "arrived with subfolders" in told and "watching again (native)" in told
+        base, token = dashboard.split("/?token=")
+        request = urllib.request.Request(f"{base}/api/services",
+                                         headers={"X-Devloop-Token": token})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=30) as resp:
+            notices = json.loads(resp.read())["notices"]
+        assert [n["type"] for n in notices] == ["watch.rescan"]
+        assert notices[0]["text"] in told
+        assert "arrived with subfolders" in _page_notice(dashboard, tmp_path)
+        seen = len(lines)
+        (root / "services/api/src/restored/a/b/deep.txt").write_text("positive control\n")
+        _line_after(lines, "reload finished", 120, start=seen)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 130
+    assert "Traceback" not in "".join(lines)
+
+
+def _line_after(lines: list[str], text: str, timeout: float, start: int = 0) -> str:
+    """The first console line from `start` on holding `text` (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = next((line for line in lines[start:] if text in line), None)
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no line with {text!r} in {timeout}s: {''.join(lines)[-2000:]}")
+
+
+def _page_notice(address: str, tmp_path: Path) -> str:
+    """What the dashboard page (headless Chromium) shows in its header's notice."""
+    options = ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options,
+                              service=ChromeService(executable_path=CHROMEDRIVER))
+    try:
+        driver.get(address)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = driver.find_element("id", "notice").text
+            if text:
+                return text
+            time.sleep(0.1)
+        return ""
+    finally:
+        driver.quit()
