@@ -332,6 +332,23 @@ def locate(text: str, failed: Vertex | None, source_line: int | None) -> int | N
     return None
 
 
+HEREDOC_HINT = ("this engine's built-in Dockerfile frontend predates heredocs (`RUN <<EOF`):"
+                " use Docker Engine 23 or later, or make `# syntax=docker/dockerfile:1.4` the"
+                " Dockerfile's first line (the engine pulls that frontend from Docker Hub)")
+_HEREDOC = re.compile(r"^\s*(?:RUN|COPY|ADD)\b.*<<-?\s*[\"']?[A-Za-z_][A-Za-z0-9_]*", re.I)
+
+
+def heredoc_before(text: str, parse_error_line: int) -> int | None:
+    """The line of a heredoc instruction at or above a parse error's line: a frontend without
+    heredocs reads the heredoc's body as instructions ("unknown instruction: ECHO") and names
+    the body's line, not the instruction the person wrote."""
+    lines = text.splitlines()[:parse_error_line]
+    for number in range(len(lines), 0, -1):
+        if _HEREDOC.match(lines[number - 1]):
+            return number
+    return None
+
+
 # --- the build ------------------------------------------------------------------------------
 
 # how the CLI says it cannot reach the engine (lower case: 20.10 and later differ in case)
@@ -472,7 +489,10 @@ class KitBuilder:
         except OSError:
             text = ""
         line = locate(text, progress.failed, progress.source_line)
-        return BuildFailed(svc.name, one_line(reason, 300), progress.step_label(),
+        if progress.source_line is not None and "unknown instruction" in reason and (
+                heredoc := heredoc_before(text, progress.source_line)) is not None:
+            line, reason = heredoc, f"{reason}; {HEREDOC_HINT}"
+        return BuildFailed(svc.name, one_line(reason, 400), progress.step_label(),
                            svc.dockerfile, line, list(progress.last_lines))
 
 

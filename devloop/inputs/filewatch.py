@@ -194,9 +194,12 @@ class TreeWatcher:
     # --- supervision -----------------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """Run the current backend and replace it whenever it ends. Nothing may end this thread
+        but stop(): a supervisor that died would be the deaf loop all over again."""
         while not self._stopped.is_set():
             backend = self._backend
-            assert backend is not None
+            if backend is None:  # stop() has closed it
+                return
             failed = False
             try:
                 why = backend.run()
@@ -208,8 +211,15 @@ class TreeWatcher:
                     return
                 failed = True
                 self._failures.append(self._clock())
-                why = f"file watching failed ({one_line(f'{type(exc).__name__}: {exc}', 160)})"
-            self._replace(backend, why, failed)
+                why = f"file watching failed ({_described(exc)})"
+            try:
+                self._replace(backend, why, failed)
+            except Exception as exc:  # whatever backend is current is run (and replaced) again
+                self._failures.append(self._clock())
+                with contextlib.suppress(Exception):
+                    self._on_warning(f"restarting the file watcher went wrong"
+                                     f" ({_described(exc)}); trying again")
+                self._stopped.wait(1.0)
 
     def _replace(self, old: Backend, why: str, failed: bool) -> None:
         """Close `old`, wait as restart_plan says, start a new backend, ask for a rescan."""
@@ -234,7 +244,7 @@ class TreeWatcher:
             except Exception as exc:
                 failed = True
                 self._failures.append(self._clock())
-                why = f"{why}; restarting it failed too ({one_line(str(exc), 120)})"
+                why = f"{why}; restarting it failed too ({_described(exc)})"
                 continue
             self._on_rescan(f"{why}; watching again ({self.mode}), every service rescanned")
             return
@@ -263,3 +273,7 @@ class TreeWatcher:
                 self._fallback.roots.roots.append(root)
                 with contextlib.suppress(OSError):
                     self._fallback.add_root(root)
+
+
+def _described(exc: BaseException) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}", 160)

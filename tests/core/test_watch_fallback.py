@@ -125,6 +125,33 @@ def test_a_watcher_that_keeps_failing_falls_back_to_polling_and_says_it_once(tmp
         watcher.stop()
 
 
+class _CloseFailsOnce(_Crashing):
+    closes = 0
+
+    def close(self) -> None:
+        _CloseFailsOnce.closes += 1
+        if _CloseFailsOnce.closes == 1:
+            raise OSError(9, "Bad file descriptor")
+
+
+def test_a_restart_that_goes_wrong_is_said_and_the_watcher_still_ends_up_watching(tmp_path):
+    runs, warnings, rescans = [], [], []
+    watcher = TreeWatcher([WatchRoot(tmp_path, lambda rel: False)], lambda paths: None,
+                          warnings.append, on_rescan=rescans.append, backend="native",
+                          make_backend=lambda mode: _CloseFailsOnce(mode, runs))
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "polling" not in runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runs[-1] == "polling" and watcher.mode == "polling"  # watching, not dead
+        assert warnings[0] == ("restarting the file watcher went wrong (OSError: [Errno 9] Bad"
+                               " file descriptor); trying again")
+        assert rescans and all("rescanned" in r for r in rescans)
+    finally:
+        watcher.stop()
+
+
 def test_events_of_removed_watches_and_overflow_are_handled_not_raised(tmp_path):
     # watchdog 6 raised KeyError for these and ended its reader; here they are noise, or a
     # rescan for the overflow

@@ -4,14 +4,16 @@ A real `devloop watch` process runs with a sitecustomize on PYTHONPATH that make
 `watchdog.observers.inotify_c` raise UnsupportedLibcError, exactly what that import does on
 macOS. The native observers of macOS and Windows cannot run here: under the simulation watchdog's
 `Observer` is its portable one, so this proves that nothing imports inotify at load time and that
-`auto` and `polling` pick a backend that works without it.
+`auto` and `polling` pick a backend that works without it, through a folder rename too.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -49,13 +51,25 @@ def no_inotify(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize(("setting", "mode"), [("auto", "native"), ("polling", "polling")])
 def test_watch_starts_and_reloads_without_inotify(make_project, no_inotify, tmp_path, setting,
                                                   mode):
-    root = make_project({"api": {}}, top=f"quiet_period_ms: 100\nwatch_backend: {setting}\n")
+    root = make_project({"api": {"files": {"src/main.txt": "hello\n",
+                                           "src/pkg/a/deep.txt": "deep\n"}}},
+                        top=f"quiet_period_ms: 100\nwatch_backend: {setting}\n")
+    src = root / "services/api/src"
     watch = Watch(root, tmp_path / "no-kubeconfig", extra_env=no_inotify,
                   args=("--no-deploy", "--no-ui"))
     try:
         ready = watch.wait("watch.ready", timeout=60)
         assert ready["mode"] == mode
         watch.wait("reload.finished", timeout=120, ok=True)
+        # a folder with subfolders renamed, then an edit inside it
+        mark = watch.mark()
+        os.rename(src / "pkg", src / "lib")
+        watch.wait("reload.finished", after=mark, timeout=120, ok=True)
+        time.sleep(0.5)
+        mark = watch.mark()
+        (src / "lib/a/deep.txt").write_text("edited after the rename\n")
+        watch.wait("reload.finished", after=mark, timeout=120, ok=True)
+        time.sleep(0.5)
         mark = watch.mark()
         (root / "services/api/src/main.txt").write_text("saved on a laptop without inotify\n")
         watch.wait("reload.finished", after=mark, timeout=120, ok=True)

@@ -1,11 +1,13 @@
 """File watching survives what users do to their trees, under every backend.
 
-Each scenario is caused as a user would cause it (folder renames, moving to the trash, a git
-checkout of thousands of files, a service folder deleted and restored) while a real engine
-watches with real watchdog/inotify and builds with the real Docker Engine (build only: no
-cluster is needed to prove a save is noticed). Each ends with an edit that must reload: the
-positive control that the watcher is alive. `native` on Linux is watchdog's recursive inotify
-observer; on macOS and Windows it would be FSEvents / ReadDirectoryChangesW (not run here).
+Each scenario is caused as a user would cause it (folder renames, moving to the trash, renames
+that only change case, a git checkout and a git stash of thousands of files, a service folder
+deleted and restored) while a real engine watches with real watchdog/inotify and builds with the
+real Docker Engine (build only: no cluster is needed to prove a save is noticed). Each ends with
+an edit that must reload: the positive control that the watcher is alive. `native` on Linux is
+watchdog's recursive inotify observer; on macOS and Windows it would be FSEvents /
+ReadDirectoryChangesW (not run here; tests/faults/test_watch_platforms.py runs devloop with
+inotify's import failing as it does there).
 """
 
 from __future__ import annotations
@@ -86,7 +88,15 @@ def test_folder_renamed_within_moved_out_to_trash_and_back_in(make_project, dock
         h.settle(0.5)
         _reloads(h, src / "restored/a/b/deep.txt", "deep, restored\n")
         assert _last_image(h) == _expected_tag(root)
-        _reloads(h, src / "main.txt", "positive control\n")
+        # renames that only change case (one name on macOS and Windows, two here)
+        mark = h.mark()
+        os.rename(src / "main.txt", src / "Main.txt")
+        os.rename(src / "restored", src / "Restored")
+        h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True)
+        h.settle(0.5)
+        assert _last_image(h) == _expected_tag(root)
+        _reloads(h, src / "Restored/a/b/deep.txt", "deep, case renamed\n")
+        _reloads(h, src / "Main.txt", "positive control\n")
         assert not h.recorder.of(ev.ERROR)
 
 
@@ -96,7 +106,7 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_git_checkout_of_thousands_of_files_builds_exactly_the_checked_out_tree(
+def test_git_checkout_and_stash_of_thousands_of_files_build_exactly_that_tree(
         make_project, docker_client, backend):
     root = _project(make_project, backend, quiet_ms=400)
     _git(root, "init", "-q", "-b", "main")
@@ -113,13 +123,19 @@ def test_git_checkout_of_thousands_of_files_builds_exactly_the_checked_out_tree(
     _git(root, "commit", "-qm", "feature")
     _git(root, "checkout", "-q", "main")
     with running(root, docker_client) as h:
-        for branch in ("feature", "main", "feature"):
+        # switching branches, then thousands of files taken from the other branch and stashed
+        # away and back: each step changes every one of them at once
+        steps = [("checkout", "-q", "feature"), ("checkout", "-q", "main"),
+                 ("checkout", "feature", "--", "services/api/src"), ("stash", "-q"),
+                 ("stash", "pop", "-q")]
+        for args in steps:
             mark = h.mark()
-            _git(root, "checkout", "-q", branch)
+            _git(root, *args)
             h.wait(ev.RELOAD_FINISHED, "api", after=mark, ok=True, timeout=120)
             h.settle(1.5)
-            assert _last_image(h) == _expected_tag(root), branch
-        # the directories the checkout created are watched: an edit deep inside reloads
+            assert _last_image(h) == _expected_tag(root), args
+        assert (src / "mod3/sub3/f3.txt").read_text() == "feature 3\n"  # popped
+        # the directories the stash pop created are watched: an edit deep inside reloads
         _reloads(h, src / "mod7/sub0/f7.txt", "edited after checkout\n")
         _reloads(h, src / "main.txt", "positive control\n")
         assert not h.recorder.of(ev.ERROR)

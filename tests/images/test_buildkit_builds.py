@@ -3,8 +3,9 @@
 /usr/bin/docker (Debian's 20.10) has BuildKit built in; /usr/local/bin/docker (28.x without the
 buildx plugin) refuses it, so a PATH with only the latter simulates a laptop without BuildKit.
 The engine has no bridge network: RUN steps run on the host's network (`--network host`).
-Heredocs are not tested: 20.10's built-in Dockerfile frontend predates them and the frontend
-that has them (`# syntax=docker/dockerfile:1.4`) is an image pulled from a registry.
+A heredoc cannot build here: the Dockerfile frontend is the engine's (Debian's dockerd 20.10),
+which predates heredocs, and the frontend that has them (`# syntax=docker/dockerfile:1.4`) is an
+image on Docker Hub, out of reach; what is tested is that devloop says so at the right line.
 """
 
 from __future__ import annotations
@@ -79,6 +80,21 @@ def test_a_cache_mount_builds_with_buildkit_and_the_legacy_builder_cannot(
     assert code != 0
     assert _one(events, "builder.selected")["builder"] == "legacy"
     assert _one(events, "build.failed")["image"] == image  # same inputs, same tag
+
+
+def test_a_heredoc_on_an_engine_whose_frontend_predates_them_names_its_line_and_the_fix(
+        make_project) -> None:
+    extra = "RUN <<EOF\necho made by a heredoc > /hd\nEOF\n"  # Dockerfile lines 4-6
+    root = make_project({"app": {"extra": extra}})
+    code, events, out = _sync(root)
+    assert code != 0, out
+    assert _one(events, "builder.selected")["builder"] == "buildkit"
+    failed = _one(events, "build.failed")
+    assert "unknown instruction" in failed["error"]  # the engine's own words
+    assert "predates heredocs" in failed["error"] and "docker/dockerfile:1.4" in failed["error"]
+    problem = _one(events, "problem")
+    assert problem == {**problem, "file": "services/app/Dockerfile", "line": 4, "kind": "build"}
+    assert "Traceback" not in out
 
 
 def test_a_context_whose_first_entry_has_a_long_name_builds(

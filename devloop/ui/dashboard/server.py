@@ -429,7 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/status":
             self._json(200, self.dash.status.get())
         elif path == "/api/services":
-            self._json(200, {"services": self.dash.state.cards()})
+            self._json(200, {"services": self.dash.state.cards(),
+                             "notices": self.dash.state.notices()})
         elif path == "/api/logs":
             service = _one(query, "service")
             if service is not None and not _SERVICE.fullmatch(service):

@@ -22,6 +22,9 @@ LOG_LINES_PER_POD = 1000  # the last N lines kept per pod (and per service's bui
 PODS_PER_SERVICE = 8  # log buffers kept per service; the oldest pod's buffer is dropped first
 MAX_LINE_CHARS = 4000  # a longer line is cut (a minified bundle must not fill the memory)
 MAX_URLS = 10
+MAX_NOTICES = 20  # devloop-wide warnings kept (the watcher restarted, events lost, ...)
+# events without a service that the page shows above the cards: what a console user reads
+NOTICE_EVENTS = {ev.WARNING: "message", ev.ERROR: "message", ev.WATCH_RESCAN: "reason"}
 
 # from the port-forward manager (follow.forwards): `url` (same url when it follows a new pod)
 FORWARD_EVENTS = ("forward.ready", "forward.moved")
@@ -55,6 +58,7 @@ class DashboardState:
         # service -> OrderedDict(source key -> deque of lines); key "build" or the pod name
         self._logs: dict[str, OrderedDict[str, deque[dict[str, Any]]]] = {}
         self._orphaned: list[str] = []  # objects applied earlier, no longer in the manifests
+        self._notices: deque[dict[str, Any]] = deque(maxlen=MAX_NOTICES)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -83,6 +87,11 @@ class DashboardState:
         return [[tuple(b) for b in buffers.values()] for name, buffers in self._logs.items()
                 if service is None or name == service]
 
+    def notices(self) -> list[dict[str, Any]]:
+        """devloop-wide warnings, oldest first: {ts, type, text} (redacted like the events)."""
+        with self._lock:
+            return list(self._notices)
+
     def line_count(self) -> int:
         with self._lock:
             return sum(len(b) for bufs in self._logs.values() for b in bufs.values())
@@ -98,8 +107,10 @@ class DashboardState:
             cards = [_public(c) for _, c in sorted(self._cards.items())]
             buffers = self._copy_buffers(None)
             orphaned = list(self._orphaned)
+            notices = list(self._notices)
         return seq, {"services": cards, "logs": _merge(buffers, log_limit),
-                     "log_lines_per_pod": LOG_LINES_PER_POD, "orphaned": orphaned}
+                     "log_lines_per_pod": LOG_LINES_PER_POD, "orphaned": orphaned,
+                     "notices": notices}
 
     # --- folding events --------------------------------------------------------------------------
 
@@ -131,6 +142,10 @@ class DashboardState:
             self._orphaned = list(d.get("objects") or [])
             return None
         if name is None:
+            if t in NOTICE_EVENTS:
+                d = doc if doc is not None else event.to_json()
+                self._notices.append({"ts": event.ts, "type": t,
+                                      "text": str(d.get(NOTICE_EVENTS[t], ""))})
             return None
         if t in (ev.POD_LOG, ev.BUILD_OUTPUT):
             if not event.data.get("probe"):  # probe requests are folded, as on the console
