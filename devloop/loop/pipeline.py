@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from devloop import events as ev
 from devloop.config.loader import Config, ServiceConfig
-from devloop.image.build import Builder, BuildFailed, DiskFull, EngineUnreachable, InputsChanged
+from devloop.image.build import Builder, BuildFailed, DiskFull, DockerUnreachable, InputsChanged
 from devloop.image.buildslots import BuildSlots, default_limit, limit_for
 from devloop.image.problems import build_problem
 from devloop.inputs.digest import ServiceDigest, image_tag
@@ -141,7 +141,7 @@ class Pipeline:
             try:  # without a cluster, "up to date" means the image exists
                 if self.builder.existing(image_tag(svc.image, value)):
                     known = learned = value
-            except EngineUnreachable as exc:
+            except DockerUnreachable as exc:
                 self.bus.publish(ev.ERROR, svc.name, message=str(exc))
                 return PipelineResult(svc.name, DOCKER_UNREACHABLE, None, str(exc))
         tag = image_tag(svc.image, value)
@@ -226,7 +226,7 @@ class Pipeline:
             if problem is not None:
                 self.bus.publish(ev.PROBLEM, svc.name, **problem)
             return finish(BUILD_FAILED, str(exc))
-        except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
+        except DockerUnreachable as exc:  # nothing deployed: the previous image keeps running
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
             return finish(DOCKER_UNREACHABLE, str(exc))
         except DiskFull as exc:
