@@ -18,7 +18,7 @@ from devloop import events as ev
 from devloop import exitcodes, vocab
 from devloop.config.loader import Config
 from devloop.image import buildkit
-from devloop.image.build import Builder, EngineUnreachable, checkout_id, engine_address
+from devloop.image.build import Builder, DockerUnreachable, checkout_id, docker_address
 from devloop.image.buildslots import BuildSlots, limit_for
 from devloop.inputs.digest import DigestCache, default_cache_path
 from devloop.k8s.ownership import owned_secrets
@@ -74,21 +74,22 @@ class App:
     # --- construction ----------------------------------------------------------------------------
 
     def _builder(self, environment: dict[str, str] | None, wait: bool) -> Builder | None:
-        """A Builder on the engine `environment` names. An engine that does not answer is
-        reported in one line; with `wait` (watch) the builder is returned anyway and connects
-        on first use, so reloads fail as docker_unreachable and are retried by the engine."""
+        """A Builder on the Docker Engine `environment` names. A Docker Engine that does not
+        answer is reported in one line; with `wait` (watch) the builder is returned anyway and
+        connects on first use, so reloads fail as docker_unreachable and are retried by the
+        loop's engine."""
         choice = buildkit.choose(self.config.builder, os.environ)
         self.bus.publish(ev.BUILDER_SELECTED, None, builder=choice.name, reason=choice.reason)
         builder = Builder(lambda: docker.from_env(environment=environment),
                           keep_images=self.config.keep_images,
-                          engine=engine_address(environment),
+                          docker_host=docker_address(environment),
                           checkout=checkout_id(self.config.path),
                           kit=(buildkit.KitBuilder(choice.cli, environment,
                                                    redact=self.redactor.add)
                                if choice.cli is not None else None))
         try:
             builder.ping()
-        except EngineUnreachable as exc:
+        except DockerUnreachable as exc:
             more = "; watching anyway: builds start once it answers" if wait else ""
             self.bus.publish(ev.ERROR, None, message=f"{exc}{more}")
             return builder if wait else None

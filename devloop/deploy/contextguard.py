@@ -59,7 +59,7 @@ def refusal(context: str, server: str, allowed: Iterable[str]) -> str | None:
             " or pick another one with --context")
 
 
-def shares_engine(context: str, server: str) -> bool:
+def shares_docker(context: str, server: str) -> bool:
     """Whether images devloop builds can run in this cluster without a registry: its name says
     which local tool made it (devloop then loads images into it), or its API server is on this
     machine."""

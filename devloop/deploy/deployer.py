@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop import events as ev
 from devloop.config.loader import Config, ResourceConfig, ServiceConfig
-from devloop.deploy.contextguard import registry_refusal, shares_engine
+from devloop.deploy.contextguard import registry_refusal, shares_docker
 from devloop.deploy.delivery import (
     Delivery,
     DeliveryError,
@@ -132,7 +132,7 @@ class ClusterDeployer:
         except (ValueError, DeliveryError) as exc:
             raise DeployFailed(DEPLOY_FAILED, f"{config.path}: {exc}") from None
         if (isinstance(delivery, SharedDaemon) and config.delivery == "auto"
-                and not shares_engine(cluster.context, cluster.server)):
+                and not shares_docker(cluster.context, cluster.server)):
             why = registry_refusal(cluster.context, cluster.server)
             raise ContextRefused(f"{config.path}: {why}")
         deployer = cls(config, bus, redactor, cluster, delivery)

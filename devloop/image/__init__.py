@@ -8,10 +8,10 @@ from devloop.image.build import (
     Builder,
     BuildFailed,
     DiskFull,
-    EngineUnreachable,
+    DockerUnreachable,
     InputsChanged,
     checkout_id,
-    engine_address,
+    docker_address,
 )
 from devloop.image.buildslots import BuildSlots, default_limit, limit_for
 from devloop.image.dockerfile import (
@@ -24,7 +24,7 @@ from devloop.image.dockerfile import (
     parse_copy,
     stages,
 )
-from devloop.image.errors import is_lost_engine, lost_engine_detail
+from devloop.image.errors import docker_lost_detail, is_docker_lost
 from devloop.image.problems import build_problem, is_traceback_end, traceback_problem
 
 __all__ = [
@@ -33,19 +33,19 @@ __all__ = [
     "Builder",
     "CopyArgs",
     "DiskFull",
-    "EngineUnreachable",
+    "DockerUnreachable",
     "InputsChanged",
     "Instruction",
     "Stage",
     "build_problem",
     "checkout_id",
     "default_limit",
-    "engine_address",
-    "is_lost_engine",
+    "docker_address",
+    "docker_lost_detail",
+    "is_docker_lost",
     "is_traceback_end",
     "join_workdir",
     "limit_for",
-    "lost_engine_detail",
     "mount_flags",
     "parse",
     "parse_copy",

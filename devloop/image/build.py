@@ -6,7 +6,7 @@ put new content under the old `dl-` tag (and a later revert would deploy that wr
 "the image exists"), so a mismatch stops the build before Docker sees it (InputsChanged) and the
 pipeline hashes again. We use docker-py's low-level streaming API: `images.build` only returns at
 the end, and a failed build arrives as an `errorDetail` message rather than an exception (see
-field notes). A lost engine (connection refused or cut mid-stream) is EngineUnreachable, not a
+field notes). A lost engine (connection refused or cut mid-stream) is DockerUnreachable, not a
 build failure: the inputs are fine and the build is retried once the engine answers.
 """
 
@@ -34,15 +34,15 @@ import docker.errors
 from devloop.config.loader import ServiceConfig
 from devloop.image import dockerfile as dockerfile_mod
 from devloop.image.errors import (
-    CONNECTION_ERRORS,
+    DOCKER_CONNECTION_ERRORS,
     SPOOL_BYTES,
     BuildFailed,
     DiskFull,
-    EngineUnreachable,
+    DockerUnreachable,
     InputsChanged,
-    engine_address,
-    is_lost_engine,
-    lost_engine_detail,
+    docker_address,
+    docker_lost_detail,
+    is_docker_lost,
 )
 from devloop.inputs.digest import TAG_PREFIX, ServiceDigest, dl_tag_hex, open_regular, path_bytes
 
@@ -93,12 +93,12 @@ class Builder:
     `checkout` (checkout_id) labels every image built and scopes pruning to those images."""
 
     def __init__(self, client: docker.DockerClient | Callable[[], docker.DockerClient],
-                 keep_images: int = 3, engine: str | None = None,
+                 keep_images: int = 3, docker_host: str | None = None,
                  checkout: str | None = None, kit: KitBuilder | None = None) -> None:
         self._client = client if isinstance(client, docker.DockerClient) else None
         self._factory = None if isinstance(client, docker.DockerClient) else client
         self.keep_images = keep_images
-        self.engine = engine or engine_address()
+        self.docker_host = docker_host or docker_address()  # DOCKER_HOST of the engine used
         self.checkout = checkout
         self.kit = kit  # builds through a BuildKit CLI; None: docker-py's legacy builder
 
@@ -112,22 +112,22 @@ class Builder:
 
     @contextlib.contextmanager
     def _reaching(self) -> Iterator[None]:
-        """Say docker-py's many ways of "the engine is gone" as one EngineUnreachable."""
+        """Say docker-py's many ways of "the engine is gone" as one DockerUnreachable."""
         try:
             yield
         except Exception as exc:
-            if not is_lost_engine(exc):
+            if not is_docker_lost(exc):
                 raise
             raise self._lost(exc, "cannot reach") from None
 
-    def _lost(self, exc: BaseException, what: str, service: str | None = None) -> EngineUnreachable:
+    def _lost(self, exc: BaseException, what: str, service: str | None = None) -> DockerUnreachable:
         during = (f" during the build of {service}; nothing was deployed" if service else "")
-        return EngineUnreachable(
-            f"{what} the Docker Engine at {self.engine} ({lost_engine_detail(exc)}){during}:"
+        return DockerUnreachable(
+            f"{what} the Docker Engine at {self.docker_host} ({docker_lost_detail(exc)}){during}:"
             " check that dockerd is running (`docker info`) and DOCKER_HOST")
 
     def ping(self) -> None:
-        """Raise EngineUnreachable when the engine does not answer."""
+        """Raise DockerUnreachable when the engine does not answer."""
         with self._reaching():
             self.client.ping()
 
@@ -142,7 +142,7 @@ class Builder:
     def build(self, digest: ServiceDigest, tag: str, on_line: Callable[[str], None],
               stop: threading.Event | None = None) -> BuildResult:
         """Build `tag` from the files `digest` covers; raise BuildFailed with the failing step,
-        InputsChanged when a file no longer holds what was hashed, EngineUnreachable when the
+        InputsChanged when a file no longer holds what was hashed, DockerUnreachable when the
         engine does not answer or goes away mid-build."""
         svc = digest.service
         start = time.monotonic()
@@ -202,7 +202,7 @@ class Builder:
                 raise self._failed(svc, str(reason).strip(), step_no, step_text, steps,
                                    last_lines) from None
             except Exception as exc:
-                if not is_lost_engine(exc):
+                if not is_docker_lost(exc):
                     raise
                 what = "lost" if step_no is not None or last_lines else "cannot reach"
                 raise self._lost(exc, what, svc.name) from None
@@ -244,7 +244,7 @@ class Builder:
             labels.append(f"{LABEL_CHECKOUT}={self.checkout}")
         try:
             images = self.client.images.list(filters={"label": labels})
-        except (EngineUnreachable, docker.errors.DockerException, *CONNECTION_ERRORS):
+        except (DockerUnreachable, docker.errors.DockerException, *DOCKER_CONNECTION_ERRORS):
             return []
         tagged = [(img.attrs.get("Created", ""), t, img.id) for img in images for t in img.tags
                   if t.rsplit(":", 1)[-1].startswith(TAG_PREFIX)
@@ -272,7 +272,7 @@ class Builder:
             try:
                 self.client.images.remove(tag, noprune=False)
                 removed.append(tag)
-            except (docker.errors.DockerException, *CONNECTION_ERRORS):
+            except (docker.errors.DockerException, *DOCKER_CONNECTION_ERRORS):
                 continue
         return removed
 
@@ -282,7 +282,7 @@ class Builder:
         two tags of that image would leave a pod that restarts with a name that is gone."""
         try:
             return {c.get("ImageID") for c in self.client.api.containers(all=True)}
-        except (docker.errors.DockerException, *CONNECTION_ERRORS):
+        except (docker.errors.DockerException, *DOCKER_CONNECTION_ERRORS):
             return None
 
 

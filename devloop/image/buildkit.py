@@ -29,7 +29,7 @@ from typing import IO
 
 from devloop.config.loader import BuildSecret, ServiceConfig
 from devloop.image import dockerfile as dockerfile_mod
-from devloop.image.errors import BuildFailed, EngineUnreachable
+from devloop.image.errors import BuildFailed, DockerUnreachable
 from devloop.text import one_line
 
 _MIN_BUILTIN = (18, 9)  # the first CLI with BuildKit built in (DOCKER_BUILDKIT=1)
@@ -139,7 +139,7 @@ def choose(setting: str, env: Mapping[str, str], run: Runner = _run) -> Choice:
                         " builder: legacy")
 
 
-def engine_env(environment: Mapping[str, str] | None, base: Mapping[str, str]) -> dict[str, str]:
+def docker_env(environment: Mapping[str, str] | None, base: Mapping[str, str]) -> dict[str, str]:
     """The CLI's environment: this process's, with the engine devloop's docker-py client talks
     to (DOCKER_HOST of minikube's docker-env) replacing any engine variables of its own."""
     env = {k: v for k, v in base.items() if environment is None or k not in _ENGINE_VARS}
@@ -384,7 +384,7 @@ class KitBuilder:
 
     @property
     def env(self) -> dict[str, str]:
-        return engine_env(self.environment, self.base_env)
+        return docker_env(self.environment, self.base_env)
 
     def network(self) -> str | None:
         if self.host_network is None:
@@ -413,7 +413,7 @@ class KitBuilder:
               labels: Mapping[str, str], on_line: Callable[[str], None],
               stop: threading.Event | None = None) -> str:
         """Build `tag` from the tar `context`; return the image id. BuildFailed names the
-        failing step and its Dockerfile line; EngineUnreachable when the CLI cannot reach the
+        failing step and its Dockerfile line; DockerUnreachable when the CLI cannot reach the
         engine. `stop` set (devloop stopping: Ctrl-C, SIGTERM) kills the CLI's process
         group and raises BuildFailed saying so."""
         progress = Progress(dockerfile_name=Path(dockerfile_name).name)
@@ -459,7 +459,7 @@ class KitBuilder:
             image_id = iidfile.read_text().strip() if iidfile.exists() else ""
         return image_id
 
-    def engine_answers(self, run: Runner = _run) -> bool:
+    def docker_answers(self, run: Runner = _run) -> bool:
         """Whether the engine answers now (`docker version` asks the server too)."""
         try:
             return run([self.cli.path, "version", "--format", "{{.Server.Version}}"],
@@ -470,17 +470,17 @@ class KitBuilder:
     def _failure(self, svc: ServiceConfig, progress: Progress) -> Exception:
         """What a failed CLI run was: the engine unreachable from the start, the engine lost
         mid-build (it no longer answers: its error lines are not the build's), or a failed
-        step. The first two are EngineUnreachable, retried once the engine answers."""
+        step. The first two are DockerUnreachable, retried once the engine answers."""
         text = " ".join(progress.last_lines)
         address = (self.environment or {}).get("DOCKER_HOST") or \
             self.base_env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         tail = (f" during the build of {svc.name}; nothing was deployed: check that dockerd is"
                 " running (`docker info`) and DOCKER_HOST")
         if not progress.vertices and any(needle in text.lower() for needle in _LOST):
-            return EngineUnreachable(
+            return DockerUnreachable(
                 f"cannot reach the Docker Engine at {address} ({one_line(text, 160)}){tail}")
-        if progress.vertices and not self.engine_answers():
-            return EngineUnreachable(
+        if progress.vertices and not self.docker_answers():
+            return DockerUnreachable(
                 f"lost the Docker Engine at {address} (connection cut){tail}")
         reason = progress.reason or (progress.last_lines[-1] if progress.last_lines
                                      else f"{self.cli.path} exited without saying why")

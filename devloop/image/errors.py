@@ -57,28 +57,29 @@ class DiskFull(Exception):
             " a larger disk"))
 
 
-class EngineUnreachable(Exception):
+class DockerUnreachable(Exception):
     """The Docker Engine does not answer (down, restarting, socket gone); one line naming it."""
 
 
 # What a lost engine looks like through docker-py: refused/reset sockets, a response cut
 # mid-stream (urllib3 ProtocolError, requests ChunkedEncodingError), the version probe failing.
-CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                      requests.exceptions.Timeout, urllib3.exceptions.HTTPError, OSError)
+DOCKER_CONNECTION_ERRORS = (
+    requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout, urllib3.exceptions.HTTPError, OSError)
 
 
-def engine_address(environment: dict[str, str] | None = None) -> str:
+def docker_address(environment: dict[str, str] | None = None) -> str:
     """The engine docker-py talks to: DOCKER_HOST of `environment` (else of this process), else
     the default socket."""
     env = os.environ if environment is None else environment
     return env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def is_lost_engine(exc: BaseException) -> bool:
+def is_docker_lost(exc: BaseException) -> bool:
     """The engine did not answer (as opposed to answering with a refusal or a failed step)."""
     if isinstance(exc, docker.errors.APIError):
         return False  # the engine answered (a refusal, a failed step)
-    return isinstance(exc, (*CONNECTION_ERRORS, docker.errors.DockerException))
+    return isinstance(exc, (*DOCKER_CONNECTION_ERRORS, docker.errors.DockerException))
 
 
 _CAUSES = (  # what docker-py/urllib3 wrap, as the user would say it
@@ -89,7 +90,7 @@ _CAUSES = (  # what docker-py/urllib3 wrap, as the user would say it
 )
 
 
-def lost_engine_detail(exc: BaseException) -> str:
+def docker_lost_detail(exc: BaseException) -> str:
     """Why the engine did not answer, in the words a user would use."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     for needle, said in _CAUSES:

@@ -37,7 +37,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from devloop.image.errors import is_lost_engine, lost_engine_detail
+from devloop.image.errors import docker_lost_detail, is_docker_lost
 from devloop.k8s import retry, timeouts
 from devloop.k8s.errors import api_message, one_line
 from devloop.k8s.pods import read_pod, split_container_id
@@ -642,10 +642,10 @@ def _docker_failure(target: Target, exc: Exception) -> UpdateFailed:
     instead); anything else is a bug and raised as it is."""
     where = f"cannot sync into {target.label} through Docker"
     if not isinstance(exc, docker.errors.APIError):
-        if not is_lost_engine(exc):
+        if not is_docker_lost(exc):
             raise exc
         return UpdateFailed("exec_refused", f"{where}: the Docker Engine went away"
-                            f" ({lost_engine_detail(exc)})")
+                            f" ({docker_lost_detail(exc)})")
     detail = one_line(str(exc.explanation or exc), 200)
     low = detail.lower()
     if isinstance(exc, docker.errors.NotFound):

@@ -17,7 +17,7 @@ from pathlib import Path
 from devloop import events as ev
 from devloop.config.loader import Config, ServiceConfig
 from devloop.image.buildslots import BuildSlots, default_limit, limit_for
-from devloop.image.errors import BuildFailed, DiskFull, EngineUnreachable, InputsChanged
+from devloop.image.errors import BuildFailed, DiskFull, DockerUnreachable, InputsChanged
 from devloop.image.problems import build_problem
 from devloop.inputs.digest import ServiceDigest, image_tag
 from devloop.live.updaters import SourcesChanged
@@ -136,7 +136,7 @@ class Pipeline:
             try:
                 if self.builder.existing(image_tag(svc.image, value)):
                     running.known = running.learned = value
-            except EngineUnreachable as exc:
+            except DockerUnreachable as exc:
                 self.bus.publish(ev.ERROR, svc.name, message=str(exc))
                 return PipelineResult(svc.name, DOCKER_UNREACHABLE, None, str(exc))
             return None
@@ -221,7 +221,7 @@ class Pipeline:
             if problem is not None:
                 self.bus.publish(ev.PROBLEM, svc.name, **problem)
             return reload.finish(BUILD_FAILED, str(exc))
-        except EngineUnreachable as exc:  # nothing deployed: the previous image keeps running
+        except DockerUnreachable as exc:  # nothing deployed: the previous image keeps running
             self.bus.publish(ev.ERROR, svc.name, message=str(exc))
             return reload.finish(DOCKER_UNREACHABLE, str(exc))
         except DiskFull as exc:

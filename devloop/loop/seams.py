@@ -7,7 +7,7 @@ app.py: devloop.image.build.Builder, devloop.live.sync.LiveSyncer,
 devloop.deploy.deployer.ClusterDeployer.
 
 The failures they raise are part of the contract: ImageBuilder raises BuildFailed, DiskFull,
-EngineUnreachable, InputsChanged (devloop.image.errors); LiveUpdate raises NeedRebuild
+DockerUnreachable, InputsChanged (devloop.image.errors); LiveUpdate raises NeedRebuild
 (devloop.vocab) and SourcesChanged (devloop.live.updaters); Deployer raises DeployFailed
 (devloop.vocab).
 """

@@ -179,11 +179,11 @@ def test_builder_legacy_asks_no_cli(tmp_path: Path) -> None:
 
 def test_the_cli_talks_to_the_engine_devloop_talks_to() -> None:
     base = {"PATH": "/usr/bin", "DOCKER_HOST": "unix:///mine.sock", "DOCKER_CERT_PATH": "/c"}
-    env = bk.engine_env({"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1"}, base)
+    env = bk.docker_env({"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_TLS_VERIFY": "1"}, base)
     assert env["DOCKER_HOST"] == "tcp://127.0.0.1:2376" and env["DOCKER_TLS_VERIFY"] == "1"
     assert "DOCKER_CERT_PATH" not in env  # minikube's docker-env replaces the whole set
     assert env["DOCKER_BUILDKIT"] == "1" and env["PATH"] == "/usr/bin"
-    assert bk.engine_env(None, base)["DOCKER_HOST"] == "unix:///mine.sock"
+    assert bk.docker_env(None, base)["DOCKER_HOST"] == "unix:///mine.sock"
 
 
 def _service(tmp_path: Path, **kw: object) -> ServiceConfig:

@@ -27,7 +27,7 @@ import pytest
 
 from devloop.config.loader import load_config
 from devloop.image import buildkit as bk
-from devloop.image.build import Builder, BuildFailed, EngineUnreachable
+from devloop.image.build import Builder, BuildFailed, DockerUnreachable
 from devloop.inputs.digest import ServiceDigest, image_tag
 from tests.conftest import devloop_env
 
@@ -253,7 +253,7 @@ def test_an_engine_that_does_not_answer_is_unreachable_not_a_failed_build(
     builder = Builder(docker.from_env(), kit=kit)
     digest = ServiceDigest(svc)
     digest.scan()
-    with pytest.raises(EngineUnreachable) as err:
+    with pytest.raises(DockerUnreachable) as err:
         builder.build(digest, image_tag(svc.image, digest.digest()), lambda _line: None)
     assert dead in str(err.value) and "\n" not in str(err.value)
     assert bk.KitBuilder(choice.cli).network() == "host"  # this engine has no bridge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devloop.deploy.contextguard import is_loopback_server, refusal, shares_engine
+from devloop.deploy.contextguard import is_loopback_server, refusal, shares_docker
 
 
 @pytest.mark.parametrize("context", [
@@ -36,7 +36,7 @@ def test_allow_contexts_lets_a_named_context_through():
 
 
 def test_only_clusters_that_can_run_local_images_share_the_engine():
-    assert shares_engine("kind-dev", "https://10.0.0.1")
-    assert shares_engine("docker-desktop", "https://kubernetes.docker.internal:6443")
-    assert shares_engine("anything", "https://127.0.0.1:6443")
-    assert not shares_engine("team-dev", "https://api.example.com")
+    assert shares_docker("kind-dev", "https://10.0.0.1")
+    assert shares_docker("docker-desktop", "https://kubernetes.docker.internal:6443")
+    assert shares_docker("anything", "https://127.0.0.1:6443")
+    assert not shares_docker("team-dev", "https://api.example.com")

@@ -18,7 +18,7 @@ import pytest
 from devloop import events as ev
 from devloop.config.loader import ServiceConfig, load_config
 from devloop.image.buildslots import BuildSlots
-from devloop.image.errors import BuildFailed, DiskFull, EngineUnreachable, InputsChanged
+from devloop.image.errors import BuildFailed, DiskFull, DockerUnreachable, InputsChanged
 from devloop.inputs.digest import ServiceDigest, image_tag
 from devloop.live.updaters import SourcesChanged
 from devloop.loop import rules
@@ -176,7 +176,7 @@ def test_without_a_cluster_an_existing_image_is_current_and_an_engine_down_is_sa
     result = p.first()
     assert result.outcome == UNCHANGED
     assert p.one(ev.BUILD_SKIPPED)["reason"] == "image is current"
-    p.builder.fail("existing", EngineUnreachable("cannot reach the Docker Engine at x"))
+    p.builder.fail("existing", DockerUnreachable("cannot reach the Docker Engine at x"))
     down = p.first()
     assert (down.outcome, down.digest) == (DOCKER_UNREACHABLE, None)
     assert p.one(ev.ERROR)["message"] == "cannot reach the Docker Engine at x"
@@ -252,7 +252,7 @@ def test_inputs_that_keep_changing_fail_the_build_after_three_tries(p: Project) 
 
 @pytest.mark.parametrize(("failure", "outcome"), [
     (DiskFull("app", "/tmp", "No space left on device"), DISK_FULL),
-    (EngineUnreachable("lost the Docker Engine at x during the build of app"),
+    (DockerUnreachable("lost the Docker Engine at x during the build of app"),
      DOCKER_UNREACHABLE),
 ])
 def test_a_full_disk_or_a_lost_engine_deploys_nothing_and_is_retried(
