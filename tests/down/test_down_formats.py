@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import busybox_context
 from tests.down.test_down import devloop
 from tests.kube_standin.fixtures import wait_for
+from tests.manifests.widgets import WIDGET_CRD, gone, widget
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools/bin/kubectl"
@@ -55,27 +55,6 @@ spec:
   accessModes: [ReadWriteOnce]
   resources: {{requests: {{storage: 1Mi}}}}
 """
-CRD = """\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: example.com/v1
-kind: Widget
-metadata: {name: w1}
-spec: {size: 3}
-"""
-
-
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
@@ -88,15 +67,6 @@ def _config(ns: str, image: str, deploy: str) -> str:
 
 def _events(events: list[dict], kind: str) -> dict[str, dict]:
     return {e["object"]: e for e in events if e["type"] == kind}
-
-
-def _gone(read) -> bool:
-    try:
-        obj = read()
-    except ApiException as exc:
-        return exc.status == 404
-    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata
-    return bool(meta["deletionTimestamp"] if isinstance(obj, dict) else meta.deletion_timestamp)
 
 
 @pytest.mark.skipif(not KUBECTL.is_file(), reason="scripts/setup puts kubectl (kustomize) in"
@@ -143,10 +113,10 @@ def test_down_removes_what_a_kustomization_applied_and_keeps_the_claim(
     assert all(e["reason"] == "installed by devloop from the kustomization"
                f" {root / 'deploy/dev'}" for e in deleted.values()), deleted
     assert "kubectl" in kept["PersistentVolumeClaim/dev-data"]["command"]
-    wait_for(lambda: _gone(lambda: apps.read_namespaced_deployment("dev-web", ns)),
+    wait_for(lambda: gone(lambda: apps.read_namespaced_deployment("dev-web", ns)),
              what="Deployment/dev-web deleted")
     for name in both:
-        wait_for(lambda n=name: _gone(lambda: core.read_namespaced_config_map(n, ns)),
+        wait_for(lambda n=name: gone(lambda: core.read_namespaced_config_map(n, ns)),
                  what=f"ConfigMap/{name} deleted")
     assert core.read_namespaced_persistent_volume_claim("dev-data", ns).metadata.uid == claim_uid
     assert core.read_namespaced_config_map("mine", ns).data == {"a": "1"}
@@ -161,7 +131,7 @@ def test_down_removes_what_plain_manifests_applied_custom_resources_too(
     _write(root / "k8s/app.yaml", WORKLOAD.format(image=image) +
            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config}\n"
            "data: {MODE: one}\n")
-    _write(root / "k8s/crd.yaml", CRD)
+    _write(root / "k8s/crd.yaml", WIDGET_CRD + "---\n" + widget("w1"))
     _write(root / "devloop.yaml", _config(ns, image, "manifests: [k8s]"))
     code, events = devloop(root, standin.kubeconfig, "sync", "--quiet-build")
     assert code == 0, [e for e in events if e["type"] in ("error", "manifests.failed")]
@@ -177,9 +147,9 @@ def test_down_removes_what_plain_manifests_applied_custom_resources_too(
                             "Widget/w1"}
     assert {e["reason"] for e in deleted.values()} == {"installed by devloop from the manifests"}
     assert set(kept) == {"PersistentVolumeClaim/data"}
-    wait_for(lambda: _gone(lambda: custom.get_namespaced_custom_object(
+    wait_for(lambda: gone(lambda: custom.get_namespaced_custom_object(
         "example.com", "v1", ns, "widgets", "w1")), what="Widget/w1 deleted")
-    wait_for(lambda: _gone(lambda: apps.read_namespaced_deployment("web", ns)),
+    wait_for(lambda: gone(lambda: apps.read_namespaced_deployment("web", ns)),
              what="Deployment/web deleted")
     assert core.read_namespaced_persistent_volume_claim("data", ns).metadata.uid == claim_uid
     crd = k8s.ApiextensionsV1Api(standin.api_client()).read_custom_resource_definition(

@@ -11,35 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
+from tests.manifests.widgets import WIDGET_CRD, gone, widget
 
-CRD = """\
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-"""
-WIDGET = """\
-apiVersion: example.com/v1
-kind: Widget
-metadata: {{name: {name}}}
-spec: {{size: 3}}
-"""
 APP = """\
 apiVersion: apps/v1
 kind: Deployment
@@ -88,14 +67,6 @@ def _devloop(root: Path, kubeconfig: Path, *args: str) -> tuple[int, list[dict]]
     return done.returncode, lines
 
 
-def _gone(read: Callable[[], object]) -> bool:
-    try:
-        read()
-    except ApiException as exc:
-        return exc.status == 404
-    return False
-
-
 def _of(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e.get("type") == kind]
 
@@ -107,10 +78,9 @@ def test_what_an_earlier_run_applied_and_the_manifests_dropped_is_orphaned_then_
     root = tmp_path / "repo"
     busybox_context(root / "services/web", {"src/main.txt": "hello\n"})
     (root / "k8s").mkdir()
-    (root / "k8s/crd.yaml").write_text(CRD)
+    (root / "k8s/crd.yaml").write_text(WIDGET_CRD)
     (root / "k8s/app.yaml").write_text(APP.format(image=image))
-    (root / "k8s/widgets.yaml").write_text(WIDGET.format(name="w1") + "---\n"
-                                           + WIDGET.format(name="w2"))
+    (root / "k8s/widgets.yaml").write_text(widget("w1") + "---\n" + widget("w2"))
     (root / "k8s/extra.yaml").write_text(EXTRA)
     (root / "devloop.yaml").write_text(CONFIG.format(namespace=ns, image=image))
     custom = k8s.CustomObjectsApi(standin.api_client())
@@ -129,7 +99,7 @@ def test_what_an_earlier_run_applied_and_the_manifests_dropped_is_orphaned_then_
         field_manager="kubectl-client-side-apply")
 
     # devloop is stopped; the manifests drop a Widget, a ConfigMap and the claim
-    (root / "k8s/widgets.yaml").write_text(WIDGET.format(name="w1"))
+    (root / "k8s/widgets.yaml").write_text(widget("w1"))
     (root / "k8s/extra.yaml").unlink()
     expected = ["ConfigMap/extra", "PersistentVolumeClaim/data", "Widget/w2"]
 
@@ -150,9 +120,9 @@ def test_what_an_earlier_run_applied_and_the_manifests_dropped_is_orphaned_then_
     assert code == 0, events[-5:]
     pruned = _of(events, "manifests.pruned")
     assert [p["objects"] for p in pruned] == [["ConfigMap/extra", "Widget/w2"]]
-    wait_for(lambda: _gone(lambda: custom.get_namespaced_custom_object(
+    wait_for(lambda: gone(lambda: custom.get_namespaced_custom_object(
         "example.com", "v1", ns, "widgets", "w2")), what="Widget/w2 deleted")
-    wait_for(lambda: _gone(lambda: core.read_namespaced_config_map("extra", ns)),
+    wait_for(lambda: gone(lambda: core.read_namespaced_config_map("extra", ns)),
              what="ConfigMap/extra deleted")
     # the claim (its data), the Widget still rendered and the one devloop never applied stay
     assert core.read_namespaced_persistent_volume_claim("data", ns).metadata.uid == claim_uid
