@@ -17,44 +17,32 @@ from kubernetes import client as k8s
 from tests.conftest import busybox_context
 from tests.down.test_down import devloop
 from tests.kube_standin.fixtures import wait_for
-from tests.manifests.widgets import WIDGET_CRD, gone, widget
+from tests.manifests.objects import CLAIM, WIDGET_CRD, gone, web_deployment, widget
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools/bin/kubectl"
 
-WORKLOAD = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  strategy: {{type: Recreate}}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: {image}
-          command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
-          envFrom: [{{configMapRef: {{name: web-config}}}}]
-          volumeMounts: [{{name: data, mountPath: /data}}]
-      volumes: [{{name: data, persistentVolumeClaim: {{claimName: data}}}}]
----
+CLAIM_AND_SERVICE = """\
 apiVersion: v1
 kind: Service
-metadata: {{name: web}}
+metadata: {name: web}
 spec:
-  selector: {{app: web}}
-  ports: [{{port: 80, targetPort: 8080}}]
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
 ---
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: data}}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {{requests: {{storage: 1Mi}}}}
-"""
+""" + CLAIM
+
+
+def _workload(image: str) -> str:
+    """The Deployment (reading web-config, mounting the claim), its Service and its claim."""
+    return web_deployment(
+        image, spec={"strategy": {"type": "Recreate"}},
+        container={"envFrom": [{"configMapRef": {"name": "web-config"}}],
+                   "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+        pod={"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]},
+    ) + "---\n" + CLAIM_AND_SERVICE
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
@@ -77,7 +65,7 @@ def test_down_removes_what_a_kustomization_applied_and_keeps_the_claim(
     image = f"{image_prefix}-web"
     root = tmp_path / "repo"
     busybox_context(root / "services/web", {"src/main.txt": "hello\n"})
-    _write(root / "deploy/base/app.yaml", WORKLOAD.format(image=image))
+    _write(root / "deploy/base/app.yaml", _workload(image))
 
     def base(mode: str) -> None:
         _write(root / "deploy/base/kustomization.yaml", f"""\
@@ -128,7 +116,7 @@ def test_down_removes_what_plain_manifests_applied_custom_resources_too(
     image = f"{image_prefix}-web"
     root = tmp_path / "repo"
     busybox_context(root / "services/web", {"src/main.txt": "hello\n"})
-    _write(root / "k8s/app.yaml", WORKLOAD.format(image=image) +
+    _write(root / "k8s/app.yaml", _workload(image) +
            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config}\n"
            "data: {MODE: one}\n")
     _write(root / "k8s/crd.yaml", WIDGET_CRD + "---\n" + widget("w1"))

@@ -12,30 +12,18 @@ from pathlib import Path
 from kubernetes import client as k8s
 
 from tests.conftest import busybox_context
+from tests.manifests.objects import web_deployment
 from tests.watchproc import Watch
 
-APP = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: web-config}}
-data: {{MODE: {mode}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: {image}
-          command: [sh, -c, "echo MODE=$MODE SRC=$(cat /app/main.txt); trap 'exit 0' TERM;
-                             while true; do sleep 1; done"]
-          envFrom: [{{configMapRef: {{name: web-config}}}}]
-"""
+ECHO = "echo MODE=$MODE SRC=$(cat /app/main.txt); trap 'exit 0' TERM; while true; do sleep 1; done"
+
+
+def _app(mode: str, image: str) -> str:
+    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web-config}}\n"
+            f"data: {{MODE: {mode}}}\n---\n" + web_deployment(
+                image, ECHO, container={"envFrom": [{"configMapRef": {"name": "web-config"}}]}))
+
+
 CONFIG = """\
 version: 1
 namespace: {namespace}
@@ -57,7 +45,7 @@ def _replica_sets(apps: k8s.AppsV1Api, ns: str) -> set[str]:
 def _project(root: Path, image: str, ns: str) -> None:
     busybox_context(root / "services/web", {"src/main.txt": "one\n"})
     (root / "k8s").mkdir(parents=True)
-    (root / "k8s/app.yaml").write_text(APP.format(mode="one", image=image))
+    (root / "k8s/app.yaml").write_text(_app("one", image))
     (root / "devloop.yaml").write_text(CONFIG.format(namespace=ns, image=image))
 
 
@@ -75,7 +63,7 @@ def test_a_manifest_and_a_source_edit_saved_together_roll_the_workload_once(
         before = _replica_sets(apps, ns)
 
         mark = watch.mark()
-        (root / "k8s/app.yaml").write_text(APP.format(mode="two", image=image))
+        (root / "k8s/app.yaml").write_text(_app("two", image))
         (root / "services/web/src/main.txt").write_text("two\n")
         watch.wait("log", after=mark, line="MODE=two SRC=two", timeout=120)
         built = watch.wait("build.finished", after=mark, service="web")["image"]
@@ -102,7 +90,7 @@ def test_a_manifest_and_a_source_edit_saved_together_roll_the_workload_once(
 
         # a broken manifest saved with a source edit: the apply fails, the image still goes out
         mark = watch.mark()
-        (root / "k8s/app.yaml").write_text(APP.format(mode="two", image=image) + "---\nkind: [\n")
+        (root / "k8s/app.yaml").write_text(_app("two", image) + "---\nkind: [\n")
         (root / "services/web/src/main.txt").write_text("four\n")
         watch.wait("log", after=mark, line="MODE=two SRC=four", timeout=120)
         assert "invalid YAML" in watch.wait("manifests.failed", after=mark)["message"]

@@ -17,36 +17,15 @@ from kubernetes import client as k8s
 
 from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
-from tests.manifests.widgets import WIDGET_CRD, gone, widget
+from tests.manifests.objects import CLAIM, WIDGET_CRD, gone, web_deployment, widget
 
-APP = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: {image}
-          command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
-"""
 EXTRA = """\
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: extra}
 data: {A: "1"}
 ---
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data}
-spec:
-  accessModes: [ReadWriteOnce]
-  resources: {requests: {storage: 1Mi}}
-"""
+""" + CLAIM
 CONFIG = """\
 version: 1
 namespace: {namespace}
@@ -79,7 +58,7 @@ def test_what_an_earlier_run_applied_and_the_manifests_dropped_is_orphaned_then_
     busybox_context(root / "services/web", {"src/main.txt": "hello\n"})
     (root / "k8s").mkdir()
     (root / "k8s/crd.yaml").write_text(WIDGET_CRD)
-    (root / "k8s/app.yaml").write_text(APP.format(image=image))
+    (root / "k8s/app.yaml").write_text(web_deployment(image))
     (root / "k8s/widgets.yaml").write_text(widget("w1") + "---\n" + widget("w2"))
     (root / "k8s/extra.yaml").write_text(EXTRA)
     (root / "devloop.yaml").write_text(CONFIG.format(namespace=ns, image=image))
