@@ -202,8 +202,11 @@ class App:
         pipeline = pl.Pipeline(self.bus, builder, self.deployer, root=self.config.root,
                                live=live_syncer,
                                slots=BuildSlots(limit_for(self.config.max_parallel)))
-        return Engine(self.config, self.bus, pipeline, services=self.services, cache=self.cache,
-                      live=live and live_syncer is not None)
+        engine = Engine(self.config, self.bus, pipeline, services=self.services,
+                        cache=self.cache, live=live and live_syncer is not None)
+        if self.deployer is not None:  # an image built while a manifest edit waits goes with it
+            self.deployer.images_wait_for_apply = engine.images_wait_for_apply
+        return engine
 
     # --- commands --------------------------------------------------------------------------------
 

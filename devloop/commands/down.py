@@ -2,9 +2,11 @@
 a PersistentVolumeClaim.
 
 Tilt's `down` and Skaffold's cleanup delete claims and their users lose data (sk#4366,
-sk#5144). Here the candidates are the chart objects of each service (its Deployment, the
+sk#5144). Here the candidates are the manifests' objects of each service (its Deployment, the
 ConfigMaps and Secrets its pod template refers to, the Services selecting its pods), found by
-rendering the chart with `helm template` like the first deploy does. A candidate is deleted only
+rendering the manifests (`chart:`, `kustomize:` or `manifests:`) like the first deploy does;
+when every service goes, also the manifests' other objects and those an earlier run applied
+that they no longer render. A candidate is deleted only
 when the cluster's object carries devloop's own mark (ownership.py: Helm's release annotation is
 not enough, a person's own `helm install` sets it too) or, for the Deployment, devloop's patch
 (the digest annotation); anything else, and anything another selected-out Deployment still uses,
@@ -28,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from devloop import events as ev
 from devloop import exitcodes
 from devloop.config.loader import Config, ServiceConfig
+from devloop.deploy.manifest_session import project_name
 from devloop.deploy.patch import DIGEST_ANNOTATION
 from devloop.k8s import timeouts
 from devloop.k8s.cluster import Cluster, ClusterUnreachable
@@ -39,11 +42,11 @@ from devloop.k8s.discovery import (
     namespaced_kinds,
 )
 from devloop.k8s.errors import api_message, is_connection_error, one_line
-from devloop.k8s.kinds import client_method, find_kind, kind_of
+from devloop.k8s.kinds import client_method, find_kind, group_of, kind_of
 from devloop.k8s.ownership import is_devloop_owned
 from devloop.manifests import apply as manifest_api
 from devloop.manifests.plan import kind_name
-from devloop.manifests.render import RenderError, chart_values, render_chart
+from devloop.manifests.render import RenderError, render
 
 # Deleted in this order: the workload first (its pods stop using config and claims).
 DELETE_ORDER = ("Deployment", "Service", "Secret", "ConfigMap")
@@ -138,7 +141,7 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
     With `whole_chart` (every service selected), the chart's objects that belong to no service
     (an Ingress, a Role, an HPA, a custom resource) are candidates too."""
     selected = list(services)
-    release = config.chart.release if config.chart else None
+    release = project_name(config)
     candidates: set[str] = set()
     for svc in selected:
         candidates.add(f"Deployment/{svc.deployment}")
@@ -171,21 +174,31 @@ def plan(cluster: Cluster, config: Config, services: Iterable[ServiceConfig],
         if ident in used_by:
             result.keep[ident] = f"still used by {used_by[ident]}"
         elif is_devloop_owned(obj, release):
-            result.delete[ident] = ("installed by devloop" +
-                                    (f" from the chart (release {release})" if release else ""))
+            result.delete[ident] = installed_from(config)
         elif kind == "Deployment" and annotations.get(DIGEST_ANNOTATION):
             result.delete[ident] = "patched by devloop"
         else:
             result.keep[ident] = "not created by devloop"
     if whole_chart and chart_objects:
-        _plan_other_kinds(cluster, chart_objects, candidates, release, result)
+        _plan_other_kinds(cluster, chart_objects, candidates, config, result)
     return result
 
 
+def installed_from(config: Config) -> str:
+    """Why an object is devloop's, for `down.deleted`: where devloop applied it from."""
+    if config.chart is not None:
+        return f"installed by devloop from the chart (release {config.chart.release})"
+    if config.kustomize is not None:
+        return f"installed by devloop from the kustomization {config.kustomize}"
+    return "installed by devloop from the manifests"
+
+
 def _plan_other_kinds(cluster: Cluster, chart_objects: list[dict[str, Any]],
-                      candidates: set[str], release: str | None, result: Plan) -> None:
-    """The chart's namespaced objects of any other kind: deleted when they carry devloop's mark
-    for the release (the manifests apply every kind a chart renders)."""
+                      candidates: set[str], config: Config, result: Plan) -> None:
+    """The manifests' namespaced objects of any other kind (and those an earlier run applied
+    that they no longer render): deleted when they carry devloop's mark for the project (the
+    manifests apply every kind they render)."""
+    release = project_name(config)
     for obj in chart_objects:
         ident, kind = kind_name(obj), str(obj.get("kind"))
         if ident in candidates or kind in ("Namespace", "PersistentVolumeClaim"):
@@ -202,11 +215,10 @@ def _plan_other_kinds(cluster: Cluster, chart_objects: list[dict[str, Any]],
             if "serves no" in str(exc):
                 continue  # the kind is not served: no such object can exist
             raise DownFailed(str(exc), exitcodes.DEPLOY_FAILED) from exc
-        if current is None:
-            continue
+        if current is None or not (current.get("metadata") or {}).get("namespace"):
+            continue  # absent, or cluster-wide (a CRD: deleting it deletes everyone's objects)
         if is_devloop_owned(current, release):
-            result.delete[ident] = ("installed by devloop" +
-                                    (f" from the chart (release {release})" if release else ""))
+            result.delete[ident] = installed_from(config)
             result.other_kinds[ident] = api_version
         else:
             result.keep[ident] = "not created by devloop"
@@ -229,15 +241,9 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
     """Delete what the plan says, report kept objects, and return the exit code."""
     ns = cluster.namespace
     try:
-        chart_objects = None
-        if config.chart is not None:
-            chart = config.chart
-            values = chart_values(chart, env)
-            chart_objects = render_chart(chart.path, chart.release, ns,
-                                         [p for p in chart.values_files if p.is_file()], values,
-                                         helm=helm)
-        todo = plan(cluster, config, services, chart_objects,
-                    whole_chart={s.name for s in services} == set(config.services))
+        whole = {s.name for s in services} == set(config.services)
+        chart_objects = applied_objects(cluster, config, {**env, "DEVLOOP_HELM": helm}, whole)
+        todo = plan(cluster, config, services, chart_objects, whole_chart=whole)
         deleted: list[str] = []
         gone: set[str] = set()
         unseen = None  # why what the namespace holds is unknown
@@ -249,7 +255,7 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
         for ident in sorted(todo.delete, key=_delete_order):
             if ident in todo.other_kinds:
                 if not _delete_other(cluster, ident, todo.other_kinds[ident],
-                                     config.chart.release if config.chart else None):
+                                     project_name(config)):
                     todo.keep[ident] = "not created by devloop"  # its mark went meanwhile
                     continue
             else:
@@ -292,12 +298,29 @@ def run_down(cluster: Cluster, config: Config, services: list[ServiceConfig], bu
     except ClusterUnreachable as exc:
         bus.publish(ev.ERROR, None, message=str(exc))
         code, deleted, kept = exitcodes.CLUSTER_UNREACHABLE, [], []
-    except (DownFailed, RenderError) as exc:
+    except (DownFailed, RenderError, manifest_api.ApplyError) as exc:
         bus.publish(ev.ERROR, None, message=str(exc))
         code = exc.code if isinstance(exc, DownFailed) else exitcodes.DEPLOY_FAILED
         deleted, kept = [], []
     bus.publish(ev.DOWN_FINISHED, None, exit_code=code, deleted=deleted, kept=kept)
     return code
+
+
+def applied_objects(cluster: Cluster, config: Config, env: Mapping[str, str], whole: bool
+                    ) -> list[dict[str, Any]] | None:
+    """What devloop applies for the project, in any deploy format (None without one): the
+    rendered manifests and, when every service goes (`whole`), the namespace's objects an
+    earlier run applied that they no longer render (found by devloop's mark)."""
+    if not config.deploy_format:
+        return None
+    objects = [r.obj for r in render(config, cluster.namespace, env)]
+    if whole:
+        rendered = {(group_of(o.get("apiVersion")), kind_name(o)) for o in objects}
+        kinds = [k for k in manifest_api.served(cluster.api_client) if k.namespaced]
+        objects += [o for o in manifest_api.list_owned(cluster.api_client, cluster.namespace,
+                                                       project_name(config), kinds)
+                    if (group_of(o.get("apiVersion")), kind_name(o)) not in rendered]
+    return objects
 
 
 def _not_events(kind: Kind) -> bool:

@@ -102,6 +102,10 @@ class ClusterDeployer:
         self._images: dict[str, str] = {}  # image repository -> reference devloop deployed
         self._orphans_said: list[str] = []
         self._digests: dict[str, str] = {}  # image repository -> input digest devloop deployed
+        # set (by the engine) while a manifest edit waits to be applied: a built image goes out
+        # with that apply, in one rollout, instead of a patch and then the apply's own rollout
+        self.images_wait_for_apply = threading.Event()
+        self._folded: dict[str, tuple[ServiceConfig, str, str]] = {}  # name -> (svc, ref, digest)
         self.manifests = (ManifestSession(config, cluster, self.env, self._apply_lock,
                                           on_render=redactor.add_secret_objects)
                           if config.deploy_format else None)
@@ -225,8 +229,12 @@ class ClusterDeployer:
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3),
                              **pushed_fields(self.delivery, ref))
-            self._install_if_missing(service, ref, digest)
+            installed = self._install_if_missing(service, ref, digest)
             targets = self.workloads_of(service)
+            if not installed and self._fold(service, ref, digest):
+                for target in targets:
+                    self._follow_logs_quietly(target)
+                return
             patched: list[tuple[ServiceConfig, int]] = []
             with self._apply_lock:
                 for target in targets:  # one image in several workloads: all of them get it
@@ -354,19 +362,19 @@ class ClusterDeployer:
 
     # --- first deploy ----------------------------------------------------------------------------
 
-    def _install_if_missing(self, service: ServiceConfig, ref: str, digest: str) -> None:
+    def _install_if_missing(self, service: ServiceConfig, ref: str, digest: str) -> bool:
         """Apply the manifests when the service's Deployment does not exist (its first deploy),
-        with the image just built for it.
+        with the image just built for it; True when it did.
 
         Once a Deployment was seen, later reloads skip this check (one API call less per save);
         if it was deleted meanwhile, the patch fails with a clear message and the next manifest
         apply (or start of devloop) creates it again."""
         if service.deployment in self._present:
-            return
+            return False
         try:
             self._read_deployed(service)
             self._present.add(service.deployment)
-            return
+            return False
         except DeploymentNotFound:
             pass
         if self.manifests is None:
@@ -383,6 +391,54 @@ class ClusterDeployer:
         if outcome.error:
             raise ApplyError(outcome.error)
         self._present.add(service.deployment)
+        return True
+
+    def _fold(self, service: ServiceConfig, ref: str, digest: str) -> bool:
+        """Leave the image to the manifest apply that is due (True), when one is: it injects
+        every image devloop deployed, so this one rolls out with the edit, once."""
+        if self.manifests is None or not self.images_wait_for_apply.is_set():
+            return False
+        with self._apply_lock:
+            self._images[service.image] = ref
+            self._digests[service.image] = digest
+            self._folded[service.name] = (service, ref, digest)
+        self.bus.publish(ev.ROLLOUT_PROGRESS, service.name, message=(
+            f"{ref} goes out with the manifest edit saved with it: one apply, one rollout"))
+        return True
+
+    def _deploy_folded(self, stop: threading.Event) -> str | None:
+        """After an apply: patch (and wait for) any image left to it that its workloads do not
+        run yet (the manifests did not render, or do not name that workload); the failing
+        outcome, or None."""
+        folded, self._folded = self._folded, {}
+        for service, ref, digest in folded.values():
+            try:
+                targets = [t for t in self.workloads_of(service)
+                           if self._read_deployed(t).digest != digest]
+            except RenderError:
+                targets = [service]  # only devloop.yaml's own workload is known
+            except (ClusterUnreachable, PatchError, DeploymentNotFound) as exc:
+                self.bus.publish(ev.ERROR, service.name, message=str(exc))
+                return DEPLOY_FAILED
+            patched: list[tuple[ServiceConfig, int]] = []
+            try:
+                with self._apply_lock:
+                    patched = [(t, self._patch(t, ref, digest)) for t in targets]
+            except (ClusterUnreachable, PatchError) as exc:
+                self.bus.publish(ev.ERROR, service.name, message=str(exc))
+                return DEPLOY_FAILED
+            for target, generation in patched:
+                self.bus.publish(ev.DEPLOY_PATCHED, service.name, deployment=target.deployment,
+                                 workload=str(target.workload), container=target.container,
+                                 image=ref, generation=generation)
+            for target, generation in patched:
+                result, seconds = self._wait_rollout(target, generation, stop)
+                if not result.ok:
+                    return self._rollout_failed(target, result, seconds,
+                                                f"rollout of {target.workload} failed").outcome
+                self.bus.publish(ev.ROLLOUT_READY, service.name, deployment=target.deployment,
+                                 seconds=seconds)
+        return None
 
     def _manifests_source(self) -> str:
         """Where the manifests come from, for `deploy.installed` (its field is `chart`)."""
@@ -398,31 +454,32 @@ class ClusterDeployer:
     def apply_manifests(self, stop: threading.Event) -> str:
         """Render and apply what changed in the manifests, then wait for the rollouts it caused.
         Returns a pipeline outcome (OK, DEPLOY_FAILED, ROLLOUT_FAILED, CLUSTER_UNREACHABLE);
-        a rendering error leaves every running object as it is."""
+        a rendering error leaves every running object as it is (an image left to this apply is
+        then patched as usual)."""
         if self.manifests is None:
             return OK
         self._targets_of.clear()  # the manifests may name the images elsewhere now
         started = time.monotonic()
+        result = OK
         try:
             with self._apply_lock:
                 images, digests = dict(self._images), dict(self._digests)
             outcome = self.manifests.apply(images, digests)
-        except RenderError as exc:
-            self.bus.publish(ev.MANIFESTS_FAILED, None, message=str(exc))
-            return DEPLOY_FAILED
-        except ClusterUnreachable as exc:
+        except ClusterUnreachable as exc:  # tried again: images left to it stay with it
             self.bus.publish(ev.MANIFESTS_FAILED, None, message=self._unreachable(exc))
             return CLUSTER_UNREACHABLE
-        except ApplyError as exc:
+        except (RenderError, ApplyError) as exc:
             self.bus.publish(ev.MANIFESTS_FAILED, None, message=str(exc))
-            return DEPLOY_FAILED
-        self._publish_outcome(None, outcome, round(time.monotonic() - started, 3))
-        result = DEPLOY_FAILED if outcome.error else OK
-        for workload, generation in outcome.workloads.items():
-            waited = self._wait_applied(workload, generation, stop)
-            if waited is not None and result == OK:
-                result = waited
-        return result
+            outcome, result = None, DEPLOY_FAILED
+        if outcome is not None:
+            self._publish_outcome(None, outcome, round(time.monotonic() - started, 3))
+            result = DEPLOY_FAILED if outcome.error else OK
+            for workload, generation in outcome.workloads.items():
+                waited = self._wait_applied(workload, generation, stop)
+                if waited is not None and result == OK:
+                    result = waited
+        folded = self._deploy_folded(stop)
+        return folded if folded is not None and result == OK else result
 
     def _wait_applied(self, workload: str, generation: int, stop: threading.Event
                       ) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from devloop.deploy.delivery import registry_ref
 from devloop.deploy.patch import DIGEST_ANNOTATION
 from devloop.k8s.cluster import Cluster
 from devloop.k8s.inject import inject, same_repository, users
-from devloop.k8s.kinds import KINDS, kind_of, pod_template
+from devloop.k8s.kinds import group_of, kind_of, pod_template
 from devloop.k8s.ownership import is_devloop_owned, mark, unmark
 from devloop.manifests import apply as api
 from devloop.manifests.plan import CREATE_ONLY, Plan, display, key_of, order, plan
@@ -47,23 +47,36 @@ def project_name(config: Config) -> str:
     return config.chart.release if config.chart is not None else config.root.name
 
 
-def normalise(rendered: list[Rendered], namespace: str, project: str
+def normalise(rendered: list[Rendered], namespace: str, project: str,
+              served_scope: Callable[[str, str], bool | None] = lambda _g, _k: None
               ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Objects with metadata.namespace filled in for namespaced kinds, devloop's mark, and a
     Namespace object for every namespace used that is not rendered (helm template and
-    kustomize leave both to the installer); plus {key: source file}."""
+    kustomize leave both to the installer); plus {key: source file}.
+
+    A kind outside devloop's table is namespaced as a CustomResourceDefinition of the
+    manifests says (`spec.scope`), else as `served_scope(group, kind)` says (the cluster's
+    discovery; None: not served), else it is taken to be namespaced."""
     out: list[dict[str, Any]] = []
     sources: dict[str, str] = {}
     used: list[str] = []
     rendered_ns = {r.obj["metadata"]["name"] for r in rendered if r.obj.get("kind") == "Namespace"}
+    defined = crd_scopes(r.obj for r in rendered)
     for r in rendered:
         obj = dict(r.obj)
         meta = dict(obj.get("metadata") or {})
         entry = kind_of(obj)
-        if entry is None or entry.namespaced:
+        if entry is not None:
+            namespaced = entry.namespaced
+        else:
+            scope = (group_of(str(obj.get("apiVersion"))), str(obj.get("kind")))
+            namespaced = defined.get(scope, served_scope(*scope))
+        if namespaced is not False:
             meta.setdefault("namespace", namespace)
             if meta["namespace"] not in used:
                 used.append(meta["namespace"])
+        else:
+            meta.pop("namespace", None)
         obj["metadata"] = meta
         obj = mark(obj, project)
         out.append(obj)
@@ -71,6 +84,19 @@ def normalise(rendered: list[Rendered], namespace: str, project: str
     extra = [mark({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, project)
              for ns in used if ns not in rendered_ns]
     return extra + out, sources
+
+
+def crd_scopes(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], bool]:
+    """{(group, Kind): namespaced} for the kinds the CustomResourceDefinitions among `objects`
+    define (and for CustomResourceDefinition itself, cluster-wide)."""
+    out: dict[tuple[str, str], bool] = {("apiextensions.k8s.io", "CustomResourceDefinition"): False}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "CustomResourceDefinition" and isinstance(spec, dict):
+            kind = (spec.get("names") or {}).get("kind")
+            if spec.get("group") and kind:
+                out[(str(spec["group"]), str(kind))] = spec.get("scope") != "Cluster"
+    return out
 
 
 class ManifestSession:
@@ -89,13 +115,23 @@ class ManifestSession:
         self.generations: dict[str, int] = {}  # workload key -> generation after the apply
         self.orphaned: list[str] = []  # shown in status and the dashboard
         self.adopted: dict[str, bool] = {}  # key -> existed before devloop, without its mark
+        self._scopes: dict[tuple[str, str], bool] = {}  # (group, kind) -> namespaced
 
     def render(self) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Rendered, normalised objects; RenderError when the manifests do not render."""
         rendered = render(self.config, self.cluster.namespace, self.env)
         if self.on_render is not None:
             self.on_render([r.obj for r in rendered])
-        return normalise(rendered, self.cluster.namespace, project_name(self.config))
+        return normalise(rendered, self.cluster.namespace, project_name(self.config),
+                         self._served_scope)
+
+    def _served_scope(self, group: str, kind: str) -> bool | None:
+        """Whether the cluster serves `kind` of `group` namespaced (None: not served), from API
+        discovery, read again when a kind is not known yet (a CRD applied since)."""
+        if (group, kind) not in self._scopes:
+            self._scopes = {(group_of(k.group_version), k.kind): k.namespaced
+                            for k in api.served(self.cluster.api_client)}
+        return self._scopes.get((group, kind))
 
     def live_images(self, objects: list[dict[str, Any]], images: Mapping[str, str]
                     ) -> tuple[dict[str, str], dict[str, str]]:
@@ -150,19 +186,16 @@ class ManifestSession:
             objects = [with_digest(inject(o, all_images, paths), all_digests, paths)
                        for o in objects
                        if not any(users([o], repo, paths) for repo in unknown)]
-            earlier = self.earlier(objects) if self.last is None else []
+            earlier = self.earlier() if self.last is None else []
             todo = plan(objects, self.last, prune=self.config.prune, earlier=earlier)
             return self._run(todo, objects, sources)
 
-    def earlier(self, objects: list[dict[str, Any]]) -> list[str]:
-        """Keys of objects carrying devloop's mark for this project in the cluster (an
-        earlier run applied them), so what was dropped while devloop was stopped is orphaned
-        too. Only kinds the project renders, plus the common ones, are listed."""
-        kinds = {(k.api_version, k.kind) for k in KINDS
-                 if k.kind not in ("Pod", "ReplicaSet", "Endpoints", "PersistentVolume")}
-        kinds |= {(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects}
+    def earlier(self) -> list[str]:
+        """Keys of the objects devloop applied for this project that the cluster holds (an
+        earlier run applied them), of every kind it serves, custom resources included: what
+        was dropped from the manifests while devloop was stopped is orphaned too."""
         found = api.list_owned(self.cluster.api_client, self.cluster.namespace,
-                               project_name(self.config), sorted(kinds))
+                               project_name(self.config))
         for obj in found:
             self.versions.setdefault(key_of(obj), str(obj.get("apiVersion")))
         return [key_of(o) for o in found]
@@ -171,13 +204,15 @@ class ManifestSession:
         """`Kind/name` of what devloop applied and the manifests no longer render (status)."""
         objects, _ = self.render()
         rendered = {key_of(o) for o in objects}
-        return sorted(display(k) for k in self.earlier(objects) if k not in rendered)
+        return sorted(display(k) for k in self.earlier() if k not in rendered)
 
     def _run(self, todo: Plan, objects: list[dict[str, Any]], sources: dict[str, str]
              ) -> Outcome:
         out = Outcome(unchanged=len(todo.unchanged), rolls={display(k): v
                                                             for k, v in todo.rolls.items()})
         applied = dict(self.last or {})
+        for key in todo.orphaned:  # found by devloop's mark (an earlier run): known from now on
+            applied.setdefault(key, "")
         client = self.cluster.api_client
         before = self._generations_before(todo.apply)
         # one sequence in dependency order: a claim is created after its Namespace exists
@@ -235,7 +270,7 @@ class ManifestSession:
             (out.kept if result == "kept" else out.pruned).append(display(key))
             applied.pop(key, None)
         self.last = applied
-        out.orphaned = [display(k) for k in applied if k not in todo.hashes]
+        out.orphaned = sorted(display(k) for k in applied if k not in todo.hashes)
         self.orphaned = list(out.orphaned)
         return out
 

@@ -1,5 +1,5 @@
-"""Every namespaced kind the API server serves, found through API discovery, and a plain list of
-one kind's objects in a namespace.
+"""Every kind the API server serves, found through API discovery, and a plain list of one kind's
+objects in a namespace.
 
 A fixed list of kinds goes out of date the moment a cluster has an Ingress controller, an HPA or
 any CustomResourceDefinition; discovery is what `kubectl api-resources` and Kubernetes' own
@@ -22,15 +22,18 @@ from devloop.k8s.errors import api_message, is_connection_error
 
 @dataclass(frozen=True)
 class Kind:
-    """One namespaced resource kind at its group's preferred version."""
+    """One resource kind at its group's preferred version."""
 
     group_version: str  # "v1", "apps/v1", "example.com/v1"
     kind: str
     plural: str
+    namespaced: bool = True
 
     def path(self, namespace: str) -> str:
+        """The collection's path (in `namespace` when the kind is namespaced)."""
         root = "/api" if "/" not in self.group_version else "/apis"
-        return f"{root}/{self.group_version}/namespaces/{namespace}/{self.plural}"
+        where = f"/namespaces/{namespace}" if self.namespaced else ""
+        return f"{root}/{self.group_version}{where}/{self.plural}"
 
 
 class DiscoveryIncomplete(Exception):
@@ -65,23 +68,40 @@ def namespaced_kinds(api_client: k8s.ApiClient,
     at each group's preferred version, in discovery order, core first; raise
     DiscoveryIncomplete when any group does not answer (an aggregated API that is down hides
     what it serves)."""
+    return [k for k in _served(api_client, strict=True) if k.namespaced and keep(k)]
+
+
+def served_kinds(api_client: k8s.ApiClient) -> list[Kind]:
+    """Every kind, namespaced or cluster-wide, that can be listed and deleted (custom resources
+    included), best effort: a group that does not answer is left out (its objects go
+    unseen), while an API server that does not answer at all raises Unreachable."""
+    return _served(api_client, strict=False)
+
+
+def _served(api_client: k8s.ApiClient, strict: bool) -> list[Kind]:
+    def get(path: str) -> dict[str, Any]:
+        try:
+            return _get(api_client, path)
+        except DiscoveryIncomplete:
+            if strict:
+                raise
+            return {}
+
     versions = ["v1"]
-    for group in (_get(api_client, "/apis").get("groups") or []):
+    for group in (get("/apis").get("groups") or []):
         preferred = (group.get("preferredVersion") or {}).get("groupVersion")
         if preferred:
             versions.append(preferred)
     kinds: list[Kind] = []
     for group_version in versions:
         root = "/api" if "/" not in group_version else "/apis"
-        listing = _get(api_client, f"{root}/{group_version}")
+        listing = get(f"{root}/{group_version}")
         for res in listing.get("resources") or []:
             verbs = set(res.get("verbs") or ())
-            if "/" in res.get("name", "") or not res.get("namespaced") \
-                    or not {"list", "delete"} <= verbs:
+            if "/" in res.get("name", "") or not {"list", "delete"} <= verbs:
                 continue
-            kind = Kind(group_version, res.get("kind", ""), res["name"])
-            if keep(kind):
-                kinds.append(kind)
+            kinds.append(Kind(group_version, res.get("kind", ""), res["name"],
+                              bool(res.get("namespaced"))))
     return kinds
 
 

@@ -125,6 +125,9 @@ class Engine:
         self.watcher: TreeWatcher | None = None
         self.config_state = decide.ConfigState()
         self.manifest_state = decide.ManifestState()
+        # set while a manifest edit waits to be applied: the deployer then leaves a built image
+        # to that apply (one rollout) instead of patching it (devloop.loop.rules)
+        self.images_wait_for_apply = threading.Event()
         self.manifests_outcome: str | None = None  # of the last apply (run_once: exit code)
         cached = cache.load() if cache else {}
         self.states: dict[str, ServiceState] = {
@@ -189,7 +192,8 @@ class Engine:
         for name in self.states:
             self._start(name)
         if self.config.deploy_format:  # the first apply: everything, after the first reloads
-            decide.note_manifest_change(self.manifest_state, self.clock() - 3600.0)
+            decide.note_manifest_change(self.manifest_state, self.clock() - 3600.0,
+                                        edited=False)
         reason = "stopped"
         try:
             while True:
@@ -226,6 +230,7 @@ class Engine:
                     self._command(msg)
                 elif isinstance(msg, Rescan):
                     self._rescan(msg)
+                self._sync_images_wait()
                 forced = decide.start_config_read(self.config_state, self.clock(), self.timing)
                 if forced is not None:
                     self._spawn(lambda f=forced: self._reload_config(f))
@@ -234,6 +239,7 @@ class Engine:
                     self._start(name)
                 if decide.start_manifests(self.manifest_state, self.states, self.clock(),
                                           self.timing, self.config_state):
+                    self._sync_images_wait()
                     self._spawn(lambda: self.post(ManifestsDone(self._apply_manifests_now())))
         finally:
             self.stop_event.set()
@@ -291,6 +297,12 @@ class Engine:
                 decide.note_change(state, owned, msg.at)
         if any(p != config_path and _under(p, self._manifest_inputs) for p in msg.paths):
             decide.note_manifest_change(self.manifest_state, msg.at)
+
+    def _sync_images_wait(self) -> None:
+        if decide.images_wait_for_apply(self.manifest_state):
+            self.images_wait_for_apply.set()
+        else:
+            self.images_wait_for_apply.clear()
 
     def _apply_manifests_now(self) -> str | None:
         """Worker (or run_once): one manifest apply; a bug is reported, never raised."""

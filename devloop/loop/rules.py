@@ -274,13 +274,24 @@ class ManifestState:
     last_at: float | None = None
     busy: bool = False
     retries: int = 0
+    edited: bool = False  # an edit waits to be applied (not the first apply, not a retry)
 
 
-def note_manifest_change(state: ManifestState, at: float) -> None:
-    """Record a write to a manifest input (or a reason to apply again: start, devloop.yaml)."""
+def note_manifest_change(state: ManifestState, at: float, edited: bool = True) -> None:
+    """Record a write to a manifest input or devloop.yaml (`edited`), or another reason to
+    apply again (the first apply at start, a retry)."""
     if state.first_at is None:
         state.first_at = at
     state.last_at = at
+    state.edited = state.edited or edited
+
+
+def images_wait_for_apply(state: ManifestState) -> bool:
+    """While a manifest edit waits to be applied, an image built meanwhile goes out with that
+    apply instead of an image patch: the apply follows the reload anyway (start_manifests),
+    and patch then apply would roll the workload twice (a `git checkout` that changes a
+    values file and a service's sources)."""
+    return state.edited
 
 
 def manifests_deadline(state: ManifestState, timing: Timing) -> float | None:
@@ -300,6 +311,7 @@ def start_manifests(state: ManifestState, states: dict[str, ServiceState], now: 
            for s in states.values() if not s.removed):
         return False
     state.first_at = state.last_at = None
+    state.edited = False
     state.busy = True
     return True
 
@@ -313,4 +325,4 @@ def manifests_done(state: ManifestState, retry: bool, now: float, timing: Timing
         return
     state.retries += 1
     at = now + retry_delay(state.retries) - timing.quiet_s
-    note_manifest_change(state, at)
+    note_manifest_change(state, at, edited=False)

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from devloop.k8s import retry
 from devloop.k8s.cluster import ClusterUnreachable
+from devloop.k8s.discovery import Kind, Unreachable, served_kinds
 from devloop.k8s.errors import api_message, is_connection_error, one_line
 from devloop.k8s.kinds import find_kind, group_of, kind_of
 from devloop.k8s.ownership import MANAGED_LABEL, MANAGED_VALUE, is_devloop_owned
@@ -200,25 +201,52 @@ def delete_owned(api_client: k8s.ApiClient, key: str, api_version: str,
     return "deleted"
 
 
+# Never listed as what an earlier run applied: objects that copy another object's labels
+# (Endpoints and EndpointSlices take their Service's), records (Events), and Namespaces (devloop
+# creates the ones it deploys to; never pruned, and shared by every project deployed there).
+_NOT_LISTED = frozenset({"Event", "Endpoints", "EndpointSlice", "Namespace"})
+
+
+def served(api_client: k8s.ApiClient) -> list[Kind]:
+    """Every kind the cluster serves (API discovery, best effort; devloop.k8s.discovery)."""
+    try:
+        return served_kinds(api_client)
+    except Unreachable as exc:
+        raise ClusterUnreachable.from_error(exc.__cause__ or exc,
+                                            str(api_client.configuration.host)) from exc
+
+
+def applied_by_devloop(obj: Mapping[str, Any], project: str) -> bool:
+    """Whether devloop applied `obj` for `project`: its mark, and (where the server records
+    field managers) a `devloop` entry in managedFields, so an object that merely copies a
+    marked object's labels is never taken for devloop's."""
+    if not is_devloop_owned(obj, project):
+        return False
+    managers = (obj.get("metadata") or {}).get("managedFields")
+    return not managers or any(m.get("manager") == FIELD_MANAGER for m in managers)
+
+
 def list_owned(api_client: k8s.ApiClient, namespace: str, project: str,
-               kinds: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The objects of these (apiVersion, kind) in `namespace` (cluster-wide for cluster-scoped
-    kinds) that carry devloop's mark for `project`: what an earlier run applied. A kind the
-    server does not serve is skipped."""
+               kinds: list[Kind] | None = None) -> list[dict[str, Any]]:
+    """Every object in `namespace` (and cluster-wide, for cluster-scoped kinds) that devloop
+    applied for `project`, of any kind the server serves (custom resources included; `kinds`,
+    else found by API discovery): what an earlier run applied. A kind that cannot be listed
+    is skipped: this is a report, and what is not seen is never deleted."""
     found: list[dict[str, Any]] = []
-    for api_version, kind in kinds:
-        path = object_path(api_client, api_version, kind, namespace)
+    for kind in served(api_client) if kinds is None else kinds:
+        if kind.kind in _NOT_LISTED:
+            continue
         try:
-            data = _call(api_client, "GET", path, f"list {kind}",
+            data = _call(api_client, "GET", kind.path(namespace), f"list {kind.kind}",
                          query=[("labelSelector", f"{MANAGED_LABEL}={MANAGED_VALUE}")])
         except ApiException as exc:
-            if exc.status in (404, 405):
-                continue
-            raise ApplyError(one_line(f"cannot list {kind} in {namespace}: {api_message(exc)}")
-                             ) from exc
+            if exc.status in (403, 404, 405):
+                continue  # not served after all, or not ours to list
+            raise ApplyError(one_line(f"cannot list {kind.kind} in {namespace}:"
+                                      f" {api_message(exc)}")) from exc
         for item in data.get("items") or []:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            if is_devloop_owned(item, project):
+            item.setdefault("apiVersion", kind.group_version)
+            item.setdefault("kind", kind.kind)
+            if applied_by_devloop(item, project):
                 found.append(item)
     return found

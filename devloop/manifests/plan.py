@@ -25,7 +25,9 @@ from devloop.k8s.kinds import group_of, pod_specs, pod_template
 
 CONFIG_HASH_ANNOTATION = "devloop.dev/config-hash"
 CREATE_ONLY = frozenset({"PersistentVolumeClaim"})
-NEVER_PRUNED = frozenset({"PersistentVolumeClaim", "Namespace"})
+# A claim holds data, a Namespace everything in it, a CustomResourceDefinition every object of
+# its kind (anyone's): none is ever pruned.
+NEVER_PRUNED = frozenset({"PersistentVolumeClaim", "Namespace", "CustomResourceDefinition"})
 # Apply order: what others refer to comes first (namespaces, then config and storage, then
 # Services, the workloads last so their pods find everything on start).
 _ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "Role", "ClusterRole",
