@@ -36,6 +36,11 @@ class RegistryError(Exception):
     """One line: the registry, what went wrong, what to do."""
 
 
+class RegistryUnreachable(RegistryError):
+    """Nothing answered at the registry (refused, reset, timed out): not the image's fault and
+    usually brief, so `watch` retries the delivery by itself."""
+
+
 class PushCancelled(RegistryError):
     """The stop event was set during the push."""
 
@@ -116,6 +121,13 @@ def _ca_context(host: str) -> ssl.SSLContext:
     return context
 
 
+def unreachable(host: str, detail: object) -> RegistryUnreachable:
+    """The one line for a registry that does not answer."""
+    return RegistryUnreachable(one_line(
+        f"registry {host} is unreachable ({detail}); start it or fix default_repo in"
+        " devloop.yaml; the running image stays (devloop watch retries by itself)"))
+
+
 def probe(host: str, configured_insecure: Iterable[str] = (), timeout: float = 5.0) -> None:
     """Raise RegistryError when `host` cannot take a push at all: nothing listens, or its TLS
     certificate is not trusted (and it is not insecure). 401 is fine here: the push sends the
@@ -146,36 +158,38 @@ def probe(host: str, configured_insecure: Iterable[str] = (), timeout: float = 5
                     f"registry {host} does not speak TLS ({reason}); serve it over TLS or list"
                     " it under insecure_registries in devloop.yaml (and the engine's"
                     " insecure-registries)")) from None
-            raise RegistryError(one_line(
-                f"registry {host} is unreachable ({reason}); start it or fix default_repo in"
-                " devloop.yaml; the running image stays")) from None
+            raise unreachable(host, reason) from None
         except (OSError, ValueError) as exc:
-            raise RegistryError(one_line(
-                f"registry {host} is unreachable ({exc}); start it or fix default_repo in"
-                " devloop.yaml; the running image stays")) from None
+            raise unreachable(host, exc) from None
 
 
-def explain(host: str, message: str) -> str:
-    """The engine's push error as one line naming the registry and what to do."""
+_UNREACHABLE_WORDS = ("connection refused", "no such host", "i/o timeout", " eof",
+                      "connection reset", "dial tcp", "unreachable", "broken pipe")
+
+
+def explain(host: str, message: str) -> RegistryError:
+    """The engine's push error as one line naming the registry and what to do (a
+    RegistryUnreachable when the registry did not answer)."""
     low = message.lower()
     if any(w in low for w in ("unauthorized", "authentication required", "denied",
                               "401", "403", "forbidden")):
         what = f"run `docker login {host}` (devloop uses docker's credentials)"
-        return one_line(f"registry {host} refused the push: {message}; {what}")
+        return RegistryError(one_line(f"registry {host} refused the push: {message}; {what}"))
     if "413" in low or "entity too large" in low:
-        return one_line(f"registry {host} refused a layer as too large: {message}; raise the"
-                        " body size limit of the registry or of the proxy in front of it")
+        return RegistryError(one_line(
+            f"registry {host} refused a layer as too large: {message}; raise the body size"
+            " limit of the registry or of the proxy in front of it"))
     if "no space left" in low or "disk quota" in low or "insufficient storage" in low:
-        return one_line(f"registry {host} is out of disk space: {message}; free space there"
-                        " (or garbage-collect old dl- tags)")
+        return RegistryError(one_line(
+            f"registry {host} is out of disk space: {message}; free space there (or"
+            " garbage-collect old dl- tags)"))
     if "x509" in low or "certificate" in low:
-        return one_line(f"registry {host}: TLS certificate problem: {message}; put its CA in"
-                        f" {CERTS_D / host / 'ca.crt'}")
-    if any(w in low for w in ("connection refused", "no such host", "i/o timeout", " eof",
-                              "connection reset", "dial tcp", "unreachable", "broken pipe")):
-        return one_line(f"registry {host} is unreachable: {message}; start it or fix"
-                        " default_repo in devloop.yaml; the running image stays")
-    return one_line(f"push to registry {host} failed: {message}")
+        return RegistryError(one_line(
+            f"registry {host}: TLS certificate problem: {message}; put its CA in"
+            f" {CERTS_D / host / 'ca.crt'}"))
+    if any(w in low for w in _UNREACHABLE_WORDS):
+        return unreachable(host, message)
+    return RegistryError(one_line(f"push to registry {host} failed: {message}"))
 
 
 class Progress:
@@ -207,8 +221,13 @@ class Progress:
 
 
 def push(client: docker.DockerClient, repository: str, tag: str,
-         auth: dict[str, Any] | None, stop: threading.Event | None = None) -> PushResult:
-    """`docker push repository:tag`; the engine sends only missing layers."""
+         auth: dict[str, Any] | None, stop: threading.Event | None = None,
+         configured_insecure: Iterable[str] = ()) -> PushResult:
+    """`docker push repository:tag`; the engine sends only missing layers.
+
+    When the engine says it will retry a layer ("Retrying in 5 seconds"), the registry is asked
+    at once: if nothing answers there, the push ends now as RegistryUnreachable (the engine
+    would keep trying for ~50 s in silence), and `watch`'s back-off takes over."""
     host = registry_host(repository)
     progress = Progress()
     try:
@@ -219,9 +238,11 @@ def push(client: docker.DockerClient, repository: str, tag: str,
                 raise PushCancelled(f"push of {repository}:{tag} cancelled")
             error = progress.add(event)
             if error:
-                raise RegistryError(explain(host, error))
+                raise explain(host, error)
+            if str(event.get("status") or "").startswith("Retrying in"):
+                probe(host, configured_insecure, timeout=2.0)
     except docker.errors.APIError as exc:
-        raise RegistryError(explain(host, str(exc.explanation or exc))) from None
+        raise explain(host, str(exc.explanation or exc)) from None
     except docker.errors.DockerException as exc:
         raise RegistryError(one_line(f"push to registry {host}: the Docker Engine failed"
                                      f" ({exc})")) from None
