@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -30,6 +31,10 @@ from devloop.text import one_line
 
 DOCKER_HUB = "docker.io"
 CERTS_D = Path("/etc/docker/certs.d")
+# How long a registry may stay silent while the engine retries a layer: a restart blip is left to
+# the engine (its own retries span ~50 s, in silence), a longer outage ends the push so that
+# devloop says so and `watch` retries with its back-off.
+OUTAGE_GRACE_S = 10.0
 
 
 class RegistryError(Exception):
@@ -220,16 +225,41 @@ class Progress:
         return None
 
 
+@dataclass
+class Outage:
+    """The registry's answers while the engine retries a layer, on a clock the caller reads: a
+    blip shorter than `grace` is left to the engine; a longer silence ends the push."""
+
+    grace: float = OUTAGE_GRACE_S
+    down_since: float | None = None
+    asked: float = float("-inf")
+
+    def due(self, now: float) -> bool:
+        """Time to ask the registry again (about once a second while the engine retries)."""
+        return now - self.asked >= 1.0
+
+    def answered(self, ok: bool, now: float) -> bool:
+        """Record an answer (or none); True when the registry has been silent for `grace`."""
+        self.asked = now
+        if ok:
+            self.down_since = None
+            return False
+        if self.down_since is None:
+            self.down_since = now
+        return now - self.down_since >= self.grace
+
+
 def push(client: docker.DockerClient, repository: str, tag: str,
          auth: dict[str, Any] | None, stop: threading.Event | None = None,
          configured_insecure: Iterable[str] = ()) -> PushResult:
     """`docker push repository:tag`; the engine sends only missing layers.
 
-    When the engine says it will retry a layer ("Retrying in 5 seconds"), the registry is asked
-    at once: if nothing answers there, the push ends now as RegistryUnreachable (the engine
-    would keep trying for ~50 s in silence), and `watch`'s back-off takes over."""
+    While the engine says it will retry a layer ("Retrying in 5 seconds", counted down), the
+    registry is asked about once a second; when nothing has answered there for
+    OUTAGE_GRACE_S, the push ends as RegistryUnreachable and `watch`'s back-off takes over."""
     host = registry_host(repository)
     progress = Progress()
+    outage = Outage()
     try:
         stream = client.images.push(repository, tag=tag, auth_config=auth, stream=True,
                                     decode=True)
@@ -239,8 +269,14 @@ def push(client: docker.DockerClient, repository: str, tag: str,
             error = progress.add(event)
             if error:
                 raise explain(host, error)
-            if str(event.get("status") or "").startswith("Retrying in"):
-                probe(host, configured_insecure, timeout=2.0)
+            now = time.monotonic()
+            if str(event.get("status") or "").startswith("Retrying in") and outage.due(now):
+                try:
+                    probe(host, configured_insecure, timeout=2.0)
+                    outage.answered(True, now)
+                except RegistryUnreachable:
+                    if outage.answered(False, now):
+                        raise
     except docker.errors.APIError as exc:
         raise explain(host, str(exc.explanation or exc)) from None
     except docker.errors.DockerException as exc:

@@ -1,5 +1,6 @@
 """A push that found no registry is retried by `watch` on its own, with back-off, until it gets
-through; a push the registry refused (401) waits for the user. Plain rules, a fake clock."""
+through; a push the registry refused (401) waits for the user; a registry blip mid-push is left
+to the engine's own retries. Plain rules, a fake clock."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 from pathlib import Path
 
 from devloop.config.loader import ServiceConfig
+from devloop.deploy.registry import Outage
 from devloop.inputs.digest import ServiceDigest
 from devloop.loop import rules
 from devloop.loop.rules import ServiceState, Timing
@@ -74,3 +76,14 @@ def test_a_refused_push_waits_for_the_user(tmp_path):
     assert next_start(state, 0.0, 120.0) is None  # `docker login` is the user's to run
     rules.note_change(state, [tmp_path / "app.py"], at=120.0)  # a save starts it again
     assert next_start(state, 120.0, 121.0) == 120.1
+
+
+def test_a_registry_blip_mid_push_is_left_to_the_engine_and_an_outage_ends_the_push():
+    blip = Outage(grace=10.0)
+    assert blip.due(0.0) and not blip.answered(False, 0.0)  # gone while a layer was sent
+    assert not blip.due(0.5)  # asked about once a second, not on every countdown line
+    assert not blip.answered(False, 1.0) and not blip.answered(True, 2.0)  # back: no failure
+    assert not blip.answered(False, 30.0)  # a new outage counts from its own start
+    outage = Outage(grace=10.0)
+    silent = [outage.answered(False, float(t)) for t in range(12)]
+    assert silent.index(True) == 10  # ten seconds of silence: the push ends, watch retries
