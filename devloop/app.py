@@ -33,6 +33,7 @@ _OUTCOME_EXIT = [  # worst first
     (vocab.DOCKER_UNREACHABLE, exitcodes.BUILD_FAILED),
     (vocab.DISK_FULL, exitcodes.BUILD_FAILED),
     (vocab.DEPLOY_FAILED, exitcodes.DEPLOY_FAILED),
+    (vocab.REGISTRY_UNREACHABLE, exitcodes.DEPLOY_FAILED),
     (vocab.ROLLOUT_FAILED, exitcodes.ROLLOUT_FAILED),
 ]
 

@@ -16,6 +16,7 @@ DEPLOY_FAILED = "deploy_failed"
 ROLLOUT_FAILED = "rollout_failed"
 CLUSTER_UNREACHABLE = "cluster_unreachable"
 DOCKER_UNREACHABLE = "docker_unreachable"
+REGISTRY_UNREACHABLE = "registry_unreachable"  # the push found no registry: retried
 CANCELLED = "cancelled"
 DISK_FULL = "disk_full"  # the build context could not be written (TMPDIR full): retried
 SYNCED = "synced"  # changed files were copied into the running containers (live update)
@@ -23,7 +24,8 @@ SYNCED = "synced"  # changed files were copied into the running containers (live
 
 
 class DeployFailed(Exception):
-    """A deploy step failed; `outcome` is DEPLOY_FAILED, ROLLOUT_FAILED or CLUSTER_UNREACHABLE."""
+    """A deploy step failed; `outcome` is DEPLOY_FAILED, ROLLOUT_FAILED, CLUSTER_UNREACHABLE or
+    REGISTRY_UNREACHABLE."""
 
     def __init__(self, outcome: str, message: str) -> None:
         self.outcome = outcome

@@ -23,6 +23,7 @@ from devloop.deploy.registry import (
     PushCancelled,
     PushResult,
     RegistryError,
+    RegistryUnreachable,
     credentials,
     probe,
     push,
@@ -48,6 +49,10 @@ class DeliveryError(Exception):
 
 class DeliveryCancelled(DeliveryError):
     """The stop event was set while a delivery command ran; the command was killed."""
+
+
+class DeliveryUnreachable(DeliveryError):
+    """The registry did not answer: nothing was patched, and `watch` retries by itself."""
 
 
 class Delivery(Protocol):
@@ -242,7 +247,8 @@ class RegistryDelivery:
     push), and hand the cluster `repo:dl-<digest>@sha256:...` so a node never runs a stale tag.
 
     Credentials are the user's Docker ones; a failure is one DeliveryError line naming the
-    registry, and nothing is patched, so the running image stays."""
+    registry, and nothing is patched, so the running image stays. A registry that does not
+    answer is DeliveryUnreachable: `watch` retries it with back-off, with no save needed."""
 
     default_repo: str
     docker_client_factory: Callable[[], Any] | None = None
@@ -266,6 +272,8 @@ class RegistryDelivery:
             probe(self.host, self.insecure_registries)
             auth = credentials(self.host)
             client = (self.docker_client_factory or docker.from_env)()
+        except RegistryUnreachable as exc:
+            raise DeliveryUnreachable(str(exc)) from None
         except RegistryError as exc:
             raise DeliveryError(str(exc)) from None
         except docker.errors.DockerException as exc:
@@ -273,9 +281,11 @@ class RegistryDelivery:
                                          f" {self.host}: {exc}")) from None
         try:
             client.images.get(image_ref).tag(repository, tag)
-            pushed = push(client, repository, tag, auth, stop)
+            pushed = push(client, repository, tag, auth, stop, self.insecure_registries)
         except PushCancelled as exc:
             raise DeliveryCancelled(str(exc)) from None
+        except RegistryUnreachable as exc:
+            raise DeliveryUnreachable(str(exc)) from None
         except RegistryError as exc:
             raise DeliveryError(str(exc)) from None
         except docker.errors.ImageNotFound as exc:

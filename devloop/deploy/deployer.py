@@ -23,6 +23,7 @@ from devloop.deploy.contextguard import registry_refusal, shares_docker
 from devloop.deploy.delivery import (
     Delivery,
     DeliveryError,
+    DeliveryUnreachable,
     SharedDaemon,
     detect_delivery,
     pushed_fields,
@@ -57,7 +58,14 @@ from devloop.manifests.apply import ApplyError
 from devloop.manifests.render import RenderError, env_values
 from devloop.manifests.render import find_helm as find_helm
 from devloop.redact import Redactor
-from devloop.vocab import CLUSTER_UNREACHABLE, DEPLOY_FAILED, OK, ROLLOUT_FAILED, DeployFailed
+from devloop.vocab import (
+    CLUSTER_UNREACHABLE,
+    DEPLOY_FAILED,
+    OK,
+    REGISTRY_UNREACHABLE,
+    ROLLOUT_FAILED,
+    DeployFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,7 @@ class ClusterDeployer:
         self.delivery = delivery
         self.env = dict(os.environ) if env is None else env
         self._warned: set[str] = set()
+        self._registry_down: set[str] = set()  # services told their registry is unreachable
         self._present: set[str] = set()  # Deployments seen to exist: no install check needed
         # (service, workload, container) -> container index after a verified patch
         self._index: dict[tuple[str, str, str], int] = {}
@@ -226,6 +235,7 @@ class ClusterDeployer:
         try:
             started = time.monotonic()
             ref = self.delivery.deliver(tag, stop)
+            self._registry_down.discard(name)
             self.bus.publish(ev.DELIVER_FINISHED, name, method=self.delivery.name, image=ref,
                              seconds=round(time.monotonic() - started, 3),
                              **pushed_fields(self.delivery, ref))
@@ -250,6 +260,11 @@ class ClusterDeployer:
                 self._follow_logs_quietly(target)
         except ClusterUnreachable as exc:
             raise DeployFailed(CLUSTER_UNREACHABLE, self._unreachable(exc)) from None
+        except DeliveryUnreachable as exc:  # said once per outage; `watch` retries by itself
+            if name not in self._registry_down:
+                self._registry_down.add(name)
+                self.bus.publish(ev.ERROR, name, message=str(exc))
+            raise DeployFailed(REGISTRY_UNREACHABLE, str(exc)) from None
         except (DeliveryError, RenderError, ApplyError, PatchError) as exc:
             self.bus.publish(ev.ERROR, name, message=str(exc))
             raise DeployFailed(DEPLOY_FAILED, str(exc)) from None

@@ -14,6 +14,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -30,10 +31,19 @@ from devloop.text import one_line
 
 DOCKER_HUB = "docker.io"
 CERTS_D = Path("/etc/docker/certs.d")
+# How long a registry may stay silent while the engine retries a layer: a restart blip is left to
+# the engine (its own retries span ~50 s, in silence), a longer outage ends the push so that
+# devloop says so and `watch` retries with its back-off.
+OUTAGE_GRACE_S = 10.0
 
 
 class RegistryError(Exception):
     """One line: the registry, what went wrong, what to do."""
+
+
+class RegistryUnreachable(RegistryError):
+    """Nothing answered at the registry (refused, reset, timed out): not the image's fault and
+    usually brief, so `watch` retries the delivery by itself."""
 
 
 class PushCancelled(RegistryError):
@@ -116,6 +126,13 @@ def _ca_context(host: str) -> ssl.SSLContext:
     return context
 
 
+def unreachable(host: str, detail: object) -> RegistryUnreachable:
+    """The one line for a registry that does not answer."""
+    return RegistryUnreachable(one_line(
+        f"registry {host} is unreachable ({detail}); start it or fix default_repo in"
+        " devloop.yaml; the running image stays (devloop watch retries by itself)"))
+
+
 def probe(host: str, configured_insecure: Iterable[str] = (), timeout: float = 5.0) -> None:
     """Raise RegistryError when `host` cannot take a push at all: nothing listens, or its TLS
     certificate is not trusted (and it is not insecure). 401 is fine here: the push sends the
@@ -146,36 +163,38 @@ def probe(host: str, configured_insecure: Iterable[str] = (), timeout: float = 5
                     f"registry {host} does not speak TLS ({reason}); serve it over TLS or list"
                     " it under insecure_registries in devloop.yaml (and the engine's"
                     " insecure-registries)")) from None
-            raise RegistryError(one_line(
-                f"registry {host} is unreachable ({reason}); start it or fix default_repo in"
-                " devloop.yaml; the running image stays")) from None
+            raise unreachable(host, reason) from None
         except (OSError, ValueError) as exc:
-            raise RegistryError(one_line(
-                f"registry {host} is unreachable ({exc}); start it or fix default_repo in"
-                " devloop.yaml; the running image stays")) from None
+            raise unreachable(host, exc) from None
 
 
-def explain(host: str, message: str) -> str:
-    """The engine's push error as one line naming the registry and what to do."""
+_UNREACHABLE_WORDS = ("connection refused", "no such host", "i/o timeout", " eof",
+                      "connection reset", "dial tcp", "unreachable", "broken pipe")
+
+
+def explain(host: str, message: str) -> RegistryError:
+    """The engine's push error as one line naming the registry and what to do (a
+    RegistryUnreachable when the registry did not answer)."""
     low = message.lower()
     if any(w in low for w in ("unauthorized", "authentication required", "denied",
                               "401", "403", "forbidden")):
         what = f"run `docker login {host}` (devloop uses docker's credentials)"
-        return one_line(f"registry {host} refused the push: {message}; {what}")
+        return RegistryError(one_line(f"registry {host} refused the push: {message}; {what}"))
     if "413" in low or "entity too large" in low:
-        return one_line(f"registry {host} refused a layer as too large: {message}; raise the"
-                        " body size limit of the registry or of the proxy in front of it")
+        return RegistryError(one_line(
+            f"registry {host} refused a layer as too large: {message}; raise the body size"
+            " limit of the registry or of the proxy in front of it"))
     if "no space left" in low or "disk quota" in low or "insufficient storage" in low:
-        return one_line(f"registry {host} is out of disk space: {message}; free space there"
-                        " (or garbage-collect old dl- tags)")
+        return RegistryError(one_line(
+            f"registry {host} is out of disk space: {message}; free space there (or"
+            " garbage-collect old dl- tags)"))
     if "x509" in low or "certificate" in low:
-        return one_line(f"registry {host}: TLS certificate problem: {message}; put its CA in"
-                        f" {CERTS_D / host / 'ca.crt'}")
-    if any(w in low for w in ("connection refused", "no such host", "i/o timeout", " eof",
-                              "connection reset", "dial tcp", "unreachable", "broken pipe")):
-        return one_line(f"registry {host} is unreachable: {message}; start it or fix"
-                        " default_repo in devloop.yaml; the running image stays")
-    return one_line(f"push to registry {host} failed: {message}")
+        return RegistryError(one_line(
+            f"registry {host}: TLS certificate problem: {message}; put its CA in"
+            f" {CERTS_D / host / 'ca.crt'}"))
+    if any(w in low for w in _UNREACHABLE_WORDS):
+        return unreachable(host, message)
+    return RegistryError(one_line(f"push to registry {host} failed: {message}"))
 
 
 class Progress:
@@ -206,11 +225,41 @@ class Progress:
         return None
 
 
+@dataclass
+class Outage:
+    """The registry's answers while the engine retries a layer, on a clock the caller reads: a
+    blip shorter than `grace` is left to the engine; a longer silence ends the push."""
+
+    grace: float = OUTAGE_GRACE_S
+    down_since: float | None = None
+    asked: float = float("-inf")
+
+    def due(self, now: float) -> bool:
+        """Time to ask the registry again (about once a second while the engine retries)."""
+        return now - self.asked >= 1.0
+
+    def answered(self, ok: bool, now: float) -> bool:
+        """Record an answer (or none); True when the registry has been silent for `grace`."""
+        self.asked = now
+        if ok:
+            self.down_since = None
+            return False
+        if self.down_since is None:
+            self.down_since = now
+        return now - self.down_since >= self.grace
+
+
 def push(client: docker.DockerClient, repository: str, tag: str,
-         auth: dict[str, Any] | None, stop: threading.Event | None = None) -> PushResult:
-    """`docker push repository:tag`; the engine sends only missing layers."""
+         auth: dict[str, Any] | None, stop: threading.Event | None = None,
+         configured_insecure: Iterable[str] = ()) -> PushResult:
+    """`docker push repository:tag`; the engine sends only missing layers.
+
+    While the engine says it will retry a layer ("Retrying in 5 seconds", counted down), the
+    registry is asked about once a second; when nothing has answered there for
+    OUTAGE_GRACE_S, the push ends as RegistryUnreachable and `watch`'s back-off takes over."""
     host = registry_host(repository)
     progress = Progress()
+    outage = Outage()
     try:
         stream = client.images.push(repository, tag=tag, auth_config=auth, stream=True,
                                     decode=True)
@@ -219,9 +268,17 @@ def push(client: docker.DockerClient, repository: str, tag: str,
                 raise PushCancelled(f"push of {repository}:{tag} cancelled")
             error = progress.add(event)
             if error:
-                raise RegistryError(explain(host, error))
+                raise explain(host, error)
+            now = time.monotonic()
+            if str(event.get("status") or "").startswith("Retrying in") and outage.due(now):
+                try:
+                    probe(host, configured_insecure, timeout=2.0)
+                    outage.answered(True, now)
+                except RegistryUnreachable:
+                    if outage.answered(False, now):
+                        raise
     except docker.errors.APIError as exc:
-        raise RegistryError(explain(host, str(exc.explanation or exc))) from None
+        raise explain(host, str(exc.explanation or exc)) from None
     except docker.errors.DockerException as exc:
         raise RegistryError(one_line(f"push to registry {host}: the Docker Engine failed"
                                      f" ({exc})")) from None

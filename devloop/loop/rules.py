@@ -20,6 +20,7 @@ from devloop.vocab import (
     DISK_FULL,
     DOCKER_UNREACHABLE,
     OK,
+    REGISTRY_UNREACHABLE,
     ROLLOUT_FAILED,
     SYNCED,
     UNCHANGED,
@@ -28,7 +29,7 @@ from devloop.vocab import (
 )
 
 # Outcomes that are not the inputs' fault: retried with back-off in `watch`.
-RETRIED = frozenset({CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE, DISK_FULL})
+RETRIED = frozenset({CLUSTER_UNREACHABLE, DOCKER_UNREACHABLE, REGISTRY_UNREACHABLE, DISK_FULL})
 MAX_RETRY_DELAY_S = 30.0
 
 
@@ -201,7 +202,7 @@ def start_plan(state: ServiceState) -> StartPlan:
 
 
 def retry_delay(retries: int) -> float:
-    """Back-off for an unreachable cluster or Docker Engine: 2, 4, 8 ... 30 s."""
+    """Back-off for an unreachable cluster, Docker Engine or registry: 2, 4, 8 ... 30 s."""
     return min(MAX_RETRY_DELAY_S, 2.0 ** max(1, retries))
 
 

@@ -120,6 +120,24 @@ class Registry:
                 self.proc.wait(10)
         self.proc = None
 
+    def kill(self) -> None:
+        """The registry dies at once (SIGKILL): connections in flight are cut, as when its host
+        goes away; start() brings it back on the same port with the same storage."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def uploading(self, repository: str) -> bool:
+        """A blob upload into `repository` has begun and not finished (Distribution keeps
+        each one under `_uploads/` until its last byte is committed)."""
+        uploads = (self.directory / "storage/docker/registry/v2/repositories" / repository
+                   / "_uploads")
+        try:
+            return any(uploads.iterdir())
+        except OSError:
+            return False
+
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """What the registry serves for repository:reference (plain HTTP registries only)."""
         request = urllib.request.Request(

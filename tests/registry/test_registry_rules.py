@@ -14,6 +14,7 @@ from devloop.commands.status import registry_identity
 from devloop.deploy.registry import (
     Progress,
     RegistryError,
+    RegistryUnreachable,
     credentials,
     explain,
     insecure,
@@ -37,19 +38,24 @@ def test_insecure_only_on_loopback_or_when_configured():
     assert not insecure("10.1.2.3:5000")
 
 
-@pytest.mark.parametrize(("engine_says", "words"), [
-    ("unauthorized: authentication required", "docker login reg.test:5000"),
-    ("denied: requested access to the resource is denied", "docker login reg.test:5000"),
-    ("received unexpected HTTP status: 413 Request Entity Too Large", "body size limit"),
-    ("blob upload unknown: write /var/lib/registry/x: no space left on device", "free space"),
+@pytest.mark.parametrize(("engine_says", "words", "retried"), [
+    ("unauthorized: authentication required", "docker login reg.test:5000", False),
+    ("denied: requested access to the resource is denied", "docker login reg.test:5000", False),
+    ("received unexpected HTTP status: 413 Request Entity Too Large", "body size limit", False),
+    ("blob upload unknown: write /var/lib/registry/x: no space left on device", "free space",
+     False),
     ("Get https://reg.test:5000/v2/: x509: certificate signed by unknown authority",
-     "/etc/docker/certs.d/reg.test:5000/ca.crt"),
+     "/etc/docker/certs.d/reg.test:5000/ca.crt", False),
     ("Put http://reg.test:5000/v2/x/blobs/uploads/: dial tcp 10.0.0.1:5000: connect: "
-     "connection refused", "start it or fix default_repo"),
+     "connection refused", "start it or fix default_repo", True),
 ])
-def test_every_push_failure_is_one_line_naming_the_registry_and_what_to_do(engine_says, words):
-    message = explain("reg.test:5000", engine_says + "\nsecond line")
+def test_every_push_failure_is_one_line_naming_the_registry_and_what_to_do(engine_says, words,
+                                                                          retried):
+    error = explain("reg.test:5000", engine_says + "\nsecond line")
+    message = str(error)
     assert "\n" not in message and "reg.test:5000" in message and words in message
+    # only a registry that did not answer is retried by `watch`; the rest need the user
+    assert isinstance(error, RegistryUnreachable) is retried
 
 
 def test_progress_counts_pushed_and_present_layers_and_the_digest():
