@@ -111,10 +111,3 @@ def test_deleted_pod_is_reported_gone_and_its_replacement_seen(
     assert seen.errors == []
 
 
-def test_container_ids_lists_only_running_containers() -> None:
-    pod = {"status": {"containerStatuses": [
-        {"name": "app", "containerID": "docker://a1", "state": {"running": {}}},
-        {"name": "side", "containerID": "docker://b2", "state": {"terminated": {"exitCode": 1}}},
-        {"name": "new", "state": {"waiting": {"reason": "ContainerCreating"}}}]}}
-    assert container_ids(pod) == {"app": "docker://a1"}
-    assert container_ids({"metadata": {}}) == {}
