@@ -28,10 +28,16 @@ def tier_of(path: Path) -> str:
     return TIER_OF_DIRECTORY.get(parts[0], "integration") if len(parts) > 1 else "integration"
 
 
+TIER_ORDER = ("unit", "integration", "e2e")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks every test with its tier, so `-m unit` or `-m "not e2e"` select by directory."""
-    for item in items:
-        item.add_marker(tier_of(item.path))
+    """Marks every test with its tier, so `-m unit` or `-m "not e2e"` select by directory, and
+    runs the tiers cheapest first (a broken rule fails in seconds, not after the stacks)."""
+    tiers = {item: tier_of(item.path) for item in items}
+    for item, tier in tiers.items():
+        item.add_marker(tier)
+    items.sort(key=lambda item: TIER_ORDER.index(tiers[item]))
 
 
 @pytest.fixture(scope="session")
