@@ -14,6 +14,11 @@ import docker
 import docker.errors
 import pytest
 
+# The stand-in's fixtures (standin, shared_standin, standin_factory, busybox_image, ...), once
+# for the whole session: a session fixture imported into several conftest.py files would be
+# set up once per directory.
+pytest_plugins = ["tests.kube_standin.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 BUSYBOX = Path("/bin/busybox")

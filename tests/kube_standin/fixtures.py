@@ -1,6 +1,5 @@
-"""pytest fixtures for the stand-in. Import them into a conftest.py:
-
-    from tests.kube_standin.fixtures import busybox_image, standin, standin_factory  # noqa: F401
+"""pytest fixtures for the stand-in, loaded once for the whole suite by tests/conftest.py
+(`pytest_plugins`), so their session fixtures are set up once per session, not once per directory.
 
 `standin` is a running stand-in (pods as Docker containers, network none) for one test; it is
 stopped and every container and volume it made is removed afterwards. `shared_standin` is one

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kube_standin.fixtures import (  # noqa: F401
-    StandInHandle,
-    _session_standin_handle,
-    busybox_image,
-    shared_standin,
-    standin_docker,
-    standin_factory,
-)
+from tests.kube_standin.fixtures import StandInHandle
 
 
 @pytest.fixture
