@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Docker Engine and small FROM-scratch projects to build."""
+"""Shared fixtures: a real Docker Engine and small FROM-scratch projects to build; the tier
+of every test, from its directory (README "Tests")."""
 
 from __future__ import annotations
 
@@ -13,8 +14,35 @@ import docker
 import docker.errors
 import pytest
 
+# The stand-in's fixtures (standin, shared_standin, standin_factory, busybox_image, ...), once
+# for the whole session: a session fixture imported into several conftest.py files would be
+# set up once per directory.
+pytest_plugins = ["tests.kube_standin.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 BUSYBOX = Path("/bin/busybox")
+# tests/unit: no Docker, no network, no daemons; tests/e2e: whole stacks on the stand-in;
+# every other directory: integration (a Docker Engine, the stand-in, real servers).
+TIER_OF_DIRECTORY = {"unit": "unit", "e2e": "e2e"}
+
+
+def tier_of(path: Path) -> str:
+    """unit, integration or e2e: the first directory under tests/ decides."""
+    parts = path.resolve().relative_to(TESTS).parts
+    return TIER_OF_DIRECTORY.get(parts[0], "integration") if len(parts) > 1 else "integration"
+
+
+TIER_ORDER = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test with its tier, so `-m unit` or `-m "not e2e"` select by directory, and
+    runs the tiers cheapest first (a broken rule fails in seconds, not after the stacks)."""
+    tiers = {item: tier_of(item.path) for item in items}
+    for item, tier in tiers.items():
+        item.add_marker(tier)
+    items.sort(key=lambda item: TIER_ORDER.index(tiers[item]))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import docker
 import pytest
 
 from tests.e2e.lumina import LuminaCluster, copy_stack, prepare_images, stack_env
-from tests.kube_standin.fixtures import standin, standin_docker, standin_factory  # noqa: F401
 from tests.kube_standin.kubeconfig import CONTEXT as STANDIN_CONTEXT
 from tests.kube_standin.standin import StandIn
 

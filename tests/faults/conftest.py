@@ -17,14 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import busybox_context, devloop_env
-from tests.kube_standin.fixtures import (  # noqa: F401
-    StandInHandle,
-    busybox_image,
-    standin,
-    standin_docker,
-    standin_factory,
-    wait_for,
-)
+from tests.kube_standin.fixtures import StandInHandle, wait_for
 from tests.watchproc import Watch
 
 NS = "faults"
@@ -151,7 +144,7 @@ def assert_converged(box: Box, pvc_uid: str, history: list[str]) -> None:
 
 
 @pytest.fixture
-def box(standin: StandInHandle, tmp_path: Path, image_prefix: str) -> Box:  # noqa: F811
+def box(standin: StandInHandle, tmp_path: Path, image_prefix: str) -> Box:
     """A project with one service, box (live update off: these scenarios are about the full
     reload path), whose Deployment (Recreate, a ReadWriteOnce PVC at /data) exists in the
     stand-in before devloop starts."""

@@ -109,4 +109,3 @@ def test_deleted_pod_is_reported_gone_and_its_replacement_seen(
     assert stop_took < 1.5
     assert not [t for t in threading.enumerate() if t.name == "podwatch-test"]
     assert seen.errors == []
-

@@ -1,9 +1,11 @@
-"""pytest fixtures for the stand-in. Import them into a conftest.py:
-
-    from tests.kube_standin.fixtures import busybox_image, standin, standin_factory  # noqa: F401
+"""pytest fixtures for the stand-in, loaded once for the whole suite by tests/conftest.py
+(`pytest_plugins`), so their session fixtures are set up once per session, not once per directory.
 
 `standin` is a running stand-in (pods as Docker containers, network none) for one test; it is
-stopped and every container and volume it made is removed afterwards.
+stopped and every container and volume it made is removed afterwards. `shared_standin` is one
+stand-in for the whole session for tests that only work in namespaces of their own
+(`create_namespace()`): the namespaces a test made are deleted, with their pods, after it.
+A test that stops the API server, injects faults or makes cluster-wide objects uses `standin`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class StandInHandle:
         self.standin = standin
         self.docker = docker_client
         self._clients: list[client.ApiClient] = []
+        self.namespaces: list[str] = []  # made by create_namespace(), deleted by release()
 
     @property
     def kubeconfig(self) -> Path:
@@ -74,7 +77,17 @@ class StandInHandle:
     def create_namespace(self, name: str | None = None) -> str:
         name = name or f"t-{secrets.token_hex(3)}"
         self.core().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        self.namespaces.append(name)
         return name
+
+    def release(self) -> None:
+        """After a test on a shared stand-in: its namespaces (and their pods) are deleted."""
+        core = self.core()
+        for name in self.namespaces:
+            with contextlib.suppress(Exception):
+                core.delete_namespace(name)
+        self.namespaces.clear()
+        self.close()
 
     def stop(self, keep_pods: bool = True) -> None:
         """Simulates the API server going away (containers keep running by default)."""
@@ -201,6 +214,26 @@ def standin_factory(standin_docker: docker.DockerClient) -> Iterator[Callable[..
 @pytest.fixture
 def standin(standin_factory: Callable[..., StandInHandle]) -> StandInHandle:
     return standin_factory()
+
+
+@pytest.fixture(scope="session")
+def _session_standin_handle(standin_docker: docker.DockerClient) -> Iterator[StandInHandle]:
+    state_dir = Path(tempfile.mkdtemp(prefix="kube-standin-shared-"))
+    server = StandIn(state_dir, docker_client=standin_docker, ephemeral_volumes=True,
+                     volume_prefix=f"standin-s{secrets.token_hex(3)}-pvc")
+    server.start()
+    handle = StandInHandle(server, standin_docker)
+    yield handle
+    handle.close()
+    server.stop(keep_pods=False, remove_volumes=True)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_standin(_session_standin_handle: StandInHandle) -> Iterator[StandInHandle]:
+    """The session's stand-in for a test that works only in namespaces of its own."""
+    yield _session_standin_handle
+    _session_standin_handle.release()
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ merge patch uses exactly the merge keys the real API server uses.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
-from functools import cached_property
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
@@ -29,39 +29,49 @@ def _schema_dir() -> Path:
     return candidates[-1]
 
 
+@functools.cache
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A schema file parsed once per process (the definitions file alone is 1.5 MB; every
+    stand-in and every request would otherwise parse it again). Callers only read it."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@functools.cache
+def _definitions_registry(directory: Path) -> Registry:
+    return Resource.from_contents(_read_json(directory / "_definitions.json")) @ Registry()
+
+
+_validators_lock = threading.Lock()
+_validators: dict[tuple[Path, str, str], jsonschema.Validator] = {}
+
+
 class Schemas:
-    """Lazily loaded schema set; thread-safe validator cache per kind."""
+    """Schema set, loaded lazily and shared per process: every instance on one directory reads
+    the same parsed files and validators (thread-safe)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._dir = directory or _schema_dir()
-        self._lock = threading.Lock()
-        self._validators: dict[tuple[str, str], jsonschema.Validator] = {}
 
-    @cached_property
+    @property
     def _definitions(self) -> dict[str, Any]:
-        return json.loads((self._dir / "_definitions.json").read_text())
-
-    @cached_property
-    def _registry(self) -> Registry:
-        return Resource.from_contents(self._definitions) @ Registry()
+        definitions = _read_json(self._dir / "_definitions.json")
+        assert definitions is not None, f"no _definitions.json in {self._dir}"
+        return definitions
 
     def _kind_schema(self, api_version: str, kind: str) -> dict[str, Any] | None:
         group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-        path = self._dir / f"{kind.lower()}-{group_version}.json"
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+        return _read_json(self._dir / f"{kind.lower()}-{group_version}.json")
 
     def validator(self, api_version: str, kind: str) -> jsonschema.Validator | None:
-        key = (api_version, kind)
-        with self._lock:
-            if key not in self._validators:
+        key = (self._dir, api_version, kind)
+        with _validators_lock:
+            if key not in _validators:
                 schema = self._kind_schema(api_version, kind)
                 if schema is None:
                     return None
-                registry = Resource.from_contents(schema) @ self._registry
-                self._validators[key] = jsonschema.Draft202012Validator(schema, registry=registry)
-            return self._validators[key]
+                registry = Resource.from_contents(schema) @ _definitions_registry(self._dir)
+                _validators[key] = jsonschema.Draft202012Validator(schema, registry=registry)
+            return _validators[key]
 
     def errors(self, obj: dict[str, Any]) -> list[tuple[str, str]]:
         """(field path, message) pairs; empty when the object is valid."""

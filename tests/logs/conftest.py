@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ import pytest
 from devloop.k8s.cluster import Cluster
 from tests.kube_standin import StandIn
 from tests.kube_standin.fixtures import namespace_cluster, session_standin
-
-IMAGE_REPO = "devloop-logs-test"
 
 
 def build_busybox(directory: Path, tag: str) -> None:
@@ -47,12 +44,9 @@ def deployment(name: str, image: str, script: str, **container: Any) -> dict[str
 
 
 @pytest.fixture(scope="session")
-def busybox(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
-            ) -> Iterator[str]:
-    tag = f"{IMAGE_REPO}/busybox:{uuid.uuid4().hex[:8]}"
-    build_busybox(tmp_path_factory.mktemp("busybox"), tag)
-    yield tag
-    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+def busybox(busybox_image: str) -> str:
+    """The session's busybox image (tests/kube_standin/fixtures.py): sh, awk, a writable /tmp."""
+    return busybox_image
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.kube_standin.fixtures import (  # noqa: F401 - fixtures
-    StandInHandle,
-    busybox_image,
-    standin,
-    standin_docker,
-    standin_factory,
-)
+from tests.kube_standin.fixtures import StandInHandle
 from tests.kube_standin.standin import StandIn
 from tests.registry.servers import PrivateEngine, Registry, htpasswd_file, make_tls, trust_ca
 

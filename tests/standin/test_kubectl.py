@@ -14,7 +14,7 @@ import yaml
 from tests.kube_standin.fixtures import wait_for
 from tests.standin.clis import attempt, run, tool
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.own_standin]  # lists with -A, ClusterRoles
 
 STACK = """apiVersion: v1
 kind: ConfigMap

@@ -280,6 +280,7 @@ def test_log_follow_with_timestamps_and_since_time(standin, busybox_image):
              what="phase Succeeded")
 
 
+@pytest.mark.own_standin
 def test_api_outage_keeps_objects_and_readopts_running_containers(standin, busybox_image):
     core, apps = standin.core(), standin.apps()
     ns = standin.create_namespace()

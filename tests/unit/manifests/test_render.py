@@ -18,7 +18,7 @@ from devloop.manifests.render import (
     render_kustomize,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KUBECTL = REPO / ".tools/bin/kubectl"
 needs_kubectl = pytest.mark.skipif(not KUBECTL.is_file(), reason="scripts/setup puts kubectl in"
                                    " .tools/bin (kustomize is built into it)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from devloop.config.loader import load_config
 from devloop.live.plan import LivePlan, Rebuild, plan, rules_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _plan(service: str, changed: str, extra_files: tuple[str, ...] = ()) -> LivePlan | Rebuild:

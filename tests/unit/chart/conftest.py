@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "k8s"
 HELM_BIN = REPO_ROOT / ".tools" / "bin" / "helm"
 INSTALL_HELM = REPO_ROOT / "scripts" / "install-helm"

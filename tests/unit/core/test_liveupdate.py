@@ -21,7 +21,7 @@ from devloop.live.plan import (
     unconfirmed_holds,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ON = LiveUpdateConfig()
 
 
