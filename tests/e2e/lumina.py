@@ -171,7 +171,8 @@ class LuminaCluster:
             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     def start_watch(self) -> DevloopProcess:
-        self.watch = DevloopProcess(self.devloop("watch"))
+        # the dashboard on a free port: other watches (tests, a developer's) may hold 10350
+        self.watch = DevloopProcess(self.devloop("watch", "--ui-port", "0"))
         self.outputs.append(self.watch)
         return self.watch
 
