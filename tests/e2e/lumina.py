@@ -21,6 +21,8 @@ import docker.errors
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.registry.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "lumina"
 SERVICES = ("backend", "chatbot", "frontend")
@@ -56,6 +58,11 @@ def copy_stack(dest: Path) -> Path:
     shutil.copytree(REPO / "services", dest / "services", ignore=skip)
     shutil.copytree(REPO / "k8s", dest / "k8s", ignore=skip)
     shutil.copy(REPO / "devloop.yaml", dest / "devloop.yaml")
+    # the stack's forwards on free local ports: a copy in another test worker (or a developer's
+    # watch) holds 127.0.0.1:8000 and :3000
+    for remote in (8000, 3000):
+        replace_text(dest / "devloop.yaml", f"port_forwards: [{remote}]",
+                     f"port_forwards: ['{free_port()}:{remote}']", count=1)
     for cache in ("services/backend/wheels", "services/chatbot/wheels",
                   "services/frontend/offline"):
         shutil.rmtree(dest / cache, ignore_errors=True)
@@ -171,7 +178,8 @@ class LuminaCluster:
             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     def start_watch(self) -> DevloopProcess:
-        self.watch = DevloopProcess(self.devloop("watch"))
+        # the dashboard on a free port: other watches (tests, a developer's) may hold 10350
+        self.watch = DevloopProcess(self.devloop("watch", "--ui-port", "0"))
         self.outputs.append(self.watch)
         return self.watch
 

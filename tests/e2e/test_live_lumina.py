@@ -17,7 +17,8 @@ import pytest
 
 from tests.e2e.lumina import DevloopProcess, LuminaCluster, replace_text, run_sync
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+# the module's Lumina stack (images, stand-in, a watch) is built once: its tests share a worker
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400), pytest.mark.xdist_group("lumina-live")]
 
 HEALTH = "services/backend/app/routes/health.py"
 

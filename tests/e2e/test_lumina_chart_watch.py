@@ -11,7 +11,8 @@ import pytest
 from tests.e2e.conftest import lumina_env  # noqa: F401 - the stand-in (or DEVLOOP_E2E_CONTEXT)
 from tests.e2e.lumina import NAMESPACE, LuminaCluster, replace_text
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+# the module's Lumina stack (images, stand-in, a watch) is built once: its tests share a worker
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400), pytest.mark.xdist_group("lumina-chart")]
 
 
 @pytest.fixture(scope="module")

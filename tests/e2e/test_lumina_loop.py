@@ -36,7 +36,8 @@ from tests.e2e.lumina import (
 
 # The first run builds three real images: longer than pytest's default 600 s on a loaded machine,
 # so the waits below (with their diagnostics) end first.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+# the module's Lumina stack (images, stand-in, a watch) is built once: its tests share a worker
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400), pytest.mark.xdist_group("lumina-loop")]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,9 @@ from tests.e2e.lumina import prepare_images
 from tests.kube_standin.kubeconfig import CONTEXT
 from tests.kube_standin.standin import StandIn
 
+# the module's cluster (a stand-in) is started once: its tests share a worker
+pytestmark = pytest.mark.xdist_group("editor")
+
 REPO = Path(__file__).resolve().parents[2]
 NS = "lumina"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import docker
 import pytest
 
-pytestmark = pytest.mark.docker
+# one worker builds the session's :imagetest images (a fixed tag) for all of these
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("images")]
 
 PYTHON = "python:3.11-slim-bookworm"
 NODE = "node:20-bookworm-slim"

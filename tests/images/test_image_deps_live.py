@@ -16,9 +16,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from devloop.config.loader import load_config
 from tests.images.conftest import APP_UID, REPO
 from tests.images.test_image_dev import build_dev, dev_container  # noqa: F401 - fixtures
+
+# one worker builds the session's :imagetest images (a fixed tag) for all of these
+pytestmark = pytest.mark.xdist_group("images")
 
 PROBE = "devloopprobe"
 

@@ -34,7 +34,8 @@ from tests.images.conftest import (
     stop_service,
 )
 
-pytestmark = pytest.mark.docker
+# one worker builds the session's :imagetest images (a fixed tag) for all of these
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("images")]
 
 DEV_TAG = "imagetest-dev"
 # next dev compiles a page on its first request: ~20 s at the chart's 500m CPU limit, longer

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
+# one worker builds the session's :imagetest images (a fixed tag) for all of these
+pytestmark = pytest.mark.xdist_group("images")
+
 INSTALL = re.compile(r"\b(pip install|npm ci|npm install)\b")
 
 

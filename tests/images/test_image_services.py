@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-pytestmark = pytest.mark.docker
+# one worker builds the session's :imagetest images (a fixed tag) for all of these
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("images")]
 
 BUILD_TOOLS = ("gcc", "cc", "g++", "make")
 

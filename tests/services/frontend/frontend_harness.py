@@ -7,6 +7,7 @@ on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -91,9 +92,19 @@ class FrontendBuild:
 
 
 def ensure_frontend_build() -> FrontendBuild:
-    """`npm ci` and `next build` unless the previous build came from the same inputs."""
+    """`npm ci` and `next build` unless the previous build came from the same inputs; one test
+    process at a time (parallel workers share services/frontend: who waited finds it built)."""
     if shutil.which("npm") is None:
         raise AssertionError("npm not found: the frontend tests need Node.js 20 and npm on PATH")
+    frontend_fd = os.open(FRONTEND_DIR, os.O_RDONLY)
+    try:
+        fcntl.flock(frontend_fd, fcntl.LOCK_EX)
+        return _build_frontend()
+    finally:
+        os.close(frontend_fd)
+
+
+def _build_frontend() -> FrontendBuild:
     lock_digest = _digest([FRONTEND_DIR / "package-lock.json"], "")
     install_stamp = FRONTEND_DIR / INSTALL_STAMP
     if not install_stamp.is_file() or install_stamp.read_text() != lock_digest:
