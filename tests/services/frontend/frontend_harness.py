@@ -107,7 +107,10 @@ def ensure_frontend_build() -> FrontendBuild:
 def _build_frontend() -> FrontendBuild:
     lock_digest = _digest([FRONTEND_DIR / "package-lock.json"], "")
     install_stamp = FRONTEND_DIR / INSTALL_STAMP
-    if not install_stamp.is_file() or install_stamp.read_text() != lock_digest:
+    # the stamp alone is not enough: an `npm ci` cut short (or run twice at once before the
+    # lock) leaves it beside a node_modules without next
+    if (not install_stamp.is_file() or install_stamp.read_text() != lock_digest
+            or not (FRONTEND_DIR / "node_modules/.bin/next").exists()):
         _run(["npm", "ci", "--no-audit", "--no-fund"], "npm ci", timeout=300)
         install_stamp.write_text(lock_digest)
 
