@@ -6,6 +6,7 @@ Docker daemon (DockerUpdater). What lands in the container is checked with `dock
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 from kubernetes.client.exceptions import ApiException
 
@@ -54,7 +56,9 @@ def images(test_images: dict[str, str], docker_client: docker.DockerClient,
     docker_client.images.build(path=str(ctx), tag=refs["notar"], rm=True)
     yield refs
     for ref in refs.values():
-        docker_client.images.remove(ref, force=True)
+        # another worker's pruning may have untagged it already (engine: "unrecognized image ID")
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(ref, force=True)
 
 
 @pytest.fixture(params=["exec", "docker"])
