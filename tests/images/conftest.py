@@ -344,7 +344,9 @@ def rebuild_with_source_edit(
         edited.unlink()  # a hard link to the original: replace it, never write through it
         marker = "#" if edited.suffix == ".py" else "//"
         edited.write_text(f"{text}\n{marker} layer-cache probe {uuid.uuid4().hex}\n")
-        before = {image.short_id.split(":")[1] for image in docker_client.images.list(all=True)}
+        # IDs only: images.list() inspects each image, and one another worker removes between
+        # the listing and its inspect is a 404
+        before = {i.split(":")[1][:12] for i in docker_client.api.images(all=True, quiet=True)}
         log = docker_build(docker_client, context, f"lumina-{service}:{TEST_TAG}-edit")
         created.extend(i for i in re.findall(r"---> ([0-9a-f]{12})\b", log) if i not in before)
         return log
