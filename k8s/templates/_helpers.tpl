@@ -63,7 +63,8 @@ capabilities:
     - ALL
 {{- end }}
 
-{{/* Liveness and readiness HTTP probes on the component's container port. */}}
+{{/* Liveness and readiness HTTP probes on the component's container port; a startup probe
+     when the component sets probes.startup (liveness and readiness wait for it). */}}
 {{- define "lumina.probes" -}}
 {{- $values := index .root.Values .component -}}
 livenessProbe:
@@ -78,6 +79,14 @@ readinessProbe:
     port: {{ $values.containerPort }}
   initialDelaySeconds: {{ $values.probes.readiness.initialDelaySeconds }}
   periodSeconds: {{ $values.probes.readiness.periodSeconds }}
+{{- with $values.probes.startup }}
+startupProbe:
+  httpGet:
+    path: {{ $.path }}
+    port: {{ $values.containerPort }}
+  periodSeconds: {{ .periodSeconds }}
+  failureThreshold: {{ .failureThreshold }}
+{{- end }}
 {{- end }}
 
 {{/* One env entry read from a ConfigMap or Secret key named like the variable. */}}

@@ -116,6 +116,7 @@ def test_a_synced_syntax_error_is_a_problem_and_the_fix_recovers_with_data_intac
 
 
 def test_sync_after_live_updates_deploys_an_image_of_exactly_the_synced_sources(lumina, watch):
+    needs_traffic(lumina)  # a live sync needs a running container to copy into
     mark = watch.mark()
     marker = f"img-{secrets.token_hex(4)}"
     replace_text(lumina.repo / HEALTH, '"status": "ok"', f'"status": "ok", "img": "{marker}"')

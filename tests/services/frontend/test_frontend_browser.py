@@ -105,6 +105,8 @@ def page(browser: WebDriver, lumina_stack: LuminaStack) -> WebDriver:
 def test_register_add_complete_edit_chat_delete(page: WebDriver, lumina_stack: LuminaStack):
     email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
     register(page, lumina_stack, "Ada", email)
+    # the heading says "My todos" until the page has loaded who is logged in
+    wait(page).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Ada's todos"))
     assert visible(page, "h1").text == "Ada's todos"
     visible(page, "[data-testid=empty-list]")
 

@@ -204,3 +204,17 @@ def test_other_namespace_fails_because_the_service_urls_name_lumina(helm) -> Non
     assert result.returncode != 0
     assert 'installs into namespace "lumina" only' in result.stderr
     assert "--namespace lumina" in result.stderr
+
+
+def test_the_frontend_compiling_its_first_page_is_not_killed_by_liveness(rendered) -> None:
+    """`next dev` compiles / on its first request; under the 500m CPU limit on a busy machine
+    that outlasted liveness (3 misses, killed at 75 s: CrashLoopBackOff, exit 0, forever). A
+    startup probe on the same path holds liveness and readiness for longer than that."""
+    container = rendered.container("frontend")
+    startup, liveness = container["startupProbe"], container["livenessProbe"]
+    assert startup["httpGet"] == liveness["httpGet"]
+    liveness_kill = liveness["initialDelaySeconds"] + 2 * liveness["periodSeconds"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 2 * liveness_kill
+    # the others answer at once: the seed's two probes only
+    for deployment in ("backend", "chatbot"):
+        assert "startupProbe" not in rendered.container(deployment)
