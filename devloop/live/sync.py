@@ -302,12 +302,16 @@ class LiveSyncer:
         if not (must or written) and t.annotation is not None and _dumps(t.annotation) == text:
             return
         try:
-            retry.call(lambda: self.cluster.core.patch_namespaced_pod(
+            resp = retry.call(lambda: self.cluster.core.patch_namespaced_pod(
                 t.target.pod, t.target.namespace,
                 {"metadata": {"annotations": {LIVE_ANNOTATION: text}}},
-                _request_timeout=timeouts.REQUEST),
+                _preload_content=False, _request_timeout=timeouts.REQUEST),
                 what=f"record the live sync on pod {t.target.pod}",
                 on_retry=lambda r: self.bus.publish(ev.WARNING, svc.name, message=str(r)))
+            # the pod that comes back is not needed: reading it into the client's models took
+            # longer than the request (twice per sync, on the path from save to running code)
+            resp.drain_conn()
+            resp.release_conn()
             return
         except ApiException as exc:
             why = api_message(exc)
