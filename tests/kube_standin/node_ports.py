@@ -52,6 +52,9 @@ class _Relay:
             conn.close()
             return
         upstream.settimeout(None)
+        # kube-proxy forwards packets as they come: no Nagle delay on either side of the relay
+        for sock in (conn, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         back = threading.Thread(target=_pump, args=(upstream, conn), daemon=True)
         back.start()
         _pump(conn, upstream)

@@ -322,6 +322,9 @@ def _plain_503(message: str) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body (and each streamed event) are separate writes: with Nagle's algorithm
+    # on, a keep-alive request's body waited for the browser's delayed ACK (~40 ms)
+    disable_nagle_algorithm = True
     server_version = "devloop-dashboard"
     sys_version = ""
 
