@@ -211,10 +211,8 @@ class Dashboard:
             return
         feed = self.state.feed
         feed.open()
-        fell_behind = False
+        fell_behind = counted = False
         try:
-            with self._clients_lock:
-                self.streams_open += 1
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
             handler.send_header("Cache-Control", "no-store")
@@ -226,6 +224,9 @@ class Dashboard:
                 handler.wfile.write(_dropped(None))
             if cursor is None:
                 cursor = self._start(handler, cards)
+            with self._clients_lock:  # counted once following: every later event reaches it
+                self.streams_open += 1
+                counted = True
             while not self._closed.is_set():
                 messages, missed = feed.read(cursor, self.keepalive_s)
                 if missed:
@@ -244,7 +245,7 @@ class Dashboard:
         finally:
             feed.close()
             with self._clients_lock:
-                self.streams_open -= 1
+                self.streams_open -= counted
                 self.streams_dropped += fell_behind
             self._streams.release()
         handler.close_connection = True

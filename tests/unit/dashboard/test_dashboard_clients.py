@@ -36,6 +36,15 @@ def _stalled(dash, cards: bool = True) -> socket.socket:
     return sock
 
 
+def _read_until(page: socket.socket, marker: bytes, timeout: float = 30) -> bytes:
+    """What the page read until `marker` arrived (keep-alives never let a recv time out)."""
+    got, deadline = b"", time.monotonic() + timeout
+    while marker not in got:
+        assert time.monotonic() < deadline, f"{marker!r} never arrived; got {got[-300:]!r}"
+        got += page.recv(65536)
+    return got
+
+
 def test_a_client_that_stops_reading_is_dropped_and_told_when_it_reconnects():
     feed = Feed(max_messages=500, max_bytes=256 * 1024, run="t1")
     with serving(feed=feed, socket_timeout=0.5) as (bus, dash, warnings):
@@ -89,9 +98,7 @@ def test_a_reading_page_that_reconnects_in_time_is_not_told_anything():
             page.sendall(b"GET /api/events HTTP/1.1\r\n" + head(dash) + b"\r\n")
             wait_for(lambda: dash.streams_open == 1, 30, "the stream to open")
             bus.publish(ev.POD_LOG, "api", pod="api-1", container="api", line="one")
-            got = b""
-            while b'"one"' not in got:
-                got += page.recv(65536)
+            got = _read_until(page, b'"one"')
         last = [m["id"] for m in sse_messages(got) if "id" in m][-1]
         wait_for(lambda: dash.streams_open == 0, 30, "the first stream to close")
         with connect(dash) as page:
@@ -99,9 +106,7 @@ def test_a_reading_page_that_reconnects_in_time_is_not_told_anything():
                          + f"Last-Event-ID: {last}\r\n\r\n".encode())
             wait_for(lambda: dash.streams_open == 1, 30, "the second stream to open")
             bus.publish(ev.POD_LOG, "api", pod="api-1", container="api", line="two")
-            got = b""
-            while b'"two"' not in got:
-                got += page.recv(65536)
+            got = _read_until(page, b'"two"')
         assert b"event: dropped" not in got
 
 
