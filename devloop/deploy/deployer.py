@@ -99,6 +99,7 @@ class ClusterDeployer:
         # (service, workload, container) -> container index after a verified patch
         self._index: dict[tuple[str, str, str], int] = {}
         self._targets_of: dict[str, list[ServiceConfig]] = {}  # service -> workloads it feeds
+        self._last_targets: dict[str, list[ServiceConfig]] = {}  # ... as last rendered
         self._followers: dict[tuple[str, str], LogFollower] = {}  # (service, workload) ->
         self._log_services: set[str] = set()
         self._existing_tail = 10
@@ -208,7 +209,17 @@ class ClusterDeployer:
             objects, _ = self.manifests.render()
             cached = fed_by(service, objects, self.config.image_paths or None)
             self._targets_of[service.name] = cached
+            self._last_targets[service.name] = cached
         return cached
+
+    def _image_targets(self, service: ServiceConfig) -> list[ServiceConfig]:
+        """Where a built image goes: the workloads it feeds; while the manifests do not render
+        (an edit being typed, already reported by `manifests.failed`), those it fed when they
+        last did, or devloop.yaml's own workload: a source edit still goes out."""
+        try:
+            return self.workloads_of(service)
+        except RenderError:
+            return self._last_targets.get(service.name, [service])
 
     def deployed_digest(self, service: ServiceConfig) -> str | None:
         try:
@@ -240,7 +251,7 @@ class ClusterDeployer:
                              seconds=round(time.monotonic() - started, 3),
                              **pushed_fields(self.delivery, ref))
             installed = self._install_if_missing(service, ref, digest)
-            targets = self.workloads_of(service)
+            targets = self._image_targets(service)
             if not installed and self._fold(service, ref, digest):
                 for target in targets:
                     self._follow_logs_quietly(target)
@@ -428,10 +439,8 @@ class ClusterDeployer:
         folded, self._folded = self._folded, {}
         for service, ref, digest in folded.values():
             try:
-                targets = [t for t in self.workloads_of(service)
+                targets = [t for t in self._image_targets(service)
                            if self._read_deployed(t).digest != digest]
-            except RenderError:
-                targets = [service]  # only devloop.yaml's own workload is known
             except (ClusterUnreachable, PatchError, DeploymentNotFound) as exc:
                 self.bus.publish(ev.ERROR, service.name, message=str(exc))
                 return DEPLOY_FAILED

@@ -95,5 +95,14 @@ def test_a_manifest_and_a_source_edit_saved_together_roll_the_workload_once(
         watch.wait("log", after=mark, line="MODE=two SRC=four", timeout=120)
         assert "invalid YAML" in watch.wait("manifests.failed", after=mark)["message"]
         assert watch.wait("deploy.patched", after=mark, service="web")
+
+        # the same, with the failed apply first (the source saved after the manifest's quiet
+        # period): the image goes to the workloads the manifests named when they last rendered
+        mark = watch.mark()
+        (root / "k8s/app.yaml").write_text(_app("two", image) + "---\nkind: [[\n")
+        watch.wait("manifests.failed", after=mark, timeout=60)
+        (root / "services/web/src/main.txt").write_text("five\n")
+        watch.wait("log", after=mark, line="MODE=two SRC=five", timeout=120)
+        assert watch.wait("deploy.patched", after=mark, service="web")
     finally:
         watch.stop()
