@@ -362,6 +362,7 @@ def namespace_blockers(objects: list[dict[str, Any]], deleted: set[str], gone: s
     the deletion, since the garbage collector removes owners and dependents in any order) nor
     Kubernetes' own; claims first."""
     deleted_services = {i.split("/", 1)[1] for i in deleted if i.startswith("Service/")}
+    present = {(o.get("metadata") or {}).get("uid") for o in objects}
     blockers: list[str] = []
     for obj in objects:
         meta = obj.get("metadata") or {}
@@ -369,6 +370,8 @@ def namespace_blockers(objects: list[dict[str, Any]], deleted: set[str], gone: s
         owners = {r.get("uid") for r in meta.get("ownerReferences") or []}
         if ident in deleted or meta.get("uid") in gone or owners & gone:
             continue
+        if meta.get("deletionTimestamp") or _collected(meta, present):
+            continue  # already going: an earlier down's pods still terminating, say
         if (kind, meta.get("name")) in _BUILTIN:
             continue
         if kind == "Endpoints" and meta.get("name") in deleted_services:
@@ -377,6 +380,16 @@ def namespace_blockers(objects: list[dict[str, Any]], deleted: set[str], gone: s
             continue
         blockers.append(ident)
     return sorted(blockers, key=lambda i: (not i.startswith("PersistentVolumeClaim/"), i))
+
+
+def _collected(meta: Mapping[str, Any], present: set[Any]) -> bool:
+    """True when every owner of the object is gone from the namespace: the garbage collector
+    deletes it (a pod whose ReplicaSet an earlier down deleted). Only owners of built-in
+    namespaced kinds count: a cluster-scoped or custom owner may live where we did not look."""
+    refs = meta.get("ownerReferences") or []
+    return bool(refs) and all(
+        (k := kind_of(r)) is not None and k.namespaced and r.get("uid") not in present
+        for r in refs)
 
 
 # --- API access --------------------------------------------------------------------------------

@@ -287,7 +287,8 @@ def test_down_namespace_keeps_a_namespace_holding_any_kind_devloop_did_not_make(
     k8s.AutoscalingV2Api(api).delete_namespaced_horizontal_pod_autoscaler("data", NS)
     code, events = devloop(root, standin.kubeconfig, "down", "--namespace")
     assert code == 0, events
-    assert "Namespace/lumina" in {e["object"] for e in events if e["type"] == "down.deleted"}
+    assert "Namespace/lumina" in {e["object"] for e in events if e["type"] == "down.deleted"}, [
+        e for e in events if e["type"].startswith("down")]
 
 
 def test_down_namespace_keeps_the_namespace_when_discovery_of_a_group_fails(

@@ -94,3 +94,31 @@ def test_the_namespace_is_blocked_by_anything_not_deleted_nor_owned_by_what_was(
     ]
     assert namespace_blockers(after, {"Deployment/data", "Service/data"}, gone) == \
         ["PersistentVolumeClaim/db", "Widget/w"]
+
+
+def test_what_is_already_going_does_not_block_the_namespace():
+    """A second `down --namespace` right after the first: the first one's pods are still
+    terminating or waiting for the garbage collector. They go anyway; a person's objects, and
+    anything whose owner may live where down did not look, still keep the namespace."""
+    from devloop.commands.down import namespace_blockers
+
+    def owned(kind: str, name: str, uid: str, owner_kind: str, owner_uid: str,
+              api_version: str = "apps/v1", **meta) -> dict:
+        obj = _obj(kind, name, uid)
+        obj["metadata"]["ownerReferences"] = [
+            {"apiVersion": api_version, "kind": owner_kind, "uid": owner_uid}]
+        obj["metadata"].update(meta)
+        return obj
+
+    objects = [
+        owned("Pod", "data-7c-x", "p1", "ReplicaSet", "r-gone"),  # its ReplicaSet is gone
+        {"kind": "Pod", "metadata": {"name": "mine", "uid": "p2",  # terminating
+                                     "deletionTimestamp": "2026-12-03T14:00:00Z"}},
+        owned("Pod", "web-5d-y", "p3", "ReplicaSet", "r1"),  # its ReplicaSet is still there
+        _obj("ReplicaSet", "web-5d", "r1"),
+        owned("Pod", "op-z", "p4", "Widget", "w-gone", api_version="example.com/v1"),
+    ]
+    assert namespace_blockers(objects, set(), set()) == [
+        "Pod/op-z", "Pod/web-5d-y", "ReplicaSet/web-5d"]
+    # positive control: the same pods without those marks block it
+    assert "Pod/data-7c-x" in namespace_blockers([_obj("Pod", "data-7c-x", "p1")], set(), set())
