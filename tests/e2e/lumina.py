@@ -18,6 +18,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -231,6 +232,14 @@ class LuminaCluster:
                     detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
                     self._traffic = (False, f"exec into the backend pod failed: {detail}")
         return self._traffic
+
+    def needs_traffic(self, what: str = "") -> None:
+        """Skip the calling test, saying why, when the pods run no containers (`what`: what
+        the test would observe)."""
+        serves, why = self.traffic()
+        if not serves:
+            pytest.skip(f"the pods of this cluster run no containers ({why})"
+                        + (f": {what}" if what else ""))
 
     def all_output_lines(self) -> list[str]:
         out: list[str] = []

@@ -35,12 +35,6 @@ def watch(lumina: LuminaCluster) -> DevloopProcess:
     return running
 
 
-def needs_traffic(lumina: LuminaCluster) -> None:
-    serves, why = lumina.traffic()
-    if not serves:
-        pytest.skip(f"the pods of this cluster run no containers ({why})")
-
-
 def backend_container(lumina: LuminaCluster) -> tuple[str, str]:
     pods = [p for p in lumina.pods("backend") if p.metadata.deletion_timestamp is None]
     assert len(pods) == 1
@@ -62,7 +56,7 @@ def wait_health(lumina: LuminaCluster, key: str, value: str, timeout: float = 60
 
 
 def test_a_backend_edit_is_served_by_the_same_container_with_the_data_kept(lumina, watch):
-    needs_traffic(lumina)
+    lumina.needs_traffic()
     email = f"lin-{secrets.token_hex(3)}@example.com"
     token = lumina.backend_register_and_login(email, "correct horse 3")
     lumina.backend_call("POST", "/api/todos", token, {"title": "stay"})
@@ -87,7 +81,7 @@ def test_a_backend_edit_is_served_by_the_same_container_with_the_data_kept(lumin
 
 def test_a_synced_syntax_error_is_a_problem_and_the_fix_recovers_with_data_intact(
         lumina, watch):
-    needs_traffic(lumina)
+    lumina.needs_traffic()
     email = f"kay-{secrets.token_hex(3)}@example.com"
     token = lumina.backend_register_and_login(email, "correct horse 4")
     lumina.backend_call("POST", "/api/todos", token, {"title": "survive the typo"})
@@ -116,7 +110,7 @@ def test_a_synced_syntax_error_is_a_problem_and_the_fix_recovers_with_data_intac
 
 
 def test_sync_after_live_updates_deploys_an_image_of_exactly_the_synced_sources(lumina, watch):
-    needs_traffic(lumina)  # a live sync needs a running container to copy into
+    lumina.needs_traffic()  # a live sync needs a running container to copy into
     mark = watch.mark()
     marker = f"img-{secrets.token_hex(4)}"
     replace_text(lumina.repo / HEALTH, '"status": "ok"', f'"status": "ok", "img": "{marker}"')

@@ -75,13 +75,6 @@ def no_watch(lumina: LuminaCluster, first_run: DevloopProcess) -> Iterator[None]
     yield
 
 
-def needs_traffic(lumina: LuminaCluster) -> None:
-    serves, why = lumina.traffic()
-    if not serves:
-        pytest.skip(f"the pods of this cluster run no containers ({why}): no HTTP answers, "
-                    "logs or crashes to observe")
-
-
 def test_first_run_builds_installs_and_rolls_out_every_service(lumina, first_run):
     installed = first_run.events_of("deploy.installed")
     assert installed, "the chart was not installed"
@@ -98,7 +91,7 @@ def test_first_run_builds_installs_and_rolls_out_every_service(lumina, first_run
 
 
 def test_pod_logs_are_streamed_for_every_service(lumina, watch):
-    needs_traffic(lumina)
+    lumina.needs_traffic("no HTTP answers, logs or crashes to observe")
     for svc in SERVICES:
         watch.wait(lambda e, s=svc: e["type"] == "log" and e["service"] == s
                    and e["source"] == "pod", timeout=120, what=f"{svc} logs")
@@ -121,7 +114,7 @@ def test_backend_edit_rebuilds_patches_and_rolls_out_only_backend(lumina, watch)
 
 
 def test_backend_serves_the_new_code_and_keeps_its_data_across_a_reload(lumina, watch):
-    needs_traffic(lumina)
+    lumina.needs_traffic("no HTTP answers, logs or crashes to observe")
     email = f"ada-{secrets.token_hex(3)}@example.com"
     token = lumina.backend_register_and_login(email, "correct horse 1")
     for title in ("buy milk", "write report", "call mom"):
@@ -177,7 +170,7 @@ def test_ignored_paths_and_identical_saves_build_nothing(lumina, watch):
 
 
 def test_broken_backend_is_reported_with_its_traceback_then_recovers(lumina, watch):
-    needs_traffic(lumina)
+    lumina.needs_traffic("no HTTP answers, logs or crashes to observe")
     email = f"grace-{secrets.token_hex(3)}@example.com"
     token = lumina.backend_register_and_login(email, "correct horse 2")
     lumina.backend_call("POST", "/api/todos", token, {"title": "survive the crash"})
