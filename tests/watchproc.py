@@ -50,8 +50,13 @@ class Watch:
                 if e.get("type") == type and all(e.get(k) == v for k, v in match.items()):
                     return e
             time.sleep(0.05)
+        # the last events other than log and build lines (they drown what happened), then the
+        # last few of those
+        events = self.events[after:]
+        noisy = ("log", "build.output")
         recent = [(e.get("type"), e.get("message") or e.get("reason") or e.get("line"))
-                  for e in self.events[-25:]]
+                  for e in [x for x in events if x.get("type") not in noisy][-25:]
+                  + [x for x in events if x.get("type") in noisy][-3:]]
         raise AssertionError(f"no {type} {match} in {timeout}s; last: {recent}")
 
     def stop(self) -> int:

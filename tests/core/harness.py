@@ -37,8 +37,10 @@ class Running:
                 if ok(e):
                     return e
             time.sleep(0.02)
-        raise AssertionError(f"no {type} event for {service} within {timeout}s; saw "
-                             f"{[(e.type, e.service) for e in self.recorder.events[-30:]]}")
+        # what happened instead, without the build's own output (it drowns the reason)
+        seen = [(e.type, e.service, e.data.get("reason") or e.data.get("message"))
+                for e in self.recorder.events[after:] if e.type != ev.BUILD_OUTPUT]
+        raise AssertionError(f"no {type} event for {service} within {timeout}s; saw {seen[-30:]}")
 
     def mark(self) -> int:
         return len(self.recorder.events)
