@@ -119,6 +119,7 @@ def one_round(lumina: LuminaCluster, change: Change, n: int, originals: dict[str
     if copied and copy_started is not None and detected is not None:
         row["decision"] = copy_started - detected
         row["transfer"] = copied[0]["seconds"]
+        row["docker"] = 1.0 if copied[0].get("method") == "docker" else 0.0
         row["restart"] = answered - copied[0]["ts"]
     return row
 
@@ -179,7 +180,8 @@ def main() -> None:
         print(f"{change.service:<10} {med(rows, 'detected'):>9} {med(rows, 'decision'):>9} "
               f"{med(rows, 'transfer'):>9} {med(rows, 'restart'):>9} {med(rows, 'total'):>9} "
               f"{med(base, 'total'):>12} {ratio:6.1f}x  "
-              f"{int(sum(r['live'] for r in rows))}/{len(rows)}")
+              f"{int(sum(r['live'] for r in rows))}/{len(rows)}, "
+              f"{int(sum(r.get('docker', 0) for r in rows))} through the Docker API")
     print("targets: backend and chatbot < 1000 ms, frontend < 2000 ms (live, median)")
 
 
