@@ -79,6 +79,15 @@ class BuildResult:
     seconds: float
 
 
+_VANISHED = re.compile(r'(unable to find image|no such image:?) "?sha256:[0-9a-f]{64}', re.I)
+
+
+def cache_image_vanished(reason: str) -> bool:
+    """Whether a legacy build failed because an image it had found in its cache (named by ID,
+    never by a tag the Dockerfile wrote) was removed before it used it: building again works."""
+    return bool(_VANISHED.search(reason))
+
+
 def checkout_id(config_path: Path) -> str:
     """The identity of one checkout of a project: two clones sharing a Docker Engine have the
     same service and image names, and must never prune each other's images."""
@@ -146,11 +155,6 @@ class Builder:
         engine does not answer or goes away mid-build."""
         svc = digest.service
         start = time.monotonic()
-        steps = dockerfile_mod.parse(svc.dockerfile.read_text(encoding="utf-8", errors="replace"))
-        last_lines: deque[str] = deque(maxlen=20)
-        step_no: int | None = None
-        step_text: str | None = None
-        image_id: str | None = None
         with _scratch_file() as context:
             try:
                 dockerfile_name = _write_context(context, digest)
@@ -170,45 +174,66 @@ class Builder:
                                   " with BuildKit was found (see builder.selected); install"
                                   " docker-buildx or a docker CLI >= 18.09")
             try:
-                stream = self.client.api.build(
-                    fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile_name,
-                    buildargs=dict(svc.build_args) or None, target=svc.target, rm=True,
-                    platform=svc.platform,
-                    forcerm=True, decode=True,
-                    labels=self._labels(svc.name, tag),
-                )
-                for message in stream:
-                    if "errorDetail" in message or "error" in message:
-                        detail = message.get("errorDetail") or {}
-                        reason = (detail.get("message") or message.get("error") or "").strip()
-                        raise self._failed(svc, reason, step_no, step_text, steps, last_lines)
-                    text = message.get("stream")
-                    if text:
-                        for line in text.splitlines():
-                            line = line.rstrip()
-                            if not line:
-                                continue
-                            if m := _STEP.match(line):
-                                step_no, step_text = int(m.group(1)), m.group(3)
-                            last_lines.append(line)
-                            on_line(line)
-                    aux = message.get("aux")
-                    if isinstance(aux, dict) and aux.get("ID"):
-                        image_id = aux["ID"]
-            except docker.errors.APIError as exc:
-                reason = exc.explanation or str(exc)
-                if isinstance(reason, bytes):
-                    reason = reason.decode(errors="replace")
-                raise self._failed(svc, str(reason).strip(), step_no, step_text, steps,
-                                   last_lines) from None
-            except Exception as exc:
-                if not is_docker_lost(exc):
+                image_id = self._legacy_build(context, dockerfile_name, svc, tag, on_line)
+            except BuildFailed as exc:
+                if not cache_image_vanished(exc.reason):
                     raise
-                what = "lost" if step_no is not None or last_lines else "cannot reach"
-                raise self._lost(exc, what, svc.name) from None
+                # the legacy builder's cache is images: one removed between its lookup and its
+                # use (a prune, another build's cleanup) fails the step, not the Dockerfile
+                on_line(f"devloop: {exc.reason}: a cached layer was removed during the build;"
+                        " building again")
+                context.seek(0)
+                image_id = self._legacy_build(context, dockerfile_name, svc, tag, on_line)
         if image_id is None:
             image_id = self.existing(tag) or ""
         return BuildResult(tag=tag, image_id=image_id, seconds=time.monotonic() - start)
+
+    def _legacy_build(self, context: IO[bytes], dockerfile_name: str, svc: ServiceConfig,
+                      tag: str, on_line: Callable[[str], None]) -> str | None:
+        """One build through the engine's API (no BuildKit); the image ID when it said it."""
+        steps = dockerfile_mod.parse(svc.dockerfile.read_text(encoding="utf-8", errors="replace"))
+        last_lines: deque[str] = deque(maxlen=20)
+        step_no: int | None = None
+        step_text: str | None = None
+        image_id: str | None = None
+        try:
+            stream = self.client.api.build(
+                fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile_name,
+                buildargs=dict(svc.build_args) or None, target=svc.target, rm=True,
+                platform=svc.platform,
+                forcerm=True, decode=True,
+                labels=self._labels(svc.name, tag),
+            )
+            for message in stream:
+                if "errorDetail" in message or "error" in message:
+                    detail = message.get("errorDetail") or {}
+                    reason = (detail.get("message") or message.get("error") or "").strip()
+                    raise self._failed(svc, reason, step_no, step_text, steps, last_lines)
+                text = message.get("stream")
+                if text:
+                    for line in text.splitlines():
+                        line = line.rstrip()
+                        if not line:
+                            continue
+                        if m := _STEP.match(line):
+                            step_no, step_text = int(m.group(1)), m.group(3)
+                        last_lines.append(line)
+                        on_line(line)
+                aux = message.get("aux")
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = aux["ID"]
+        except docker.errors.APIError as exc:
+            reason = exc.explanation or str(exc)
+            if isinstance(reason, bytes):
+                reason = reason.decode(errors="replace")
+            raise self._failed(svc, str(reason).strip(), step_no, step_text, steps,
+                               last_lines) from None
+        except Exception as exc:
+            if not is_docker_lost(exc):
+                raise
+            what = "lost" if step_no is not None or last_lines else "cannot reach"
+            raise self._lost(exc, what, svc.name) from None
+        return image_id
 
     def _labels(self, service: str, tag: str) -> dict[str, str]:
         labels = {LABEL_SERVICE: service, LABEL_DIGEST: tag.rsplit(":", 1)[1]}
