@@ -108,6 +108,11 @@ class StandInHandle:
         labels = [f"io.devloop.standin.instance={self.standin.instance_id}"]
         if namespace:
             labels.append(f"io.devloop.standin.namespace={namespace}")
+        # docker-py lists, then inspects each: a container the stand-in removes in between
+        # (a pod replaced mid-rollout) is a 404 for the whole list; list again then
+        for _ in range(4):
+            with contextlib.suppress(docker.errors.NotFound):
+                return self.docker.containers.list(all=True, filters={"label": labels})
         return self.docker.containers.list(all=True, filters={"label": labels})
 
     def close(self) -> None:
