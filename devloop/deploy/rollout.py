@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
@@ -39,7 +40,6 @@ FAILING_WAITING = frozenset({
 })
 LOG_TAIL_LINES = 20
 _TIMEOUT = timeouts.REQUEST
-REVISION = "deployment.kubernetes.io/revision"
 
 
 @dataclass
@@ -73,10 +73,24 @@ def rollout_status(dep: k8s.V1Deployment, generation: int) -> tuple[bool, str, b
     return True, f"{updated} of {replicas} replicas updated and available", False
 
 
+def current_template(rs_template: dict[str, Any], dep_template: dict[str, Any]) -> bool:
+    """Whether a ReplicaSet's pod template (as JSON) is the Deployment's current one, its
+    pod-template-hash label aside: how the deployment controller finds its new ReplicaSet."""
+    def plain(template: dict[str, Any]) -> dict[str, Any]:
+        meta = dict(template.get("metadata") or {})
+        meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items()
+                          if k != "pod-template-hash"}
+        return {**template, "metadata": {k: v for k, v in meta.items() if v}}
+    return plain(rs_template) == plain(dep_template)
+
+
 def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Deployment
                        ) -> list[Pod]:
-    """Pods of the Deployment's newest revision: by the newest ReplicaSet's pod-template-hash,
-    or, when no ReplicaSet is visible, by all container images matching the template."""
+    """Pods of the Deployment's current template: those of the ReplicaSet made from it, none
+    while the controller has not made it yet (a Recreate rollout scales the old pods down
+    first, and says it observed the new generation meanwhile: the old pods, perhaps failing,
+    are not the new revision's); when no ReplicaSet is visible, the pods whose container
+    images match the template."""
     namespace = dep.metadata.namespace
     selector = selector_query(dep.spec.selector)
     pods = list_pods(core, namespace, selector)
@@ -87,14 +101,12 @@ def _new_revision_pods(apps: k8s.AppsV1Api, core: k8s.CoreV1Api, dep: k8s.V1Depl
         sets = []
     owned = [rs for rs in sets
              if any(ref.uid == dep.metadata.uid for ref in rs.metadata.owner_references or [])]
-    revision = (dep.metadata.annotations or {}).get(REVISION)
-    newest = [rs for rs in owned if (rs.metadata.annotations or {}).get(REVISION) == revision]
-    if not newest and owned:
-        newest = [max(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(REVISION)
-                                                or 0))]
-    pod_hash = (newest[0].metadata.labels or {}).get("pod-template-hash") if newest else None
-    if pod_hash:
-        return [p for p in pods if p.labels.get("pod-template-hash") == pod_hash]
+    if owned:
+        plain = apps.api_client.sanitize_for_serialization
+        template = plain(dep.spec.template)
+        newest = [rs for rs in owned if current_template(plain(rs.spec.template), template)]
+        pod_hash = (newest[0].metadata.labels or {}).get("pod-template-hash") if newest else None
+        return [p for p in pods if pod_hash and p.labels.get("pod-template-hash") == pod_hash]
     images = {c.name: c.image for c in dep.spec.template.spec.containers}
     return [p for p in pods
             if {c.name: c.image for c in p.specs if not c.init} == images and not p.deleting]
