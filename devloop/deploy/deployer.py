@@ -289,6 +289,7 @@ class ClusterDeployer:
             raise self._rollout_failed(target, result, seconds,
                                        f"rollout of {target.workload} failed")
         self.bus.publish(ev.ROLLOUT_READY, name, deployment=service.deployment,
+                         workload=str(service.workload),
                          seconds=round(time.monotonic() - started, 3))
 
     def check_health(self, service: ServiceConfig, stop: threading.Event) -> None:
@@ -461,7 +462,7 @@ class ClusterDeployer:
                     return self._rollout_failed(target, result, seconds,
                                                 f"rollout of {target.workload} failed").outcome
                 self.bus.publish(ev.ROLLOUT_READY, service.name, deployment=target.deployment,
-                                 seconds=seconds)
+                                 workload=str(target.workload), seconds=seconds)
         return None
 
     def _manifests_source(self) -> str:
@@ -520,7 +521,8 @@ class ClusterDeployer:
                 waited, seconds = self._wait_rollout(target, generation, stop)
                 if waited.ok:
                     self.bus.publish(ev.ROLLOUT_READY, service.name,
-                                     deployment=target.deployment, seconds=seconds)
+                                     deployment=target.deployment,
+                                     workload=str(target.workload), seconds=seconds)
                     return None
                 if stop.is_set():
                     return None
@@ -537,7 +539,8 @@ class ClusterDeployer:
                                    generation, self.config.rollout_timeout_s, stop, progress)
         seconds = round(time.monotonic() - started, 3)
         if waited.ok:
-            self.bus.publish(ev.ROLLOUT_READY, None, deployment=workload, seconds=seconds)
+            self.bus.publish(ev.ROLLOUT_READY, None, deployment=workload, workload=workload,
+                             seconds=seconds)
             return None
         if stop.is_set():
             return None

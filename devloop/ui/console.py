@@ -104,6 +104,12 @@ def _deliver_finished(e: ev.Event) -> str:
     return line
 
 
+def _workload(e: ev.Event) -> str:
+    """KIND/NAME of the workload an event is about (`workload`), else the Deployment's."""
+    workload = e.data.get("workload")
+    return str(workload) if workload else f"deployment/{e.data['deployment']}"
+
+
 def _rollout_failed(e: ev.Event) -> str:
     d = e.data
     tail = "".join(f"\n    | {line}" for line in d.get("log_tail", [])[-10:])
@@ -113,11 +119,10 @@ def _rollout_failed(e: ev.Event) -> str:
 _DEPLOY: dict[str, Sentence] = {
     ev.DELIVER_FINISHED: _deliver_finished,
     ev.DEPLOY_INSTALLED: lambda e: f"installed {', '.join(e.data['objects'])}",
-    ev.DEPLOY_PATCHED: lambda e: (f"patched deployment/{e.data['deployment']} container"
+    ev.DEPLOY_PATCHED: lambda e: (f"patched {_workload(e)} container"
                                   f" {e.data['container']} -> {e.data['image']}"),
     ev.ROLLOUT_PROGRESS: lambda e: f"rollout: {e.data['message']}",
-    ev.ROLLOUT_READY: lambda e: (f"rollout ready: deployment/{e.data['deployment']} in"
-                                 f" {e.data['seconds']:.2f}s"),
+    ev.ROLLOUT_READY: lambda e: f"rollout ready: {_workload(e)} in {e.data['seconds']:.2f}s",
     ev.ROLLOUT_FAILED: _rollout_failed,
 }
 

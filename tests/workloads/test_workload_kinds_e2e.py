@@ -116,6 +116,10 @@ def test_sync_gets_the_image_into_every_kind_and_waits_for_each(standin, tmp_pat
     errors = [e.get("message") for e in events if e["type"] in ("error", "rollout.failed")]
     assert code == 0, errors
     assert ready == {"db", "seed", "nightly", "migrate"}, errors
+    # each names its workload's kind (what the console prints: "rollout ready: statefulset/db")
+    assert {e["service"]: e["workload"] for e in events if e["type"] == "rollout.ready"} == \
+        {"db": "statefulset/db", "seed": "job/seed", "nightly": "cronjob/nightly",
+         "migrate": "deployment/web"}
     built = {e["service"]: e["image"] for e in events if e["type"] == "deploy.patched"}
 
     # the StatefulSet: its template and its (ready) pod run the built image, and its rollout

@@ -243,7 +243,8 @@ def _fold_card(card: dict[str, Any], event: ev.Event) -> bool:
     elif t == ev.DELIVER_FINISHED:
         _phase(card, "deliver", d.get("seconds"))
     elif t == ev.DEPLOY_PATCHED:
-        card["state"], card["detail"] = DEPLOYING, f"patched deployment/{d.get('deployment')}"
+        workload = d.get("workload") or f"deployment/{d.get('deployment')}"
+        card["state"], card["detail"] = DEPLOYING, f"patched {workload}"
         card["image"], card["live_ahead"] = d.get("image"), None
     elif t == ev.ROLLOUT_PROGRESS:
         card["state"], card["detail"] = DEPLOYING, str(d.get("message", ""))

@@ -100,3 +100,13 @@ def test_a_skip_of_inputs_that_failed_keeps_the_card_failed_and_an_up_to_date_on
     bus.publish(ev.BUILD_SKIPPED, "web", image="web:dl-2", known_failed=False,
                 reason="deployed image is current")
     assert dash.state.card("web")["state"] == "ready"
+
+
+def test_a_patched_statefulset_is_named_with_its_kind():
+    bus, dash = subscribed()
+    bus.publish(ev.DEPLOY_PATCHED, "api", deployment="db", workload="statefulset/db",
+                container="db", image="db:dl-1", generation=2)
+    assert dash.state.card("api")["detail"] == "patched statefulset/db"
+    bus.publish(ev.DEPLOY_PATCHED, "api", deployment="api", container="api", image="api:dl-2",
+                generation=3)  # an event without the field (older output): a Deployment
+    assert dash.state.card("api")["detail"] == "patched deployment/api"
