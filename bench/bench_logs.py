@@ -32,6 +32,8 @@ import time
 import uuid
 from pathlib import Path
 
+import docker
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -40,8 +42,9 @@ from devloop.follow import logs as podlogs  # noqa: E402
 from devloop.k8s.cluster import connect, new_api_client  # noqa: E402
 from devloop.redact import Redactor  # noqa: E402
 from devloop.ui.console import ConsoleRenderer  # noqa: E402
+from tests.kube_standin.fixtures import busybox_base  # noqa: E402
 from tests.kube_standin.kubeconfig import CONTEXT  # noqa: E402
-from tests.logs.conftest import build_busybox, deployment  # noqa: E402
+from tests.logs.conftest import deployment  # noqa: E402
 
 # Batches every 10 ms; each second's quota is caught up at once when the batches fall short.
 PRODUCER = """awk -v rate={rate} 'BEGIN {{ srand(); t0 = srand(); i = 0; b = int(rate / 100);
@@ -148,8 +151,7 @@ def main() -> int:
     _hook_reader()
     max_behind = 1e9 if args.no_skip else podlogs.MAX_BEHIND_S
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
-        image = f"devloop-logs-bench/busybox:{uuid.uuid4().hex[:8]}"
-        build_busybox(Path(tmp), image)
+        image = busybox_base(docker.from_env())
         standin = subprocess.Popen(
             [sys.executable, "-m", "tests.kube_standin", "--state-dir", f"{tmp}/standin"],
             cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -172,7 +174,6 @@ def main() -> int:
         finally:
             standin.terminate()
             standin.wait(60)
-            subprocess.run(["docker", "rmi", "-f", image], capture_output=True, timeout=120)
     return 0
 
 

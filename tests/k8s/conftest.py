@@ -10,8 +10,6 @@ base image carries busybox, and small variants differ only in what they run:
 from __future__ import annotations
 
 import secrets
-import shutil
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +23,12 @@ from devloop.deploy.rollout import wait_rollout
 from devloop.k8s.cluster import Cluster
 from tests.k8s import support
 from tests.kube_standin import StandIn
-from tests.kube_standin.fixtures import namespace_cluster, session_standin
+from tests.kube_standin.fixtures import (
+    busybox_base,
+    content_image,
+    namespace_cluster,
+    session_standin,
+)
 
 IMAGE_REPO = "devloop-k8s-test"
 
@@ -49,46 +52,22 @@ while true; do usleep 200000; done
 """
 
 
-def _build(context: Path, tag: str) -> None:
-    done = subprocess.run(["docker", "build", "-q", "-t", tag, str(context)],
-                          capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"docker build {tag} failed: {done.stderr.strip()[-500:]}")
-
-
 @pytest.fixture(scope="session")
-def test_images(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
-                ) -> Iterator[dict[str, str]]:
+def test_images(docker_client: docker.DockerClient) -> dict[str, str]:
     """{'ticker': ref, 'ticker2': ref (same program, another image), 'crash': ref,
-    'sleeper': ref, 'missing': ref that does not exist}; removed at the end.
-    `docker_client` (tests/conftest.py) fails the run loudly when Docker is absent."""
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    root = tmp_path_factory.mktemp("images")
-    run_id = uuid.uuid4().hex[:8]
-    base = f"{IMAGE_REPO}/base:{run_id}"
-    (root / "base").mkdir()
-    shutil.copy(busybox, root / "base" / "busybox")
-    (root / "base" / "Dockerfile").write_text(
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-        "RUN mkdir -p /tmp /data && chmod 1777 /tmp /data\n")
-    _build(root / "base", base)
-    refs: dict[str, str] = {}
+    'sleeper': ref, 'missing': ref that does not exist}, built on the busybox base by content
+    (kept: see content_image). `docker_client` (tests/conftest.py) fails the run loudly when
+    Docker is absent."""
+    base = busybox_base(docker_client)
     variants = {"ticker": TICKER, "ticker2": TICKER + "\n# variant 2\n", "crash": CRASH,
                 "sleeper": SLEEPER}
-    for name, script in variants.items():
-        ctx = root / name
-        ctx.mkdir()
-        (ctx / "run.sh").write_text(script)
-        (ctx / "Dockerfile").write_text(
-            f"FROM {base}\nCOPY run.sh /run.sh\nRUN chmod 755 /run.sh\n"
-            'CMD ["/bin/sh", "/run.sh"]\n')
-        refs[name] = f"{IMAGE_REPO}/{name}:{run_id}"
-        _build(ctx, refs[name])
-    refs["missing"] = f"{IMAGE_REPO}/never-built:{run_id}"
-    yield refs
-    subprocess.run(["docker", "rmi", "-f", *[r for k, r in refs.items() if k != "missing"],
-                    base], capture_output=True, timeout=120)
+    refs = {name: content_image(docker_client, f"{IMAGE_REPO}/{name}", {
+        "run.sh": script.encode(),
+        "Dockerfile": (f"FROM {base}\nCOPY run.sh /run.sh\nRUN chmod 755 /run.sh\n"
+                       'CMD ["/bin/sh", "/run.sh"]\n').encode()})
+        for name, script in variants.items()}
+    refs["missing"] = f"{IMAGE_REPO}/never-built:{uuid.uuid4().hex[:8]}"
+    return refs
 
 
 @pytest.fixture(scope="session")

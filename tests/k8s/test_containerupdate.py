@@ -6,13 +6,11 @@ Docker daemon (DockerUpdater). What lands in the container is checked with `dock
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -31,34 +29,27 @@ from devloop.live.updaters import (
     UpdateFailed,
 )
 from tests.kube_standin import StandIn
+from tests.kube_standin.fixtures import content_image
 
 USER = 1000
 
 
 @pytest.fixture(scope="module")
-def images(test_images: dict[str, str], docker_client: docker.DockerClient,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def images(test_images: dict[str, str], docker_client: docker.DockerClient) -> dict[str, str]:
     """'app': busybox with a root-owned /app; 'notar': the host's dash as /bin/sh and nothing
-    else on PATH (busybox's sh finds its own tar applet even when no tar is on PATH)."""
-    run_id = uuid.uuid4().hex[:8]
-    refs = {name: f"devloop-cu-test/{name}:{run_id}" for name in ("app", "notar")}
-    dockerfile = f"FROM {test_images['sleeper']}\nRUN mkdir -p /app && chmod 755 /app\n"
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=refs["app"], rm=True)
-    ctx = tmp_path_factory.mktemp("notar")
+    else on PATH (busybox's sh finds its own tar applet even when no tar is on PATH). Built by
+    content, kept (see content_image)."""
+    app = f"FROM {test_images['sleeper']}\nRUN mkdir -p /app && chmod 755 /app\n"
     files = {"dash": "/usr/bin/dash", "libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
              "ld.so": "/lib64/ld-linux-x86-64.so.2", "busybox": shutil.which("busybox")}
-    for name, source in files.items():
-        shutil.copy(str(source), ctx / name)
-    (ctx / "Dockerfile").write_text(
-        "FROM scratch\nCOPY dash /bin/sh\nCOPY libc.so.6 /lib/x86_64-linux-gnu/libc.so.6\n"
-        "COPY ld.so /lib64/ld-linux-x86-64.so.2\nCOPY busybox /opt/bb/busybox\n"
-        'CMD ["/opt/bb/busybox", "sleep", "100000"]\n')
-    docker_client.images.build(path=str(ctx), tag=refs["notar"], rm=True)
-    yield refs
-    for ref in refs.values():
-        # another worker's pruning may have untagged it already (engine: "unrecognized image ID")
-        with contextlib.suppress(docker.errors.APIError):
-            docker_client.images.remove(ref, force=True)
+    notar = {name: Path(str(source)).read_bytes() for name, source in files.items()}
+    notar["Dockerfile"] = (
+        b"FROM scratch\nCOPY dash /bin/sh\nCOPY libc.so.6 /lib/x86_64-linux-gnu/libc.so.6\n"
+        b"COPY ld.so /lib64/ld-linux-x86-64.so.2\nCOPY busybox /opt/bb/busybox\n"
+        b'CMD ["/opt/bb/busybox", "sleep", "100000"]\n')
+    return {"app": content_image(docker_client, "devloop-cu-test/app",
+                                 {"Dockerfile": app.encode()}),
+            "notar": content_image(docker_client, "devloop-cu-test/notar", notar)}
 
 
 @pytest.fixture(params=["exec", "docker"])

@@ -11,6 +11,7 @@ A test that stops the API server, injects faults or makes cluster-wide objects u
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import shutil
 import tempfile
@@ -241,23 +242,47 @@ def shared_standin(_session_standin_handle: StandInHandle) -> Iterator[StandInHa
     _session_standin_handle.release()
 
 
-@pytest.fixture(scope="session")
-def busybox_image(standin_docker: docker.DockerClient) -> Iterator[str]:
-    """A tiny local image (FROM scratch + busybox) with sh, httpd, sleep, ... ; removed after."""
+BUSYBOX_DOCKERFILE = (
+    "FROM scratch\n"
+    "COPY busybox /bin/busybox\n"
+    'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+    'RUN ["/bin/mkdir", "-p", "/tmp", "/data", "/www"]\n'
+    'RUN ["/bin/sh", "-c", "echo ok > /www/index.html && chmod 1777 /tmp /data"]\n'
+    'CMD ["sh"]\n'
+)
+
+
+def content_image(client: docker.DockerClient, repo: str, files: dict[str, bytes]) -> str:
+    """`repo:<hash of files>`, built from `files` (a Dockerfile among them) unless it exists.
+
+    Named by content and never removed: every test worker and every later run shares it, and
+    no worker's cleanup can delete the layers another worker's build is using as its cache (a
+    build then fails with 'unable to find image "sha256:..."')."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    tag = f"{repo}:{digest.hexdigest()[:12]}"
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.get(tag)
+        return tag
+    with tempfile.TemporaryDirectory() as context:
+        for name, data in files.items():
+            (Path(context) / name).write_bytes(data)
+            (Path(context) / name).chmod(0o755)  # binaries among them run
+        client.images.build(path=context, tag=tag, rm=True, forcerm=True, network_mode="none")
+    return tag
+
+
+def busybox_base(client: docker.DockerClient) -> str:
+    """A tiny image (FROM scratch + the host's static busybox): sh, awk, httpd, sleep, ...; a
+    writable /tmp and /data, /www/index.html. Skips the test where busybox is missing."""
     if not BUSYBOX.exists():
         pytest.skip("/bin/busybox (busybox-static) is needed to build the test image")
-    tag = f"standin-busybox:{secrets.token_hex(4)}"
-    with tempfile.TemporaryDirectory() as context:
-        shutil.copy(BUSYBOX, Path(context) / "busybox")
-        (Path(context) / "Dockerfile").write_text(
-            "FROM scratch\n"
-            "COPY busybox /bin/busybox\n"
-            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-            'RUN ["/bin/mkdir", "-p", "/tmp", "/data", "/www"]\n'
-            'RUN ["/bin/sh", "-c", "echo ok > /www/index.html && chmod 1777 /tmp"]\n'
-            'CMD ["sh"]\n'
-        )
-        standin_docker.images.build(path=context, tag=tag, rm=True, forcerm=True)
-    yield tag
-    with contextlib.suppress(docker.errors.APIError):
-        standin_docker.images.remove(tag, force=True)
+    return content_image(client, "standin-busybox", {
+        "busybox": BUSYBOX.read_bytes(), "Dockerfile": BUSYBOX_DOCKERFILE.encode()})
+
+
+@pytest.fixture(scope="session")
+def busybox_image(standin_docker: docker.DockerClient) -> str:
+    """The busybox image (busybox_base), once per session."""
+    return busybox_base(standin_docker)

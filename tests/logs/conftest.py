@@ -6,10 +6,7 @@ test; the stand-in runs them as Docker containers on network none (nothing here 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -18,17 +15,6 @@ import pytest
 from devloop.k8s.cluster import Cluster
 from tests.kube_standin import StandIn
 from tests.kube_standin.fixtures import namespace_cluster, session_standin
-
-
-def build_busybox(directory: Path, tag: str) -> None:
-    """FROM scratch with the host's static busybox (also used by bench/bench_logs.py)."""
-    shutil.copy(shutil.which("busybox") or "/bin/busybox", directory / "busybox")
-    (directory / "Dockerfile").write_text(
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-        "RUN mkdir -p /tmp && chmod 1777 /tmp\n")
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(directory)], check=True,
-                   capture_output=True, timeout=300)
 
 
 def deployment(name: str, image: str, script: str, **container: Any) -> dict[str, Any]:

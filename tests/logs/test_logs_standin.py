@@ -125,9 +125,11 @@ def test_a_follower_that_falls_behind_skips_to_the_present_and_says_how_much(
     skipped = after - before - 1
     assert numbers[:at] == list(range(numbers[0], numbers[0] + at)), "gap before the skip"
     assert seconds >= 2.0 and skipped > 1000, (estimate, seconds, skipped)
-    # The count is an estimate (the skipped lines are never read): same order of magnitude.
+    # The count is an estimate (the skipped lines are never read: the rate read so far times
+    # the time skipped): the same order of magnitude. Not closer: on a loaded machine the pod's
+    # own rate changes while it is skipped (seen: 64,000 lines/s read, 20,000 skipped).
     print(f"skip: estimate {estimate}, actual {skipped}, {seconds:.1f} s behind")
-    assert skipped / 3 <= estimate <= skipped * 3, (estimate, skipped, seconds, numbers[:3])
+    assert skipped / 10 <= estimate <= skipped * 10, (estimate, skipped, seconds, numbers[:3])
     assert not got.errors
 
 
