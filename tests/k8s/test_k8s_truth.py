@@ -30,6 +30,7 @@ from devloop.loop import pipeline as pl
 from devloop.redact import Redactor
 from tests.conftest import busybox_context
 from tests.kube_standin import StandIn
+from tests.kube_standin.fixtures import wait_for
 
 CMD = ('["/bin/sh","-c","[ -n \\"$CRASH\\" ] && echo fatal: bad config && exit 3; '
        'cat /app/message.txt; while true; do sleep 1; done"]')
@@ -165,7 +166,13 @@ def test_pruning_keeps_every_image_a_replicaset_still_names(
         images.append(project.template().spec.containers[0].image)
         if len(images) == 2:  # positive control: an image nothing names is pruned as usual
             repo, _ = images[0].rsplit(":", 1)
-            docker_client.images.get(images[0]).tag(repo, "dl-000000000000")
+            first = docker_client.images.get(images[0])
+            first.tag(repo, "dl-000000000000")
+            # ... once no container uses it: the v1 pod, still terminating on a loaded
+            # machine, would rightly keep it (an image a container uses is never removed)
+            wait_for(lambda image_id=first.id: not docker_client.containers.list(
+                all=True, filters={"ancestor": image_id}), timeout=120,
+                what="the v1 pod's containers to be removed")
     local = {t for img in docker_client.images.list(name=images[0].rsplit(":", 1)[0])
              for t in img.tags}
     assert set(images) <= local, f"keep_images: 1 must not remove what ReplicaSets name: {local}"

@@ -10,6 +10,7 @@ import pytest
 
 from devloop.image.build import LABEL_CHECKOUT, LABEL_SERVICE, Builder
 from tests.conftest import busybox_context
+from tests.kube_standin.fixtures import build_image
 
 pytestmark = pytest.mark.docker
 
@@ -21,8 +22,8 @@ def test_prune_keeps_the_newest_images_with_both_their_tags(docker_client, image
     hexes = [f"{n:012x}" for n in (1, 2, 3)]
     for n, hex12 in enumerate(hexes):
         ctx = busybox_context(tmp_path / hex12, {"src/v.txt": f"{n}\n"})
-        image, _ = docker_client.images.build(
-            path=str(ctx), tag=f"{repo}:dl-{hex12}", rm=True, network_mode="none",
+        image, _ = build_image(
+            docker_client, path=str(ctx), tag=f"{repo}:dl-{hex12}", rm=True, network_mode="none",
             labels={LABEL_SERVICE: "api", LABEL_CHECKOUT: checkout})
         image.tag(pushed_repo, f"dl-{hex12}")  # what RegistryDelivery tags before pushing
         time.sleep(1.1)  # Created has one-second resolution

@@ -12,7 +12,7 @@ import pytest
 
 from devloop.deploy.delivery import RegistryDelivery
 from tests.conftest import busybox_context
-from tests.kube_standin.fixtures import wait_for
+from tests.kube_standin.fixtures import build_image, wait_for
 from tests.registry.conftest import PASSWORD, USER, docker_config
 
 pytestmark = pytest.mark.docker
@@ -95,7 +95,7 @@ def test_node_pulls_from_the_tls_auth_registry_with_the_pods_pull_secret(
     local = f"dltest-{uuid.uuid4().hex[:6]}/private:dl-1"
     ctx = busybox_context(tmp_path / "private", {"src/id.txt": uuid.uuid4().hex},
                           cmd='["sleep","3600"]')
-    docker_client.images.build(path=str(ctx), tag=local, rm=True, network_mode="none")
+    build_image(docker_client, path=str(ctx), tag=local, rm=True, network_mode="none")
     try:
         ref = RegistryDelivery(tls_registry.host).deliver(local)
     finally:

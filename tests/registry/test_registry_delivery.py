@@ -15,6 +15,7 @@ import pytest
 
 from devloop.deploy.delivery import DeliveryError, RegistryDelivery
 from tests.conftest import busybox_context
+from tests.kube_standin.fixtures import build_image
 from tests.registry.conftest import PASSWORD, USER, docker_config
 from tests.registry.servers import Registry
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.docker
 
 def build(client: docker.DockerClient, ctx: Path, tag: str, text: str, extra: str = "") -> str:
     busybox_context(ctx, {"src/app.txt": text}, extra=extra)
-    client.images.build(path=str(ctx), tag=tag, rm=True, network_mode="none")
+    build_image(client, path=str(ctx), tag=tag, rm=True, network_mode="none")
     return tag
 
 
