@@ -8,6 +8,7 @@ In-process Pipeline + ClusterDeployer + real Docker builds against the Kubernete
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,6 @@ from devloop.loop import pipeline as pl
 from devloop.redact import Redactor
 from tests.conftest import busybox_context
 from tests.kube_standin import StandIn
-from tests.kube_standin.fixtures import wait_for
 
 CMD = ('["/bin/sh","-c","[ -n \\"$CRASH\\" ] && echo fatal: bad config && exit 3; '
        'cat /app/message.txt; while true; do sleep 1; done"]')
@@ -168,15 +168,24 @@ def test_pruning_keeps_every_image_a_replicaset_still_names(
             repo, _ = images[0].rsplit(":", 1)
             first = docker_client.images.get(images[0])
             first.tag(repo, "dl-000000000000")
-            # ... once no container uses it: the v1 pod, still terminating on a loaded
-            # machine, would rightly keep it (an image a container uses is never removed)
-            wait_for(lambda image_id=first.id: not docker_client.containers.list(
-                all=True, filters={"ancestor": image_id}), timeout=120,
-                what="the v1 pod's containers to be removed")
-    local = {t for img in docker_client.images.list(name=images[0].rsplit(":", 1)[0])
-             for t in img.tags}
+    repo = images[0].rsplit(":", 1)[0]
+
+    def local_tags() -> set[str]:
+        return {t for img in docker_client.images.list(name=repo) for t in img.tags}
+
+    # Pruning is best effort: an attempt that finds a container still using the image (the v1
+    # pod terminating on a loaded machine) or the API too slow to say what ReplicaSets name
+    # keeps everything, and devloop prunes again after its next build. Here: ask again, as
+    # that build would, and check what is named is kept after every attempt.
+    deadline = time.monotonic() + 90
+    while f"{repo}:dl-000000000000" in local_tags() and time.monotonic() < deadline:
+        assert set(images) <= local_tags(), "keep_images: 1 removed what a ReplicaSet names"
+        time.sleep(1)
+        project.pipeline.builder.prune("box", keep={images[-1]}, image=repo,
+                                       referenced=project.deployer.referenced_images)
+    local = local_tags()
     assert set(images) <= local, f"keep_images: 1 must not remove what ReplicaSets name: {local}"
-    assert f"{images[0].rsplit(':', 1)[0]}:dl-000000000000" not in local
+    assert f"{repo}:dl-000000000000" not in local, "an image nothing names was never pruned"
     # `kubectl rollout undo --to-revision=1` then runs, instead of ErrImageNeverPull
     ns = project.cluster.namespace
     patched = project.cluster.apps.patch_namespaced_deployment("box", ns, {"spec": {"template": {
