@@ -51,10 +51,11 @@ class Watch:
                     return e
             time.sleep(0.05)
         # the last events other than log and build lines (they drown what happened), then the
-        # last few of those
+        # last few of those; with service, workload and image, to tell who did what
         events = self.events[after:]
         noisy = ("log", "build.output")
-        recent = [(e.get("type"), e.get("message") or e.get("reason") or e.get("line"))
+        recent = [(e.get("type"), e.get("service"), e.get("workload"), e.get("image"),
+                   e.get("message") or e.get("reason") or e.get("line"))
                   for e in [x for x in events if x.get("type") not in noisy][-25:]
                   + [x for x in events if x.get("type") in noisy][-3:]]
         raise AssertionError(f"no {type} {match} in {timeout}s; last: {recent}")

@@ -435,21 +435,20 @@ class ClusterDeployer:
 
     def _deploy_folded(self, stop: threading.Event) -> str | None:
         """After an apply: patch (and wait for) any image left to it that its workloads do not
-        run yet (the manifests did not render, or do not name that workload); the failing
-        outcome, or None."""
-        folded, self._folded = self._folded, {}
+        run yet (the manifests did not render, or do not name that workload), unless a newer
+        image of the service was patched while the apply ran: never put an older one back.
+        The failing outcome, or None."""
+        with self._apply_lock:
+            folded, self._folded = self._folded, {}
         for service, ref, digest in folded.values():
+            targets = self._image_targets(service)  # may render a chart: outside the lock
             try:
-                targets = [t for t in self._image_targets(service)
-                           if self._read_deployed(t).digest != digest]
+                with self._apply_lock:  # read and patch with no image patch in between
+                    if self._images.get(service.image) != ref:
+                        continue  # a newer image went out since (this apply was running)
+                    patched = [(t, self._patch(t, ref, digest)) for t in targets
+                               if self._read_deployed(t).digest != digest]
             except (ClusterUnreachable, PatchError, DeploymentNotFound) as exc:
-                self.bus.publish(ev.ERROR, service.name, message=str(exc))
-                return DEPLOY_FAILED
-            patched: list[tuple[ServiceConfig, int]] = []
-            try:
-                with self._apply_lock:
-                    patched = [(t, self._patch(t, ref, digest)) for t in targets]
-            except (ClusterUnreachable, PatchError) as exc:
                 self.bus.publish(ev.ERROR, service.name, message=str(exc))
                 return DEPLOY_FAILED
             for target, generation in patched:
