@@ -79,6 +79,7 @@ class BuildResult:
     seconds: float
 
 
+VANISHED_ATTEMPTS = 3  # builds sent when a cached layer keeps vanishing (cache_image_vanished)
 _VANISHED = re.compile(r'(unable to find image|no such image:?) "?sha256:[0-9a-f]{64}', re.I)
 
 
@@ -173,20 +174,28 @@ class Builder:
                 raise BuildFailed(svc.name, "build_secrets: need BuildKit, and no Docker CLI"
                                   " with BuildKit was found (see builder.selected); install"
                                   " docker-buildx or a docker CLI >= 18.09")
-            try:
-                image_id = self._legacy_build(context, dockerfile_name, svc, tag, on_line)
-            except BuildFailed as exc:
-                if not cache_image_vanished(exc.reason):
-                    raise
-                # the legacy builder's cache is images: one removed between its lookup and its
-                # use (a prune, another build's cleanup) fails the step, not the Dockerfile
-                on_line(f"devloop: {exc.reason}: a cached layer was removed during the build;"
-                        " building again")
-                context.seek(0)
-                image_id = self._legacy_build(context, dockerfile_name, svc, tag, on_line)
+            image_id = self._legacy_build_retrying(context, dockerfile_name, svc, tag, on_line)
         if image_id is None:
             image_id = self.existing(tag) or ""
         return BuildResult(tag=tag, image_id=image_id, seconds=time.monotonic() - start)
+
+    def _legacy_build_retrying(self, context: IO[bytes], dockerfile_name: str,
+                               svc: ServiceConfig, tag: str, on_line: Callable[[str], None]
+                               ) -> str | None:
+        """The legacy builder's cache is images: one removed between its lookup and its use (a
+        prune, another build's cleanup) fails the step, not the Dockerfile, so the build is
+        sent again, up to VANISHED_ATTEMPTS times (each lookup may find another doomed copy
+        while something keeps removing images)."""
+        for attempt in range(1, VANISHED_ATTEMPTS + 1):
+            try:
+                return self._legacy_build(context, dockerfile_name, svc, tag, on_line)
+            except BuildFailed as exc:
+                if not cache_image_vanished(exc.reason) or attempt == VANISHED_ATTEMPTS:
+                    raise
+                on_line(f"devloop: {exc.reason}: a cached layer was removed during the build;"
+                        " building again")
+                context.seek(0)
+        raise AssertionError("unreachable")
 
     def _legacy_build(self, context: IO[bytes], dockerfile_name: str, svc: ServiceConfig,
                       tag: str, on_line: Callable[[str], None]) -> str | None:

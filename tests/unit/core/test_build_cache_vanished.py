@@ -69,21 +69,25 @@ GONE = {"errorDetail": {"message": f'unable to find image "sha256:{ID}"'}}
 BUILT = {"aux": {"ID": "sha256:" + "b" * 64}}
 
 
-def test_the_build_is_sent_again_once_when_its_cached_layer_vanished(tmp_path) -> None:
-    builder, digest, engine = _builder(tmp_path, [[STEP, GONE], [STEP, BUILT]])
+def test_the_build_is_sent_again_when_its_cached_layer_vanished(tmp_path) -> None:
+    # twice: seen in a loaded parallel test run, the second lookup found another copy of the
+    # layer that was removed too
+    builder, digest, engine = _builder(tmp_path, [[STEP, GONE], [STEP, GONE], [STEP, BUILT]])
     lines: list[str] = []
     result = builder.build(digest, "img:dl-1", lines.append)
     assert result.image_id == "sha256:" + "b" * 64
-    assert len(engine.contexts) == 2 and engine.contexts[0] == engine.contexts[1]  # same tar
-    assert any("a cached layer was removed during the build" in line for line in lines)
+    assert len(engine.contexts) == 3 and len(set(engine.contexts)) == 1  # the same tar
+    assert sum("a cached layer was removed during the build" in line for line in lines) == 2
 
 
-def test_it_fails_with_the_step_when_it_vanishes_again_or_the_step_fails(tmp_path) -> None:
+def test_it_fails_with_the_step_when_it_keeps_vanishing_or_the_step_fails(tmp_path) -> None:
+    from devloop.image.build import VANISHED_ATTEMPTS
     from devloop.image.errors import BuildFailed
 
-    builder, digest, engine = _builder(tmp_path, [[STEP, GONE], [STEP, GONE]])
+    builder, digest, engine = _builder(tmp_path, [[STEP, GONE]] * VANISHED_ATTEMPTS)
     with pytest.raises(BuildFailed, match=r"at step 2 \(COPY app /app\): unable to find image"):
         builder.build(digest, "img:dl-1", lambda _line: None)
+    assert len(engine.contexts) == VANISHED_ATTEMPTS
     failing = {"errorDetail": {"message": "COPY failed: stat app: file does not exist"}}
     builder, digest, engine = _builder(tmp_path / "b", [[STEP, failing], [STEP, BUILT]])
     with pytest.raises(BuildFailed, match="COPY failed"):
