@@ -145,11 +145,20 @@ def _run(argv: Sequence[str] | None, stdout: TextIO | None) -> int:
     json_output = args.output == "json"
     route_stdlib_logging(sys.stderr, redactor, json_output)
     bus = ev.EventBus()
-    if json_output:
-        bus.subscribe(JsonRenderer(out, redactor))
-    else:
-        bus.subscribe(ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build,
-                                      verbose_build=args.verbose_build))
+    renderer = (JsonRenderer(out, redactor) if json_output else
+                ConsoleRenderer(out, redactor, show_build_output=not args.quiet_build,
+                                verbose_build=args.verbose_build))
+    bus.subscribe(renderer)
+    try:
+        return _command(args, out, bus, redactor)
+    finally:
+        renderer.close()  # what still publishes (daemon threads) writes nothing from here on
+
+
+def _command(args: argparse.Namespace, out: TextIO, bus: ev.EventBus, redactor: Redactor
+             ) -> int:
+    """Load the configuration, check the context, and run the command; its exit code."""
+    json_output = args.output == "json"
     # status's stdout is its report: its warnings go to stderr with the library logs.
     route_warnings(None if args.command == "status" else
                    lambda text: bus.publish(ev.WARNING, None, message=text))

@@ -64,7 +64,11 @@ class Watch:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         try:
-            return self.proc.wait(20)
+            code = self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(5)
+        if code < 0 and code != -signal.SIGKILL:  # a crash (SIGABRT, SIGSEGV): what it said
+            print(f"devloop watch ended by signal {-code}; its last lines that were not JSON:",
+                  [e["line"] for e in self.events if e.get("type") == "unparsed"][-20:])
+        return code

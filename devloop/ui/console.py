@@ -11,6 +11,7 @@ lines stable and uncoloured for editors' problem matchers:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -256,7 +257,26 @@ def describe(event: ev.Event) -> str:
 _BUILD_KEEP = 2000  # build output lines kept per service until the build ends
 
 
-class ConsoleRenderer:
+class _Output:
+    """A renderer's stream, written under one lock and closed when the command ends: threads
+    that outlive it (a reload's last step, a log follower) may still publish while the
+    interpreter shuts down, and a write in flight then would abort it ("could not acquire
+    lock for <stdout> at interpreter shutdown"). After close() nothing is written."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Wait for a write in flight, flush, and write nothing more."""
+        with self._lock:
+            self._closed = True
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed file
+                self._stream.flush()
+
+
+class ConsoleRenderer(_Output):
     """Human output: one line per event, service-coloured prefixes on a terminal.
 
     Build output is held per service and, on success, summed up on the `build finished` line
@@ -273,7 +293,7 @@ class ConsoleRenderer:
         self.verbose_build = verbose_build
         self._builds: dict[str | None, tuple[BuildTally, deque[ev.Event]]] = {}
         self._folded: set[tuple[str | None, str]] = set()  # (service, pod) with a note shown
-        self._lock = threading.Lock()
+        super().__init__(stream)
         self._width = 8
         self._log = structlog.wrap_logger(
             structlog.PrintLogger(stream),
@@ -285,6 +305,8 @@ class ConsoleRenderer:
         if event.type == ev.BUILD_OUTPUT and not self.show_build_output:
             return
         with self._lock:
+            if self._closed:
+                return
             for shown in self._shown(event):
                 self._log.info(shown.type, ev=shown)
 
@@ -353,11 +375,11 @@ class ConsoleRenderer:
                 f"{tint}{text}{_RESET if tint else ''}")
 
 
-class JsonRenderer:
+class JsonRenderer(_Output):
     """Machine output: one JSON object per line per event (schema devloop.event/v1)."""
 
     def __init__(self, stream: TextIO, redactor: Redactor) -> None:
-        self._lock = threading.Lock()
+        super().__init__(stream)
         self._log = structlog.wrap_logger(
             structlog.PrintLogger(stream),
             processors=[self._to_dict, redactor,
@@ -367,7 +389,8 @@ class JsonRenderer:
 
     def __call__(self, event: ev.Event) -> None:
         with self._lock:
-            self._log.info(event.type, ev=event)
+            if not self._closed:
+                self._log.info(event.type, ev=event)
 
     @staticmethod
     def _to_dict(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
