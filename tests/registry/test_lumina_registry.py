@@ -45,7 +45,9 @@ from tests.kube_standin.standin import StandIn
 from tests.registry.conftest import USER, docker_config
 from tests.registry.servers import PrivateEngine, Registry
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
+# one worker runs every test of the private node engine (a second dockerd, pulled into from
+# empty) and this module's stack: each worker would start its own and push and pull it all
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900), pytest.mark.xdist_group("node")]
 SCHEMA = jsonschema.Draft202012Validator(json.loads(
     resources.files("devloop").joinpath("schemas/event-v1.json").read_text()))
 HEALTH = "services/backend/app/routes/health.py"

@@ -15,7 +15,8 @@ from tests.conftest import busybox_context
 from tests.kube_standin.fixtures import build_image, wait_for
 from tests.registry.conftest import PASSWORD, USER, docker_config
 
-pytestmark = pytest.mark.docker
+# one private node engine for this and test_lumina_registry.py: one worker (see there)
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("node")]
 
 
 def deployment(name: str, image: str) -> dict:
