@@ -80,7 +80,8 @@ class BuildResult:
 
 
 VANISHED_ATTEMPTS = 3  # builds sent when a cached layer keeps vanishing (cache_image_vanished)
-_VANISHED = re.compile(r'(unable to find image|no such image:?) "?sha256:[0-9a-f]{64}', re.I)
+_VANISHED = re.compile(
+    r'(unable to find image|no such image:?|unknown parent image ID) "?sha256:[0-9a-f]{64}', re.I)
 
 
 def cache_image_vanished(reason: str) -> bool:
