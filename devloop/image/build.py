@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 import docker
 import docker.errors
@@ -79,6 +79,8 @@ class BuildResult:
     seconds: float
 
 
+T = TypeVar("T")
+
 VANISHED_ATTEMPTS = 3  # builds sent when a cached layer keeps vanishing (cache_image_vanished)
 _VANISHED = re.compile(
     r'(unable to find image|no such image:?|unknown parent image ID) "?sha256:[0-9a-f]{64}', re.I)
@@ -88,6 +90,24 @@ def cache_image_vanished(reason: str) -> bool:
     """Whether a legacy build failed because an image it had found in its cache (named by ID,
     never by a tag the Dockerfile wrote) was removed before it used it: building again works."""
     return bool(_VANISHED.search(reason))
+
+
+def build_again_when_vanished(build: Callable[[], T], reason: Callable[[Exception], str | None],
+                              on_retry: Callable[[str], None] = lambda _why: None) -> T:
+    """`build()`, sent again (VANISHED_ATTEMPTS in all) while it fails because a cached layer
+    vanished: the legacy builder's cache is images, and one removed between its lookup and its
+    use (a prune, another build's cleanup) fails the step, not the Dockerfile; each lookup may
+    find another doomed copy while something keeps removing images. `reason` is the failure's
+    text for the exceptions a build raises (None: not a build failure)."""
+    for attempt in range(1, VANISHED_ATTEMPTS + 1):
+        try:
+            return build()
+        except Exception as exc:
+            why = reason(exc)
+            if why is None or not cache_image_vanished(why) or attempt == VANISHED_ATTEMPTS:
+                raise
+            on_retry(why)
+    raise AssertionError("unreachable")
 
 
 def checkout_id(config_path: Path) -> str:
@@ -175,28 +195,17 @@ class Builder:
                 raise BuildFailed(svc.name, "build_secrets: need BuildKit, and no Docker CLI"
                                   " with BuildKit was found (see builder.selected); install"
                                   " docker-buildx or a docker CLI >= 18.09")
-            image_id = self._legacy_build_retrying(context, dockerfile_name, svc, tag, on_line)
+            def retry(why: str) -> None:
+                on_line(f"devloop: {why}: a cached layer was removed during the build;"
+                        " building again")
+                context.seek(0)
+
+            image_id = build_again_when_vanished(
+                lambda: self._legacy_build(context, dockerfile_name, svc, tag, on_line),
+                lambda exc: exc.reason if isinstance(exc, BuildFailed) else None, retry)
         if image_id is None:
             image_id = self.existing(tag) or ""
         return BuildResult(tag=tag, image_id=image_id, seconds=time.monotonic() - start)
-
-    def _legacy_build_retrying(self, context: IO[bytes], dockerfile_name: str,
-                               svc: ServiceConfig, tag: str, on_line: Callable[[str], None]
-                               ) -> str | None:
-        """The legacy builder's cache is images: one removed between its lookup and its use (a
-        prune, another build's cleanup) fails the step, not the Dockerfile, so the build is
-        sent again, up to VANISHED_ATTEMPTS times (each lookup may find another doomed copy
-        while something keeps removing images)."""
-        for attempt in range(1, VANISHED_ATTEMPTS + 1):
-            try:
-                return self._legacy_build(context, dockerfile_name, svc, tag, on_line)
-            except BuildFailed as exc:
-                if not cache_image_vanished(exc.reason) or attempt == VANISHED_ATTEMPTS:
-                    raise
-                on_line(f"devloop: {exc.reason}: a cached layer was removed during the build;"
-                        " building again")
-                context.seek(0)
-        raise AssertionError("unreachable")
 
     def _legacy_build(self, context: IO[bytes], dockerfile_name: str, svc: ServiceConfig,
                       tag: str, on_line: Callable[[str], None]) -> str | None:

@@ -26,7 +26,7 @@ import docker.errors
 import pytest
 from kubernetes import client, config
 
-from devloop.image.build import VANISHED_ATTEMPTS, cache_image_vanished
+from devloop.image.build import build_again_when_vanished
 from devloop.k8s.cluster import Cluster, connect
 
 from .kubeconfig import CONTEXT
@@ -254,17 +254,13 @@ BUSYBOX_DOCKERFILE = (
 
 
 def build_image(client: docker.DockerClient, **kwargs: Any) -> Any:
-    """`client.images.build(**kwargs)`, built again (as devloop's builder does, up to
-    VANISHED_ATTEMPTS builds) when a cached layer it had found was removed before it used
-    it: another worker's cleanup of an image with the same first steps (every busybox image
-    starts with the same COPY) deletes its untagged intermediate images."""
-    for attempt in range(1, VANISHED_ATTEMPTS + 1):
-        try:
-            return client.images.build(**kwargs)
-        except docker.errors.BuildError as exc:
-            if not cache_image_vanished(str(exc)) or attempt == VANISHED_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    """`client.images.build(**kwargs)`, built again as devloop's builder does when a cached
+    layer it had found was removed before it used it: another worker's cleanup of an image with
+    the same first steps (every busybox image starts with the same COPY) deletes its untagged
+    intermediate images."""
+    return build_again_when_vanished(
+        lambda: client.images.build(**kwargs),
+        lambda exc: str(exc) if isinstance(exc, docker.errors.BuildError) else None)
 
 
 def content_image(client: docker.DockerClient, repo: str, files: dict[str, bytes]) -> str:
