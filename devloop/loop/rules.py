@@ -303,12 +303,14 @@ def manifests_deadline(state: ManifestState, timing: Timing) -> float | None:
 def start_manifests(state: ManifestState, states: dict[str, ServiceState], now: float,
                     timing: Timing, config: ConfigState | None = None) -> bool:
     """True (and the apply marked running) when the manifests are due now. They wait for a
-    config read and for service reloads that are running or due: a source change saved in the
-    same quiet period is built and deployed first, so the apply carries its new image."""
+    config read and for service reloads that are running or pending (due, or in their quiet
+    period: a source file saved a few milliseconds after the manifest is due a few milliseconds
+    later): a source change saved with the manifest is built and deployed first, so the apply
+    carries its new image."""
     d = manifests_deadline(state, timing)
     if d is None or d > now or config_pending(config):
         return False
-    if any(s.busy or ((sd := deadline(s, timing)) is not None and sd <= now and _waiting(s))
+    if any(s.busy or (deadline(s, timing) is not None and _waiting(s))
            for s in states.values() if not s.removed):
         return False
     state.first_at = state.last_at = None

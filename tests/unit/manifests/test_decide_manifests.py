@@ -45,6 +45,22 @@ def test_a_source_change_of_the_same_quiet_period_is_deployed_first(tmp_path):
     assert decide.start_manifests(m, states, 10.4, T)  # then applies, carrying it
 
 
+def test_a_source_saved_just_after_the_manifest_is_deployed_first(tmp_path):
+    # seen on a plain-YAML project: `save manifest; save source` from a shell rolled the
+    # workload twice, the apply going first at its deadline, 5 ms before the source was due
+    m, svc = ManifestState(), _service(tmp_path)
+    states = {"api": svc}
+    decide.note_manifest_change(m, at=10.0)
+    decide.note_change(svc, [tmp_path / "app.py"], at=10.005)
+    assert decide.due(states, 10.1, T) == []
+    assert not decide.start_manifests(m, states, 10.1, T)  # the source is in its quiet period
+    assert decide.due(states, 10.105, T) == ["api"]
+    decide.start_plan(svc)
+    assert not decide.start_manifests(m, states, 10.2, T)
+    svc.busy = False
+    assert decide.start_manifests(m, states, 10.3, T)  # then the apply, carrying its image
+
+
 def test_an_unreachable_cluster_retries_the_apply_with_back_off(tmp_path):
     m = ManifestState()
     decide.note_manifest_change(m, at=0.0)
