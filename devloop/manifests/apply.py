@@ -4,13 +4,15 @@ deleted.
 Apply is the API server's own merge (field manager `devloop`): fields devloop stops rendering
 are removed, fields other managers set (an HPA's replicas, a person's `kubectl edit`) are kept,
 and a field devloop would change that another manager owns is a conflict, reported in one line
-naming that manager and the field, never forced. Objects of the kind table (devloop.k8s.kinds) are
+naming that manager and the field, never forced (only fields devloop's own image patches own are
+taken back). Objects of the kind table (devloop.k8s.kinds) are
 addressed directly; other kinds (custom resources) through API discovery.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -95,13 +97,29 @@ def _call(api_client: k8s.ApiClient, method: str, path: str, what: str, *,
         raise
 
 
-def conflict_message(exc: ApiException, what: str) -> str:
-    """One line from a 409 apply conflict: the managers and fields the API server named."""
+def _conflict_causes(exc: ApiException) -> list[Any]:
     body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
     try:
-        causes = (json.loads(body or "{}").get("details") or {}).get("causes") or []
+        return (json.loads(body or "{}").get("details") or {}).get("causes") or []
     except (ValueError, AttributeError):
-        causes = []
+        return []
+
+
+_MANAGER = re.compile(r'conflict with "([^"]*)"')
+
+
+def only_own_patches(exc: ApiException) -> bool:
+    """A 409 apply conflict whose every field is owned by devloop's own patches (manager
+    `devloop`, an Update: the image and digest of a source edit patched in directly), never by
+    another tool or person."""
+    managers = [m.group(1) if (m := _MANAGER.search(str(c.get("message") or ""))) else None
+                for c in _conflict_causes(exc) if isinstance(c, dict)]
+    return bool(managers) and all(m == FIELD_MANAGER for m in managers)
+
+
+def conflict_message(exc: ApiException, what: str) -> str:
+    """One line from a 409 apply conflict: the managers and fields the API server named."""
+    causes = _conflict_causes(exc)
     parts = [" ".join(p for p in (f"field {c['field']}" if c.get("field") else "",
                                    str(c.get("message") or "")) if p)
              for c in causes if isinstance(c, dict)]
@@ -118,9 +136,18 @@ def apply(api_client: k8s.ApiClient, obj: Mapping[str, Any], source: str = "") -
     what = f"{_name(obj)}" + (f" ({source})" if source else "")
     path = object_path(api_client, str(obj.get("apiVersion")), str(obj.get("kind")),
                        meta.get("namespace"), str(meta.get("name")))
+    query = [("fieldManager", FIELD_MANAGER)]
     try:
-        return _call(api_client, "PATCH", path, f"apply {_name(obj)}", body=dict(obj),
-                     query=[("fieldManager", FIELD_MANAGER)], content_type=APPLY_CONTENT_TYPE)
+        try:
+            return _call(api_client, "PATCH", path, f"apply {_name(obj)}", body=dict(obj),
+                         query=query, content_type=APPLY_CONTENT_TYPE)
+        except ApiException as exc:
+            if exc.status != 409 or not only_own_patches(exc):
+                raise
+            # the fields devloop's own image patches own (manager `devloop`, operation Update):
+            # taken back for the apply, which carries the image devloop deployed anyway
+            return _call(api_client, "PATCH", path, f"apply {_name(obj)}", body=dict(obj),
+                         query=[*query, ("force", "true")], content_type=APPLY_CONTENT_TYPE)
     except ApiException as exc:
         if exc.status == 409:
             raise ApplyError(conflict_message(exc, what)) from exc

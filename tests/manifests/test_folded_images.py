@@ -30,7 +30,8 @@ def test_an_image_left_to_an_apply_never_replaces_a_newer_one(
     ns = shared_standin.create_namespace()
     repo = f"{image_prefix}-web"
     base = docker_client.images.get(busybox_base(docker_client))
-    one, two, three = (f"{repo}:dl-{n}" for n in ("one", "two", "three"))
+    digests = {n: hex_digit * 64 for n, hex_digit in (("one", "1"), ("two", "2"), ("three", "3"))}
+    one, two, three = (f"{repo}:dl-{digests[n][:12]}" for n in ("one", "two", "three"))
     for ref in (one, two, three):  # one image, three names: each name is a new template
         base.tag(*ref.split(":"))
     root = tmp_path / "repo"
@@ -54,13 +55,13 @@ def test_an_image_left_to_an_apply_never_replaces_a_newer_one(
         return apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image
 
     try:
-        deployer.deploy(web, one, "one", stop)  # the first deploy installs the manifests
+        deployer.deploy(web, one, digests["one"], stop)  # the first deploy installs the manifests
         assert running() == one
         deployer.images_wait_for_apply.set()  # a manifest edit waits: `two` goes with it
-        deployer.deploy(web, two, "two", stop)
+        deployer.deploy(web, two, digests["two"], stop)
         assert running() == one
         deployer.images_wait_for_apply.clear()  # that apply started; then `three` is built
-        deployer.deploy(web, three, "three", stop)
+        deployer.deploy(web, three, digests["three"], stop)
         assert running() == three
         mark = len(events.events)
         deployer.apply_manifests(stop)  # ... and the apply ends after it
@@ -68,11 +69,18 @@ def test_an_image_left_to_an_apply_never_replaces_a_newer_one(
         assert [e.data["image"] for e in events.events[mark:]
                 if e.type == ev.DEPLOY_PATCHED] == []
 
-        # positive control: an image left to the apply, and none after it, goes out with it
+        # positive control: an image left to the apply, and none after it, goes out with it,
+        # in the apply itself: the image and digest devloop's own patch of `three` owns
+        # (manager devloop, an Update) are taken back, not a conflict
         deployer.images_wait_for_apply.set()
-        deployer.deploy(web, two, "two", stop)
+        deployer.deploy(web, two, digests["two"], stop)
         deployer.images_wait_for_apply.clear()
+        mark = len(events.events)
         deployer.apply_manifests(stop)
         assert running() == two
+        after = events.events[mark:]
+        assert [e.data["message"] for e in after if e.type == ev.MANIFESTS_FAILED] == []
+        assert [e.type for e in after if e.type in (ev.MANIFESTS_APPLIED, ev.DEPLOY_PATCHED)
+                ] == [ev.MANIFESTS_APPLIED]
     finally:
         deployer.close()
