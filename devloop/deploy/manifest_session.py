@@ -2,9 +2,10 @@
 
 Keeps what devloop applied last ({key: content hash}) so a change applies only what changed,
 and the objects no longer rendered are reported as orphaned (and deleted with `prune: true`).
-Every apply carries the images devloop deployed (injected by repository name), so an apply
-never takes a workload back to the manifest's own image; image patches after a build and
-applies are serialised by one lock, so neither reads what the other is half-way through.
+Every apply carries the images devloop deployed (injected by repository name, or where
+devloop.yaml says an image no manifest names runs), so an apply never takes a workload back to
+the manifest's own image; image patches after a build and applies are serialised by one lock,
+so neither reads what the other is half-way through.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from devloop.config.loader import Config
 from devloop.deploy.delivery import registry_ref
 from devloop.deploy.patch import DIGEST_ANNOTATION
 from devloop.k8s.cluster import Cluster
-from devloop.k8s.inject import inject, same_repository, users
+from devloop.k8s.inject import Feed, inject, name_fed, same_repository, users
 from devloop.k8s.kinds import group_of, kind_of, pod_template
 from devloop.k8s.ownership import is_devloop_owned, mark, unmark
 from devloop.manifests import apply as api
@@ -175,6 +176,8 @@ class ManifestSession:
         delete) orphans. Raises RenderError (nothing applied) and ClusterUnreachable."""
         with self.lock:
             objects, sources = self.render()
+            objects = name_fed(objects, self._feeds(), self.cluster.namespace,
+                               self.config_image_paths())
             live_refs, live_digests = self.live_images(objects, images)
             all_images = {**live_refs, **images}
             all_digests = {**live_digests, **(digests or {})}
@@ -189,6 +192,11 @@ class ManifestSession:
             earlier = self.earlier() if self.last is None else []
             todo = plan(objects, self.last, prune=self.config.prune, earlier=earlier)
             return self._run(todo, objects, sources)
+
+    def _feeds(self) -> list[Feed]:
+        """Where devloop.yaml says each service's image runs (used where no manifest names it)."""
+        return [Feed(s.image, s.workload.kind.kind, s.deployment, s.container)
+                for s in self.config.services.values()]
 
     def earlier(self) -> list[str]:
         """Keys of the objects devloop applied for this project that the cluster holds (an

@@ -3,8 +3,10 @@
 As Tilt and Skaffold do, an image is matched by repository name: a manifest that says
 `image: api` (or `api:latest`, or `docker.io/library/api@sha256:..`) runs the image devloop
 built for `api`, in every container and init container of every
-workload kind (kinds.py), and at the configured image paths of custom kinds. Pure: no I/O, the
-objects given are never changed.
+workload kind (kinds.py), and at the configured image paths of custom kinds. An image no manifest
+names runs where devloop.yaml says it does (`deployment:`/`workload:` and `container:`), whatever
+that container's image in the manifests is (a placeholder): `name_fed` makes the manifests say so
+before anything else reads them. Pure: no I/O, the objects given are never changed.
 """
 
 from __future__ import annotations
@@ -87,6 +89,40 @@ def _slots(obj: Mapping[str, Any], image_paths: ImagePaths | None) -> Iterator[_
                 in_container = isinstance(parent, dict) and key == "image"
                 yield _Slot(parent, key, parent.get("name") if in_container else None,
                             "initContainers" in path, path)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A container devloop.yaml says runs a built image: `repo` in `container` of the workload
+    `kind`/`name`."""
+
+    repo: str
+    kind: str
+    name: str
+    container: str
+
+
+def name_fed(objects: Iterable[Mapping[str, Any]], feeds: Iterable[Feed], namespace: str,
+             image_paths: ImagePaths | None = None) -> list[dict[str, Any]]:
+    """`objects`, where the container of every feed whose repository no object names runs that
+    repository (the copies changed; the others as given). So an apply injects the image devloop
+    deployed there too, instead of taking the workload back to the manifests' placeholder."""
+    objects = list(objects)
+    out: list[Any] = list(objects)
+    for feed in feeds:
+        if any(users(objects, feed.repo, image_paths)):
+            continue
+        for i, obj in enumerate(out):
+            meta = obj.get("metadata") or {}
+            if (obj.get("kind") != feed.kind or meta.get("name") != feed.name
+                    or meta.get("namespace", namespace) != namespace):
+                continue
+            copied = copy.deepcopy(dict(obj))
+            for slot in _slots(copied, image_paths):
+                if slot.container == feed.container and slot.key == "image":
+                    slot.parent[slot.key] = feed.repo
+            out[i] = copied
+    return out
 
 
 def inject(obj: Mapping[str, Any], images: Mapping[str, str],

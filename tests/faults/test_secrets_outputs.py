@@ -114,12 +114,18 @@ def test_no_output_shows_a_secret(standin, tmp_path, image_prefix):
     assert_masked(devloop(root, standin.kubeconfig, "sync", "-o", "json"), "sync -o json")
     assert_masked(devloop(root, standin.kubeconfig, "sync"), "sync (console)")
     for args in (("status", "-o", "json"), ("status",)):
-        def with_tail(args: tuple[str, ...] = args) -> str | None:
-            """The log tail is shown while the pod is crashing, not in the moment it runs."""
-            out = devloop(root, standin.kubeconfig, *args)
-            return out if "api=" in out else None
+        last: list[str] = [""]
 
-        assert_masked(wait_for(with_tail, 60, what=f"the log tail in {args}"), " ".join(args))
+        def with_tail(args: tuple[str, ...] = args, last: list[str] = last) -> str | None:
+            """The log tail is shown while the pod is crashing, not in the moment it runs."""
+            last[0] = devloop(root, standin.kubeconfig, *args)
+            return last[0] if "api=" in last[0] else None
+
+        try:
+            shown = wait_for(with_tail, 60, what=f"the log tail in {args}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last output:\n{last[0][-3000:]}") from None
+        assert_masked(shown, " ".join(args))
 
     watch = Watch(root, standin.kubeconfig, extra_env=ENV)
     try:

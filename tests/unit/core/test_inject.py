@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from devloop.k8s.inject import inject, repository, same_repository, users
+from devloop.k8s.inject import Feed, inject, name_fed, repository, same_repository, users
 
 BUILT = "localhost:5000/backend:dl-0123456789ab"
 
@@ -107,3 +107,37 @@ def test_users_lists_every_workload_and_container_running_a_repository() -> None
     assert found[2].namespace == "n"
     assert users([dep, job, other], "postgres")[0].workload == "statefulset/db"
     assert users([dep, job, other], "nothing") == []
+
+
+def _box(namespace: str | None = None) -> dict:
+    meta = {"name": "box", **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "box", "image": "placeholder:none"},
+                {"name": "proxy", "image": "nginx:1.27"}]}}}}
+
+
+def test_an_image_no_manifest_names_runs_where_devloop_yaml_says_and_the_apply_carries_it(
+) -> None:
+    """A chart with a placeholder image, devloop.yaml `deployment: box`: the apply must carry
+    the image devloop deployed there, or every apply takes the workload back to the placeholder."""
+    box = _box("shop")
+    before = copy.deepcopy(box)
+    out = name_fed([box], [Feed("box-image", "Deployment", "box", "box")], "shop")
+    containers = out[0]["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in containers] == ["box-image", "nginx:1.27"]
+    assert box == before  # the input is never changed
+    injected = inject(out[0], {"box-image": BUILT})
+    assert injected["spec"]["template"]["spec"]["containers"][0]["image"] == BUILT
+
+
+def test_a_feed_the_manifests_name_elsewhere_another_namespace_or_kind_changes_nothing() -> None:
+    named = _box()
+    named["spec"]["template"]["spec"]["containers"][1]["image"] = "box-image:v1"
+    feed = Feed("box-image", "Deployment", "box", "box")
+    assert name_fed([named], [feed], "shop") == [named]  # the manifests name it: matched there
+    elsewhere = _box("other")
+    assert name_fed([elsewhere], [feed], "shop") == [elsewhere]
+    assert name_fed([_box()], [Feed("box-image", "StatefulSet", "box", "box")], "shop") == [_box()]
+    # positive control: the same feed on the namespace's Deployment does change it
+    assert name_fed([_box()], [feed], "shop") != [_box()]
