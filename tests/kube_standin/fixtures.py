@@ -110,12 +110,14 @@ class StandInHandle:
         labels = [f"io.devloop.standin.instance={self.standin.instance_id}"]
         if namespace:
             labels.append(f"io.devloop.standin.namespace={namespace}")
-        # docker-py lists, then inspects each: a container the stand-in removes in between
-        # (a pod replaced mid-rollout) is a 404 for the whole list; list again then
-        for _ in range(4):
+        # listed, then inspected one by one: a container the stand-in removes in between (a
+        # pod replaced mid-rollout) is gone, not an error (docker-py's list() fails whole on
+        # it, and four lists in a row could each meet one on a loaded machine)
+        found = []
+        for item in self.docker.api.containers(all=True, filters={"label": labels}):
             with contextlib.suppress(docker.errors.NotFound):
-                return self.docker.containers.list(all=True, filters={"label": labels})
-        return self.docker.containers.list(all=True, filters={"label": labels})
+                found.append(self.docker.containers.get(item["Id"]))
+        return found
 
     def close(self) -> None:
         for api in self._clients:

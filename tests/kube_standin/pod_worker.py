@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import docker
@@ -116,6 +116,23 @@ class KubeletContext:
     placement: Callable[[str], Placement]  # namespace -> placement for new containers
     record_event: Callable[[Obj, str, str, str, str | None], None]
     extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+def next_sync_delay(slots: Iterable[Slot], now: float) -> float:
+    """Seconds until the pod worker must look again: a back-off ending, a waiting container,
+    a probe coming due, else 2 s. Only the probes that run count (the startup probe until it
+    succeeds, liveness and readiness after): a succeeded startup probe stays due forever, and
+    counting it made every worker of a pod with one inspect its container 20 times a second."""
+    due = [2.0]
+    for slot in slots:
+        if slot.backoff_until > now:
+            due.append(slot.backoff_until - now)
+        elif slot.waiting and slot.waiting[0] not in ("PodInitializing",):
+            due.append(1.0)
+        if slot.running:
+            due.extend(track.next_due - now for kind, track in slot.probes.items()
+                       if (kind == "startupProbe") != slot.started)
+    return max(min(due), 0.05)
 
 
 class PodWorker:
@@ -240,16 +257,7 @@ class PodWorker:
             return self.slots.setdefault((init, name), Slot(name, init))
 
     def _next_delay(self) -> float:
-        now = time.monotonic()
-        due = [2.0]
-        for slot in self.slots.values():
-            if slot.backoff_until > now:
-                due.append(slot.backoff_until - now)
-            elif slot.waiting and slot.waiting[0] not in ("PodInitializing",):
-                due.append(1.0)
-            if slot.running:
-                due.extend(p.next_due - now for p in slot.probes.values())
-        return max(min(due), 0.05)
+        return next_sync_delay(self.slots.values(), time.monotonic())
 
     # -- one container -------------------------------------------------------------------------
 
