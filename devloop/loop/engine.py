@@ -199,9 +199,9 @@ class Engine:
             while True:
                 timeout = decide.next_timeout(self.states, self.clock(), self.timing,
                                               self.config_state)
-                manifests_at = decide.manifests_deadline(self.manifest_state, self.timing)
-                if manifests_at is not None:
-                    wait = max(0.0, manifests_at - self.clock())
+                wait = decide.manifests_timeout(self.manifest_state, self.states, self.clock(),
+                                                self.timing, self.config_state)
+                if wait is not None:
                     timeout = wait if timeout is None else min(timeout, wait)
                 try:
                     # wake at least twice a second so signals are handled promptly

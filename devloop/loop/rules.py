@@ -168,8 +168,8 @@ def next_timeout(states: dict[str, ServiceState], now: float, timing: Timing,
         d = None if config.busy else _deadline(config.first_at, config.last_at, timing)
         deadlines = [] if d is None else [d]  # services wait for the read
     else:
-        deadlines = [d for s in states.values()
-                     if _waiting(s) and (d := deadline(s, timing)) is not None]
+        deadlines = [d for s in states.values()  # the services due() may start
+                     if _waiting(s) and not s.removed and (d := deadline(s, timing)) is not None]
     if not deadlines:
         return None
     return max(0.0, min(deadlines) - now)
@@ -300,6 +300,26 @@ def manifests_deadline(state: ManifestState, timing: Timing) -> float | None:
     return None if state.busy else _deadline(state.first_at, state.last_at, timing)
 
 
+def _manifests_held(states: dict[str, ServiceState], timing: Timing,
+                    config: ConfigState | None) -> bool:
+    """What a due apply waits for: a config read, a service reload running or pending."""
+    return config_pending(config) or any(
+        s.busy or (deadline(s, timing) is not None and _waiting(s))
+        for s in states.values() if not s.removed)
+
+
+def manifests_timeout(state: ManifestState, states: dict[str, ServiceState], now: float,
+                      timing: Timing, config: ConfigState | None = None) -> float | None:
+    """Seconds until the manifests may be applied; None when nothing is pending, or while the
+    apply is held (start_manifests): what holds it ends with a message or has its own deadline
+    in next_timeout, and a passed deadline the loop cannot act on made it spin, a whole core
+    for as long as the first builds ran."""
+    d = manifests_deadline(state, timing)
+    if d is None or _manifests_held(states, timing, config):
+        return None
+    return max(0.0, d - now)
+
+
 def start_manifests(state: ManifestState, states: dict[str, ServiceState], now: float,
                     timing: Timing, config: ConfigState | None = None) -> bool:
     """True (and the apply marked running) when the manifests are due now. They wait for a
@@ -308,10 +328,7 @@ def start_manifests(state: ManifestState, states: dict[str, ServiceState], now: 
     later): a source change saved with the manifest is built and deployed first, so the apply
     carries its new image."""
     d = manifests_deadline(state, timing)
-    if d is None or d > now or config_pending(config):
-        return False
-    if any(s.busy or (deadline(s, timing) is not None and _waiting(s))
-           for s in states.values() if not s.removed):
+    if d is None or d > now or _manifests_held(states, timing, config):
         return False
     state.first_at = state.last_at = None
     state.edited = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from devloop.config.loader import ServiceConfig
 from devloop.inputs.digest import ServiceDigest
 from devloop.loop import rules as decide
@@ -78,3 +80,33 @@ def test_a_config_read_in_progress_holds_the_apply(tmp_path):
     assert decide.start_config_read(config, 1.0, T) is not None
     decide.config_read_done(config)
     assert decide.start_manifests(m, {}, 1.0, T, config)
+
+
+def test_a_held_apply_sets_no_timeout_until_what_holds_it_ends(tmp_path):
+    # the first apply is due at start, and held while the first builds run (minutes for a
+    # real stack): a timeout of 0 all that time made `devloop watch` spin a core
+    m, svc = ManifestState(), _service(tmp_path)
+    states = {"api": svc}
+    decide.note_manifest_change(m, at=10.0 - 3600.0, edited=False)
+    decide.note_change(svc, [tmp_path / "app.py"], at=10.0)
+    assert decide.manifests_timeout(m, states, 10.0, T) is None  # the source is pending...
+    # ... and its deadline wakes the loop
+    assert decide.next_timeout(states, 10.0, T) == pytest.approx(0.1)
+    decide.start_plan(svc)
+    assert decide.manifests_timeout(m, states, 60.0, T) is None  # its reload's end wakes it
+    assert decide.next_timeout(states, 60.0, T) is None
+    svc.busy = False
+    assert decide.manifests_timeout(m, states, 60.0, T) == 0.0
+    assert decide.start_manifests(m, states, 60.0, T)
+    assert decide.manifests_timeout(m, states, 60.0, T) is None  # the apply runs
+    decide.manifests_done(m, retry=False, now=61.0, timing=T)
+    decide.note_manifest_change(m, at=70.0)  # an edit: due after its quiet period
+    assert decide.manifests_timeout(m, states, 70.0, T) == pytest.approx(T.quiet_s)
+
+
+def test_a_removed_service_sets_no_timeout(tmp_path):
+    svc = _service(tmp_path)
+    decide.note_change(svc, [tmp_path / "app.py"], at=10.0)
+    svc.removed = True  # due() never starts it: its deadline must not wake the loop either
+    assert decide.due({"api": svc}, 11.0, T) == []
+    assert decide.next_timeout({"api": svc}, 11.0, T) is None
