@@ -91,12 +91,15 @@ def test_requests_on_one_connection_are_answered_without_nagle_delay(api_only):
     ns = api_only.create_namespace()
     core.create_namespaced_config_map(ns, {"metadata": {"name": "cfg"}, "data": {"A": "1"}})
     core.read_namespaced_config_map("cfg", ns)  # the connection is open and TLS is done
-    started = time.monotonic()
+    took = []
     for i in range(20):
+        started = time.monotonic()
         core.patch_namespaced_config_map("cfg", ns, {"data": {"A": str(i)}})
-    took = time.monotonic() - started
+        took.append(time.monotonic() - started)
     assert core.read_namespaced_config_map("cfg", ns).data == {"A": "19"}
-    assert took < 0.6, f"20 patches on one connection took {took:.2f} s"
+    # the delayed ACK is a timer: with Nagle on, every one of them takes 40 ms or more; a
+    # loaded machine slows some of them, not the fastest of 20 (their sum was 0.7 s once)
+    assert min(took) < 0.03, f"the fastest of 20 patches on one connection took {min(took):.3f} s"
 
 
 def test_schema_validation_rejects_unknown_fields_and_wrong_types(api_only):
