@@ -83,7 +83,8 @@ T = TypeVar("T")
 
 VANISHED_ATTEMPTS = 3  # builds sent when a cached layer keeps vanishing (cache_image_vanished)
 _VANISHED = re.compile(
-    r'(unable to find image|no such image:?|unknown parent image ID) "?sha256:[0-9a-f]{64}', re.I)
+    r'(unable to find image|no such image:?|unknown parent image ID) "?sha256:[0-9a-f]{64}'
+    r'|failed to get digest sha256:[0-9a-f]{64}: open \S+: no such file or directory', re.I)
 
 
 def cache_image_vanished(reason: str) -> bool:

@@ -14,6 +14,9 @@ ID = "d23fb5c3b80a332d25e711c6e9a1078ec93b4e44197ddeab82f2601f763d7f5e"
     f'unable to find image "sha256:{ID}"',  # the engine's words in a CI run (20.10)
     f"No such image: sha256:{ID}",
     f"unknown parent image ID sha256:{ID}",  # the next step committed on a removed layer
+    # the image store lost the layer's config between the cache lookup and its use (a full run)
+    f"failed to get digest sha256:{ID}: open /var/lib/docker/image/overlay2/imagedb/content/"
+    f"sha256/{ID}: no such file or directory",
 ])
 def test_a_cache_image_removed_during_the_build_is_retried(reason: str) -> None:
     assert cache_image_vanished(reason)
@@ -25,6 +28,7 @@ def test_a_cache_image_removed_during_the_build_is_retried(reason: str) -> None:
     ' does not exist',
     'pull access denied for nosuchbase, repository does not exist',
     "unable to find image 'nosuchbase:latest' locally",  # a base image by name: not a cache
+    f"failed to get digest sha256:{ID}: permission denied",
 ])
 def test_the_dockerfiles_own_failures_are_not(reason: str) -> None:
     assert not cache_image_vanished(reason)
