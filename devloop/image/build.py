@@ -330,7 +330,8 @@ class Builder:
                      or t.rsplit(":", 1)[0].endswith(f"/{image}"))]  # the pushed tag
         if len({dl_tag_hex(t) for t, _ in tags}) <= self.keep_images:
             return []
-        created = {i: self.client.api.inspect_image(i).get("Created", "") for _, i in tags}
+        created = {i: self.client.api.inspect_image(i).get("Created", "")
+                   for i in {i for _, i in tags}}  # once per image, not per tag
         return sorted(((created[i], t, i) for t, i in tags), reverse=True)
 
     def _images_in_use(self) -> set[str] | None:

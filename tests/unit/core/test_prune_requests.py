@@ -46,6 +46,12 @@ def test_other_repositories_are_never_inspected_and_few_images_need_no_inspectio
     assert builder.prune("api", keep=set(), image="app/api") == []
     assert client.api.inspected == []  # two of its own images, three kept: nothing to order
     assert client.api.removed == []
+    # positive control: two more of its own (one pushed, two tags) and the oldest goes
+    pushed = image(4, "app/api", 4, 0)
+    pushed["RepoTags"].append("registry.example/app/api:dl-000000000004")
+    client.api._images += [image(3, "app/api", 3, 0), pushed]
+    assert builder.prune("api", keep=set(), image="app/api") == ["app/api:dl-000000000001"]
+    assert sorted(client.api.inspected) == [f"sha256:{n:064x}" for n in (1, 2, 3, 4)]  # once each
 
 
 def test_the_oldest_beyond_keep_images_go_ordered_to_the_nanosecond():

@@ -110,3 +110,5 @@ def test_a_removed_service_sets_no_timeout(tmp_path):
     svc.removed = True  # due() never starts it: its deadline must not wake the loop either
     assert decide.due({"api": svc}, 11.0, T) == []
     assert decide.next_timeout({"api": svc}, 11.0, T) is None
+    svc.removed = False  # positive control: the same pending change, kept, is due at once
+    assert decide.next_timeout({"api": svc}, 11.0, T) == 0.0
