@@ -536,6 +536,7 @@ class DockerUpdater:
 
     name = "docker"
     REMEMBERED = 64  # containers whose prepare answers are kept
+    PREPARE_TRIES = 3  # runs of the prepare script when the engine loses its output
 
     def __init__(self, client: docker.DockerClient) -> None:
         self._api = client.api
@@ -590,8 +591,7 @@ class DockerUpdater:
             with self._lock:  # a failure below must not leave stale answers behind
                 self._ready.pop(cid, None)
             script = _fits(target, prepare_script(deletes, dests), len(dests) + len(deletes))
-            output = self._run_script(target, cid, script, ())
-            owner = _owner(output)
+            owner = self._prepare(target, cid, script)
             known = {d for d in known or () if not any(within(d, g) for g in deletes)} | dirs
         archive = Archive(copies, owner)
         if archive.size:
@@ -605,6 +605,18 @@ class DockerUpdater:
             self._run_script(target, cid, "\n".join(["exec 2>&1", *_run_lines(run)]), run)
         return UpdateResult(len(copies), len(deletes), archive.size, time.monotonic() - began,
                             self.name)
+
+    def _prepare(self, target: Target, cid: str, script: str) -> tuple[int, int]:
+        """Run the prepare script; its `id` line names the owner of the copied files. The
+        engine sometimes loses a short exec's output (moby/moby#27289, docker-py#2042): the
+        script is idempotent, so it runs again rather than files silently becoming root's."""
+        for _ in range(self.PREPARE_TRIES):
+            owner = _owner(self._run_script(target, cid, script, ()))
+            if owner is not None:
+                return owner
+        raise UpdateFailed("other", f"cannot sync into {target.label} through Docker: the"
+                           f" engine returned no output of the container's `id`"
+                           f" {self.PREPARE_TRIES} times; a rebuild brings the change in")
 
     def _run_script(self, target: Target, cid: str, script: str, run: Sequence[str]) -> str:
         try:
@@ -628,13 +640,14 @@ class DockerUpdater:
             raise _docker_failure(target, exc) from None
 
 
-def _owner(output: str) -> tuple[int, int]:
+def _owner(output: str) -> tuple[int, int] | None:
+    """The uid and gid the prepare script printed, or None when its output was lost."""
     for line in output.splitlines():
         if line.startswith(f"{MARK}id "):
             with contextlib.suppress(ValueError):
                 uid, gid = line.split()[2:4]
                 return int(uid), int(gid)
-    return 0, 0
+    return None
 
 
 def _docker_failure(target: Target, exc: Exception) -> UpdateFailed:

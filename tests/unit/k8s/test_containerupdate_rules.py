@@ -190,3 +190,52 @@ def test_a_docker_engine_gone_mid_sync_is_a_refusal_the_exec_api_takes_over(
     assert failed.value.kind == "exec_refused"
     assert "ns/api-1/app" in str(failed.value) and "Docker Engine went away" in str(failed.value)
     assert "\n" not in str(failed.value)
+
+
+class LossyExecApi:
+    """Docker's exec endpoints as the engine answers them when it loses a short exec's output
+    (moby/moby#27289): the first `lost` prepare runs print nothing, though they ran."""
+
+    def __init__(self, lost: int) -> None:
+        self.lost, self.execs, self.archives = lost, 0, []
+
+    def exec_create(self, cid: str, cmd: list[str], **_: object) -> dict:
+        return {"Id": f"e{self.execs}"}
+
+    def exec_start(self, exec_id: str) -> bytes:
+        self.execs += 1
+        return b"" if self.execs <= self.lost else b"@@devloop-phase id 1000 1000\n"
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        return {"ExitCode": 0}
+
+    def put_archive(self, cid: str, path: str, chunks) -> bool:
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            self.archives.append([(m.name, m.uid, m.gid) for m in tar.getmembers()])
+        return True
+
+
+@pytest.mark.parametrize("lost", [0, 1, 2])
+def test_files_belong_to_the_containers_user_even_when_the_engine_loses_the_exec_output(
+        tmp_path: Path, lost: int) -> None:
+    """lost=0 is the positive control: one prepare exec, files owned by uid 1000."""
+    api = LossyExecApi(lost)
+    client = type("Client", (), {"api": api})()
+    target = Target("ns", "api-1", "app", "docker://" + "c" * 64)
+    result = DockerUpdater(client).update(  # type: ignore[arg-type]
+        target, [(local(tmp_path, "a.py", "a\n"), "/srv/a.py")], [], [])
+    assert result.files == 1 and api.execs == lost + 1
+    assert api.archives == [[("srv/a.py", 1000, 1000)]]
+
+
+def test_an_engine_that_never_returns_the_exec_output_fails_the_sync_without_root_files(
+        tmp_path: Path) -> None:
+    api = LossyExecApi(lost=99)
+    client = type("Client", (), {"api": api})()
+    target = Target("ns", "api-1", "app", "docker://" + "c" * 64)
+    with pytest.raises(UpdateFailed) as failed:
+        DockerUpdater(client).update(  # type: ignore[arg-type]
+            target, [(local(tmp_path, "a.py", "a\n"), "/srv/a.py")], [], [])
+    assert api.archives == [] and api.execs == DockerUpdater.PREPARE_TRIES
+    assert "ns/api-1/app" in str(failed.value) and "rebuild" in str(failed.value)
+    assert "\n" not in str(failed.value)
