@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +76,11 @@ def path_bytes(rel: str) -> bytes:
     return rel.encode("utf-8", "surrogateescape")
 
 
+def _folders_of(rel: str) -> Iterator[str]:
+    """The folders above a relative path: a/b/c.py -> a, a/b."""
+    return (rel[:i] for i, c in enumerate(rel) if c == "/")
+
+
 class UnreadableInputs(PermissionError):
     """Input files devloop may not read; one line naming them and what to do."""
 
@@ -92,6 +97,7 @@ class TreeIndex:
         self.reads = 0  # files whose content was read; the benchmark and tests watch this
         self.unreadable: set[str] = set()  # input files open() refused (permission denied)
         self._fold_case = case_insensitive(root)
+        self._folders: set[str] | None = None  # indexed folders, for _forget; None: stale
 
     def scan(self) -> None:
         """Walk the whole tree; re-read only files whose stat differs from the cache."""
@@ -105,6 +111,7 @@ class TreeIndex:
         """Apply changed absolute paths below root; return True when any input changed."""
         changed = False
         listings: dict[Path, set[str]] = {}  # per parent, on case-folding file systems
+        self._folders = None  # a folder deleted in this batch is looked up in a fresh set
         for path in paths:
             rel = self.relative(path)
             if rel is None:
@@ -118,10 +125,13 @@ class TreeIndex:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 changed |= self._rescan_dir(rel)
+                self._folders = None  # the rescan may have indexed folders the set lacks
             elif not self.rules.ignores_file(rel) and not self._pruned_parent(rel):
                 before = self.files.get(rel)
                 self._add(rel, st, before)
                 changed |= before != self.files.get(rel)
+                if self._folders is not None:  # keep it a superset: add the file's folders
+                    self._folders.update(_folders_of(rel))
         return changed
 
     def relative(self, path: Path) -> str | None:
@@ -158,8 +168,22 @@ class TreeIndex:
         self.files[rel] = FileEntry(st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, sha)
 
     def _forget(self, rel: str) -> bool:
+        """Drop a deleted file, or everything below a deleted folder. A folder removed with
+        2,500 files arrives as 2,500 file events: each is one dict lookup, not a pass over
+        the whole index (which cost a second per deleted checkout)."""
+        if rel in self.files:
+            del self.files[rel]
+            self.unreadable.discard(rel)
+            return True
+        if rel in self.unreadable:
+            self.unreadable.discard(rel)
+            return False
+        if self._folders is None:  # once per batch, then kept a superset of what is indexed
+            self._folders = {f for k in (*self.files, *self.unreadable) for f in _folders_of(k)}
+        if rel and rel not in self._folders:
+            return False
         prefix = rel + "/" if rel else ""
-        gone = [k for k in self.files if k == rel or k.startswith(prefix)]
+        gone = [k for k in self.files if k.startswith(prefix)]
         for k in gone:
             del self.files[k]
         self.unreadable = {k for k in self.unreadable if not (k == rel or k.startswith(prefix))}

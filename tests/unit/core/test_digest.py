@@ -113,6 +113,45 @@ def test_new_directory_and_deleted_directory_update_incrementally(tmp_path):
     assert d.digest() == empty
 
 
+def test_a_batch_of_deletes_and_adds_leaves_the_index_a_fresh_scan_would_build(tmp_path):
+    """A deleted folder arrives as one event per file and one per folder, mixed with adds
+    (git checkout, a rename): each form of the batch must leave exactly what a scan finds."""
+    svc = _service(tmp_path)
+    app = svc.context / "app"
+    index = ServiceDigest(svc).context
+    for i in range(30):
+        (app / f"old/sub{i % 3}").mkdir(parents=True, exist_ok=True)
+        (app / f"old/sub{i % 3}/m{i}.py").write_text(str(i))
+    index.scan()
+    assert len([k for k in index.files if k.startswith("app/old/")]) == 30  # control
+    gone = sorted(app.glob("old/**/*.py"))
+    (app / "old").rename(app / "moved")
+    (app / "new/deep").mkdir(parents=True)
+    (app / "new/deep/n.py").write_text("n")
+
+    def batch():  # the disk changes while the batch is applied, as it does under a watcher
+        yield from gone[:5]  # deleted files: the first one that is unknown builds the folders
+        yield app / "old/sub1"
+        yield app / "new/deep/n.py"  # a file in a folder the index did not hold
+        (app / "new/deep/n.py").unlink()
+        (app / "new/deep").rmdir()
+        yield app / "new/deep"  # ... deleted before the batch ends
+        (app / "made/x").mkdir(parents=True)
+        (app / "made/x/y.py").write_text("y")
+        yield app / "made"  # a new folder, walked
+        (app / "made/x/y.py").unlink()
+        (app / "made/x").rmdir()
+        yield app / "made/x"  # ... and its subfolder deleted
+        yield from [*gone[5:], app / "old", app / "moved"]
+
+    assert index.update(batch())
+    fresh = ServiceDigest(svc).context
+    fresh.scan()
+    assert index.files == fresh.files
+    assert not any(k.startswith(("app/old/", "app/new/", "app/made/")) for k in index.files)
+    assert len([k for k in index.files if k.startswith("app/moved/")]) == 30
+
+
 def test_a_name_that_is_not_utf8_is_hashed_and_changes_the_digest(tmp_path):
     svc = _service(tmp_path)
     base = _digest(svc)
