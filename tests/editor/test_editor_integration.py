@@ -45,8 +45,10 @@ total = sum(range(10))
 ratio = total / 0
 """
 GOOD_MAIN = """\
+import pathlib
 import time
 print("pyapp up", flush=True)
+pathlib.Path("/tmp/up").touch()
 while True:
     time.sleep(1)
 """
@@ -88,13 +90,18 @@ def cluster() -> Iterator[tuple[StandIn, k8s.AppsV1Api]]:
 
 def _deployment(name: str, container: str) -> dict:
     labels = {"app": name}
+    spec: dict = {"name": container, "image": f"{name}:none", "imagePullPolicy": "IfNotPresent"}
+    if container == "pyapp":  # ready once main.py ran this far, so a crash is never "ready":
+        # without a probe, a loaded machine started Python slower than devloop's 2 s settle
+        # and a crash after it was a successful sync (exit 0)
+        spec["readinessProbe"] = {"exec": {"command": ["test", "-f", "/tmp/up"]},
+                                  "periodSeconds": 2}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": NS},
             "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                      "progressDeadlineSeconds": 60,
                      "template": {"metadata": {"labels": labels}, "spec": {
-                         "containers": [{"name": container, "image": f"{name}:none",
-                                         "imagePullPolicy": "IfNotPresent"}]}}}}
+                         "containers": [spec]}}}}
 
 
 @pytest.fixture
