@@ -26,6 +26,7 @@ import docker.errors
 import jsonschema
 import pytest
 
+from tests.conftest import remove_tags_naming
 from tests.e2e.lumina import (
     REPO,
     DevloopProcess,
@@ -55,7 +56,7 @@ REQUIREMENTS = "services/backend/requirements.txt"
 # The backend's image under a name of this run's own: other stacks on the shared engine build
 # the same `lumina-backend:dl-` tags and prune theirs (whose pods there use them; ours run on
 # the node) at any time. The build cache is shared all the same.
-IMAGE = f"lumina-backend-node{secrets.token_hex(3)}"
+IMAGE = f"dltest-backend-node{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -108,11 +109,7 @@ def stack(private_engine: PrivateEngine, docker_client: docker.DockerClient
         server.stop(keep_pods=False, remove_volumes=True)
         node.close()
         registry.stop()
-        for name in (IMAGE, f"{registry.host}/{IMAGE}"):  # this run's tags, nothing else
-            for image in docker_client.images.list(name=name):
-                for tag in image.tags:
-                    if tag.rsplit(":", 1)[0] == name:
-                        docker_client.images.remove(tag, force=True)
+        remove_tags_naming(docker_client, IMAGE)  # this run's tags, pushed ones too
         shutil.rmtree(work, ignore_errors=True)
 
 
