@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from devloop import events as ev
@@ -98,17 +99,19 @@ def test_burst_of_2000_files_gives_one_build_per_affected_service(make_project, 
 
 
 def test_change_during_build_queues_exactly_one_follow_up(make_project, docker_client):
-    # the slow step comes after the sources, so no build of new content can skip it
+    # the slow step comes after the sources, so no build of new content can skip it; content
+    # new to the engine too (an earlier run's cache made every build instant: 3 reloads)
     slow = scratch_dockerfile("src/", extra='COPY src/ /slow/\n'
                               'RUN ["/bin/sleep","2"]\n')
     root = make_project({"api": {"dockerfile": slow}})
     src = root / "services/api/src/main.txt"
+    nonce = uuid.uuid4().hex
     with running(root, docker_client) as h:
         mark = h.mark()
-        src.write_text("one\n")
+        src.write_text(f"one {nonce}\n")
         h.wait(ev.BUILD_STARTED, "api", after=mark)
         for i in range(5):  # five saves while the build runs
-            src.write_text(f"during {i}\n")
+            src.write_text(f"during {i} {nonce}\n")
             time.sleep(0.15)
         h.wait(ev.RELOAD_FINISHED, "api", after=mark)
         h.settle(1.5)
@@ -119,7 +122,7 @@ def test_change_during_build_queues_exactly_one_follow_up(make_project, docker_c
         assert len(runs) == 2, [(e.type, e.data) for e in runs]
         last = h.since(mark, ev.BUILD_FINISHED, "api")[-1].data["image"]
         out = docker_client.containers.run(last, remove=True, network_mode="none")
-        assert out == b"during 4\n"
+        assert out == f"during 4 {nonce}\n".encode()
 
 
 def test_failing_build_names_its_step_and_line_and_the_next_good_save_recovers(
