@@ -64,15 +64,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     with contextlib.suppress(docker.errors.DockerException):
         client = docker.from_env()
         try:
-            removed = sweep_test_images(client, since=config.stash[RUN_STARTED])
+            config.stash[IMAGES_REMOVED] = sweep_test_images(client, config.stash[RUN_STARTED])
         finally:
             client.close()
-        if reporter := config.pluginmanager.get_plugin("terminalreporter"):
-            reporter.ensure_newline()
-            reporter.write_line(f"removed {removed} images the tests left behind")
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if IMAGES_REMOVED in config.stash:
+        terminalreporter.write_line(
+            f"removed {config.stash[IMAGES_REMOVED]} images the tests left behind")
 
 
 RUN_STARTED = pytest.StashKey[int]()
+IMAGES_REMOVED = pytest.StashKey[int]()
 OWN_CHECKOUT = checkout_id(REPO / "devloop.yaml")  # the developer's own `devloop watch` builds
 
 
