@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.registry.servers import free_port
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "lumina"

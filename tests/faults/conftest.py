@@ -6,7 +6,6 @@ pods' images, the PVC's UID, the data on the volume)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import StandInHandle, wait_for
+from tests.ports import free_port
 from tests.watchproc import Watch
 
 NS = "faults"
@@ -26,12 +26,6 @@ NS = "faults"
 BOX_CMD = ('["/bin/sh","-c","m=$(cat /app/index.html); echo \\"$m\\" >> /data/history; '
            'httpd -p 8080 -h /app; i=0; while true; do echo \\"$m $i\\"; i=$((i+1)); '
            'sleep 0.2; done"]')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_event(watch: Watch, type: str, after: int = 0, timeout: float = 120,

@@ -22,17 +22,12 @@ from kubernetes import client as k8s
 
 from tests.conftest import busybox_context
 from tests.kube_standin.fixtures import wait_for
+from tests.ports import free_port
 from tests.watchproc import Watch
 
 NS = "lumina"
 HTTPD = '["/bin/httpd","-f","-p","{port}","-h","/app"]'
 ROLLING = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_web(standin, root: Path, name: str, image_prefix: str, forwards: str,

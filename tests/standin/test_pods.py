@@ -12,6 +12,7 @@ from kubernetes import client
 
 from tests.kube_standin.clock import parse_time
 from tests.kube_standin.fixtures import wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -353,14 +354,10 @@ def test_deleting_a_pod_removes_its_container_and_the_replicaset_replaces_it(
 
 def test_host_network_pods_are_reachable_on_localhost_and_resolve_services(
         standin_factory, busybox_image):
-    import socket
-
     host = standin_factory(pod_network="host")
     core = host.core()
     ns = host.create_namespace()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     service = core.create_namespaced_service(ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
         "spec": {"type": "NodePort", "selector": {"app": "api"},
@@ -457,14 +454,10 @@ def test_host_network_rollout_starts_the_new_pod_only_after_the_old_one_is_gone(
     terminating one could not bind, and its readiness probe would be answered by the old
     server, so the rollout looked complete while the new pod crashed (seen with a PID-1 server
     that ignores SIGTERM). Kubernetes gives each pod its own network; the stand-in serializes."""
-    import socket
-
     host = standin_factory(pod_network="host")
     core, apps = host.core(), host.apps()
     ns = host.create_namespace()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     # `trap '' TERM`: the old server lingers for its grace period, as a PID-1 python does
     serve = f"trap '' TERM; echo v$V > /www/index.html; exec httpd -f -p 127.0.0.1:{port} -h /www"
     spec = deployment("web", busybox_image, serve, env=[{"name": "V", "value": "1"}])

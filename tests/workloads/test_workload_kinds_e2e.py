@@ -7,7 +7,6 @@ health, logs and forwards."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from tests.conftest import busybox_context, devloop_env
 from tests.kube_standin.fixtures import wait_for
+from tests.ports import free_port
 from tests.watchproc import Watch
 
 NS = "kinds"
@@ -189,17 +189,11 @@ def test_an_edit_during_watch_reaches_every_kind(standin, tmp_path, image_prefix
         watch.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_resource_devloop_does_not_build_shows_health_logs_and_forward(
         standin, tmp_path, image_prefix, busybox_image):
     root = tmp_path / "repo"
     busybox_context(root / "services/app", {"src/message.txt": "v1\n"}, cmd=LOOP)
-    port = _free_port()
+    port = free_port()
     (root / "devloop.yaml").write_text(
         f"version: 1\nnamespace: {NS}\nrollout_timeout_s: 120\nservices:\n"
         f"  app:\n    context: services/app\n    image: {image_prefix}-app\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 BACKEND_DIR = REPO / "services" / "backend"
@@ -42,13 +43,6 @@ TEST_JWT_SECRET = "test-only-jwt-secret-0123456789abcdef0123456789"
 # Root ignores file modes; dropping these capabilities makes it obey them like the pod's uid.
 OBEY_FILE_MODES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.ports import free_port
+
 if TYPE_CHECKING:  # conftest is loaded by pytest; importing it at run time could pick another
     from conftest import BackendLauncher, BackendProcess, SmtpCapture
 
@@ -56,7 +58,7 @@ def test_welcome_email_is_sent_over_starttls(
 
 def test_registration_succeeds_when_smtp_refuses_connections(launcher: BackendLauncher) -> None:
     backend = launcher.start(
-        env={**SMTP_CREDENTIALS, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(_closed_port())}
+        env={**SMTP_CREDENTIALS, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(free_port())}
     )
     api = backend.api()
     assert api.register("refused@example.com").status_code == 201
@@ -109,7 +111,3 @@ def test_registration_does_not_wait_for_a_hung_mail_server(
     assert event["to"] == "patient@example.com"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

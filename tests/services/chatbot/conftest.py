@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.ports import free_port
+
 REPO = Path(__file__).resolve().parents[3]
 CHATBOT_DIR = REPO / "services" / "chatbot"
 BACKEND_DIR = REPO / "services" / "backend"
@@ -34,12 +35,6 @@ FAKE_MODEL = "test/fake-model"
 JWT_SECRET = "chatbot-suite-only-jwt-secret-0123456789abcdef"
 PASSWORD = "correct horse battery"
 _emails = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def base_env() -> dict[str, str]:

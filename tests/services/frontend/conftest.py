@@ -14,6 +14,7 @@ from selenium.webdriver.chrome.options import Options as ChromeOptions
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests.ports import free_port
 from tests.services.frontend.frontend_harness import (
     BACKEND_DIR,
     NODE_ENV_BASE,
@@ -26,7 +27,6 @@ from tests.services.frontend.frontend_harness import (
     StubUpstream,
     backend_import_error,
     ensure_frontend_build,
-    free_port,
     start_real_backend,
 )
 

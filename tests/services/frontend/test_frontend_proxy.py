@@ -12,13 +12,13 @@ import urllib.request
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
+from tests.ports import free_port
 from tests.services.frontend.frontend_harness import (
     BUILD_TIME_API_URL,
     FrontendBuild,
     FrontendServer,
     RecordedRequest,
     StubUpstream,
-    free_port,
 )
 
 

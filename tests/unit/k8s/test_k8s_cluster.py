@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from devloop.k8s.cluster import ClusterUnreachable, check_reachable, connect, new_api_client
+from tests.ports import free_port
 
 
 def write_kubeconfig(path: Path, servers: dict[str, str], current: str | None) -> Path:
@@ -24,12 +24,6 @@ def write_kubeconfig(path: Path, servers: dict[str, str], current: str | None) -
         **({"current-context": current} if current else {}),
     }))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_connect_resolves_current_and_named_contexts_without_network(tmp_path: Path) -> None:
