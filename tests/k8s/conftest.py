@@ -32,14 +32,18 @@ from tests.kube_standin.fixtures import (
 
 IMAGE_REPO = "devloop-k8s-test"
 
+# The trap only asks the loop to end, so `bye N` always counts the ticks printed (a trap that
+# printed itself could run between a tick's echo and the count's increment: `bye 47` after
+# `tick 47`, a failure under load)
 TICKER = """#!/bin/sh
 i=0
-trap 'echo "bye $i"; exit 0' TERM INT
-while true; do
+trap 'stop=1' TERM INT
+while [ -z "$stop" ]; do
   echo "tick $i"
   i=$((i+1))
   usleep 50000
 done
+echo "bye $i"
 """
 CRASH = """#!/bin/sh
 echo "starting up"
