@@ -158,12 +158,16 @@ class RunningService:
             if self.spec.runtime == "python"
             else ["node", "-e", NODE_PROBE]
         )
-        code, out = self.exec([*runtime, url or self.spec.health_url])
-        if code != 0:
-            self.seen.append(out.strip())
-            return None
-        status, _, body = out.strip().partition(" ")
-        return Probe(int(status), body)
+        for _ in range(3):  # the engine can lose a short exec's output (moby/moby#27289)
+            code, out = self.exec([*runtime, url or self.spec.health_url])
+            if code != 0:
+                self.seen.append(out.strip())
+                return None
+            status, _, body = out.strip().partition(" ")
+            if status.isdigit():
+                return Probe(int(status), body)
+            self.seen.append(f"exit 0 with {out!r}: the engine lost the output; asking again")
+        return None
 
     def logs(self, lines: int = 30) -> str:
         return self.container.logs(tail=lines).decode(errors="replace")
