@@ -72,7 +72,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if IMAGES_REMOVED in config.stash:
         terminalreporter.write_line(
-            f"removed {config.stash[IMAGES_REMOVED]} images the tests left behind")
+            f"removed {config.stash[IMAGES_REMOVED]} images and tags the tests left behind")
 
 
 RUN_STARTED = pytest.StashKey[int]()
@@ -82,21 +82,23 @@ OWN_CHECKOUT = checkout_id(REPO / "devloop.yaml")  # the developer's own `devloo
 
 def sweep_test_images(client: docker.DockerClient, since: int) -> int:
     """Remove what tests leave in the engine: untagged images devloop built (whenever they were
-    made: a build that hits the cache returns an image of an earlier run), and images tagged
-    with a test name (dltest-) made since `since` (not those of a test run beside this one).
-    Kept: images of this checkout (scripts/dev beside the tests), base images, the stand-in's
-    shared images, and any image a container still uses. Returns how many were removed."""
+    made: a build that hits the cache returns an image of an earlier run), and the test-named
+    tags (dltest-) of images made since `since` (not those of a test run beside this one; by
+    name, so an image that also has another tag keeps it). Kept: images of this checkout
+    (scripts/dev beside the tests), base images, the stand-in's shared images, and any image a
+    container still uses. Returns how many images and tags were removed."""
     removed = 0
     for image in client.api.images():  # tagged and dangling ones (not intermediate layers)
         labels = image.get("Labels") or {}
         tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
         if tags:
-            ours = image["Created"] >= since and any("dltest-" in t for t in tags)
+            refs = [t for t in tags if "dltest-" in t] if image["Created"] >= since else []
         else:
             ours = LABEL_SERVICE in labels and labels.get(LABEL_CHECKOUT) != OWN_CHECKOUT
-        if ours:
+            refs = [image["Id"]] if ours else []
+        for ref in refs:
             with contextlib.suppress(docker.errors.DockerException):
-                client.api.remove_image(image["Id"], force=bool(tags))
+                client.api.remove_image(ref, force=bool(tags))
                 removed += 1
     return removed
 
