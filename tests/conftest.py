@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,23 +49,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: TIER_ORDER.index(tiers[item]))
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[RUN_STARTED] = int(time.time())
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RUN_STARTED] = int(time.time())
+    if not hasattr(config, "workerinput"):  # xdist starts its workers later: they inherit it
+        fd, path = tempfile.mkstemp(prefix="devloop-test-checkouts-")
+        os.close(fd)
+        os.environ[CHECKOUTS_FILE] = path
+
+
+def note_checkout(config_path: Path) -> None:
+    """Remember a checkout a test made (a copy of the Lumina stack), so the sweep after the
+    run removes the images devloop built for it (their devloop.checkout label names it)."""
+    if path := os.environ.get(CHECKOUTS_FILE):
+        with open(path, "a") as f:  # one short line, appended in one write by any worker
+            f.write(checkout_id(config_path) + "\n")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Once the whole run is over (not in each xdist worker): remove the images the tests left
-    behind. A test's images are untagged while its pods still use them, and stayed as dangling
-    images: about 70 a run, and every build and image list of the engine slows with the count
-    (a busybox build 0.22 s -> 0.33 s with 1,000 more images)."""
+    behind: about 90 a run (a test's images are untagged while its pods still use them and
+    stayed as dangling images; a Lumina copy's images kept their tags), and every build and
+    image list of the engine slows with the count (a busybox build 0.22 s -> 0.33 s with 1,000
+    more images)."""
     config = session.config
-    if hasattr(config, "workerinput") or RUN_STARTED not in config.stash \
-            or config.getoption("markexpr") == "unit":  # the unit tier never talks to Docker
+    if hasattr(config, "workerinput"):
         return
+    checkouts: set[str] = set()
+    if noted := os.environ.pop(CHECKOUTS_FILE, None):
+        with contextlib.suppress(OSError):
+            checkouts = set(Path(noted).read_text().split())
+            Path(noted).unlink()
+    if RUN_STARTED not in config.stash or config.getoption("markexpr") == "unit":
+        return  # the unit tier never talks to Docker
     with contextlib.suppress(docker.errors.DockerException):
         client = docker.from_env()
         try:
-            config.stash[IMAGES_REMOVED] = sweep_test_images(client, config.stash[RUN_STARTED])
+            config.stash[IMAGES_REMOVED] = sweep_test_images(
+                client, config.stash[RUN_STARTED], checkouts)
         finally:
             client.close()
 
@@ -77,24 +98,31 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 RUN_STARTED = pytest.StashKey[int]()
 IMAGES_REMOVED = pytest.StashKey[int]()
+CHECKOUTS_FILE = "DEVLOOP_TEST_CHECKOUTS"  # where note_checkout writes; set for one run
 OWN_CHECKOUT = checkout_id(REPO / "devloop.yaml")  # the developer's own `devloop watch` builds
 
 
-def sweep_test_images(client: docker.DockerClient, since: int) -> int:
-    """Remove what tests leave in the engine: untagged images devloop built (whenever they were
-    made: a build that hits the cache returns an image of an earlier run), and the test-named
-    tags (dltest-) of images made since `since` (not those of a test run beside this one; by
-    name, so an image that also has another tag keeps it). Kept: images of this checkout
-    (scripts/dev beside the tests), base images, the stand-in's shared images, and any image a
-    container still uses. Returns how many images and tags were removed."""
+def sweep_test_images(client: docker.DockerClient, since: int,
+                      checkouts: frozenset[str] | set[str] = frozenset()) -> int:
+    """Remove what tests leave in the engine: images devloop built for the checkouts tests made
+    (`checkouts`, from note_checkout: a Lumina copy's lumina-*:dl-... images, about 25 a run),
+    untagged images devloop built (whenever they were made: a build that hits the cache returns
+    an image of an earlier run), and the test-named tags (dltest-) of images made since `since`
+    (not those of a test run beside this one; by name, so an image that also has another tag
+    keeps it). Kept: images of this checkout (scripts/dev beside the tests), base images, the
+    stand-in's shared images, and any image a container still uses. Returns how many images
+    and tags were removed."""
     removed = 0
     for image in client.api.images():  # tagged and dangling ones (not intermediate layers)
         labels = image.get("Labels") or {}
+        checkout = labels.get(LABEL_CHECKOUT)
         tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
-        if tags:
+        if checkout in checkouts and checkout != OWN_CHECKOUT:
+            refs = [image["Id"]]  # the label makes the image that checkout's alone
+        elif tags:
             refs = [t for t in tags if "dltest-" in t] if image["Created"] >= since else []
         else:
-            ours = LABEL_SERVICE in labels and labels.get(LABEL_CHECKOUT) != OWN_CHECKOUT
+            ours = LABEL_SERVICE in labels and checkout != OWN_CHECKOUT
             refs = [image["Id"]] if ours else []
         for ref in refs:
             with contextlib.suppress(docker.errors.DockerException):

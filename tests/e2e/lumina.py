@@ -22,6 +22,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.conftest import note_checkout
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +69,7 @@ def copy_stack(dest: Path) -> Path:
                   "services/frontend/offline"):
         shutil.rmtree(dest / cache, ignore_errors=True)
         subprocess.run(["cp", "-al", str(REPO / cache), str(dest / cache)], check=True)
+    note_checkout(dest / "devloop.yaml")  # its images go when the test run ends
     return dest
 
 
